@@ -1,0 +1,83 @@
+"""The seam between the engine and the kernels.
+
+The engine (:mod:`sparse_deep.engine`) describes a training step in terms of the
+operations below; a backend supplies them for one kind of device. Arrays passed
+in are that backend's arrays (numpy for the CPU, device arrays for CUDA). Names
+and arguments are shared, so a backend can be swapped without touching the
+engine, and each backend's kernels are tested against the same slow reference.
+"""
+
+
+class Backend:
+    """Interface of a compute backend. See :class:`~sparse_deep.backends.cpu.CPUBackend`."""
+
+    name = "abstract"
+
+    # Memory ------------------------------------------------------------------
+    def zeros(self, shape, dtype):
+        raise NotImplementedError
+
+    def empty(self, shape, dtype):
+        raise NotImplementedError
+
+    def to_device(self, array):
+        raise NotImplementedError
+
+    def to_host(self, array):
+        raise NotImplementedError
+
+    # Batches -----------------------------------------------------------------
+    def gather_rows(self, source, rows, batch):
+        raise NotImplementedError
+
+    def denoise(self, batch, row_ids, n_features, key, p):
+        raise NotImplementedError
+
+    def transpose_batch(self, batch, transposed):
+        raise NotImplementedError
+
+    # Forward -----------------------------------------------------------------
+    def fill_rows(self, out, bias):
+        raise NotImplementedError
+
+    def sparse_matmul_add(self, batch, weights, out):
+        raise NotImplementedError
+
+    def gemm(self, a, b, c, *, alpha=1.0, beta=0.0, trans_a=False, trans_b=False):
+        raise NotImplementedError
+
+    def add(self, out, other):
+        raise NotImplementedError
+
+    def activate(self, z, act, slope, alpha, lam):
+        raise NotImplementedError
+
+    def dropout(self, a, out, key, row_ids, p):
+        raise NotImplementedError
+
+    def output_pass(self, z, targets, act, err, hyper, inv_batch, delta, row_error):
+        raise NotImplementedError
+
+    # Backward ----------------------------------------------------------------
+    def sparseness_penalty(self, a, p, beta, inv_batch, grad_out):
+        raise NotImplementedError
+
+    def hidden_delta(self, delta, a, act, slope, alpha, lam, key, row_ids, p, penalty):
+        raise NotImplementedError
+
+    def column_sums(self, x, out):
+        raise NotImplementedError
+
+    def sparse_weight_gradient(self, transposed, n_present, delta, grad):
+        raise NotImplementedError
+
+    # Update ------------------------------------------------------------------
+    def update_rows(self, param, grad, rows, n_rows, state1, state2, code, hyper):
+        raise NotImplementedError
+
+    def cap_column_norms(self, weights, max_norm):
+        raise NotImplementedError
+
+    # Inference ---------------------------------------------------------------
+    def topk(self, scores, k, exclude_indptr, exclude_indices, out_ids, out_scores):
+        raise NotImplementedError

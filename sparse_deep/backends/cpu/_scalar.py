@@ -1,0 +1,17 @@
+"""The shared per-element math (:mod:`sparse_deep.engine.scalar`) compiled for the CPU."""
+
+from numba import njit
+
+from ...engine import rng, scalar
+
+_cpu = scalar.compile_with(njit(cache=True))
+
+activate = _cpu.activate
+derivative = _cpu.derivative
+elementwise_error = _cpu.elementwise_error
+sigmoid_delta = _cpu.sigmoid_delta
+multinomial_error = _cpu.multinomial_error
+is_unit_interval_error = _cpu.is_unit_interval_error
+optimizer_step = _cpu.optimizer_step
+regularised_gradient = _cpu.regularised_gradient
+uniform = rng.uniform

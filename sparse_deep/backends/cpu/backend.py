@@ -1,0 +1,87 @@
+"""The CPU backend: numpy arrays, numba kernels and BLAS."""
+
+import numpy as np
+
+from ..base import Backend
+from . import dense, optim, sparse, topk
+from .blas import gemm
+
+
+class CPUBackend(Backend):
+    """Kernels compiled with ``numba.njit(parallel=True)``; dense products in BLAS."""
+
+    name = "cpu"
+
+    def zeros(self, shape, dtype):
+        return np.zeros(shape, dtype=dtype)
+
+    def empty(self, shape, dtype):
+        return np.empty(shape, dtype=dtype)
+
+    def to_device(self, array):
+        return array
+
+    def to_host(self, array):
+        return array
+
+    def gather_rows(self, source, rows, batch):
+        return sparse.gather_rows(
+            source.indptr, source.indices, source.data, rows,
+            batch.indptr, batch.indices, batch.data,
+        )
+
+    def denoise(self, batch, row_ids, n_features, key, p):
+        return sparse.denoise(batch.indptr, batch.indices, batch.data, row_ids, n_features, key, p)
+
+    def transpose_batch(self, batch, transposed):
+        return sparse.transpose_batch(
+            batch.indptr, batch.indices, batch.data, transposed.slot, transposed.features,
+            transposed.indptr, transposed.rows, transposed.data,
+        )
+
+    def fill_rows(self, out, bias):
+        out[...] = bias
+
+    def sparse_matmul_add(self, batch, weights, out):
+        sparse.sparse_matmul_add(batch.indptr, batch.indices, batch.data, weights, out)
+
+    def gemm(self, a, b, c, *, alpha=1.0, beta=0.0, trans_a=False, trans_b=False):
+        gemm(a, b, c, alpha=alpha, beta=beta, trans_a=trans_a, trans_b=trans_b)
+
+    def add(self, out, other):
+        out += other
+
+    def activate(self, z, act, slope, alpha, lam):
+        dense.activate_rows(z, act, slope, alpha, lam)
+
+    def dropout(self, a, out, key, row_ids, p):
+        dense.dropout_forward(a, out, key, row_ids, p)
+
+    def output_pass(self, z, targets, act, err, hyper, inv_batch, delta, row_error):
+        dense.output_pass(
+            z, targets.indptr, targets.indices, targets.data, act, err, hyper, inv_batch,
+            delta, row_error,
+        )
+
+    def sparseness_penalty(self, a, p, beta, inv_batch, grad_out):
+        return dense.sparseness_penalty(a, p, beta, inv_batch, grad_out)
+
+    def hidden_delta(self, delta, a, act, slope, alpha, lam, key, row_ids, p, penalty):
+        dense.hidden_delta(delta, a, act, slope, alpha, lam, key, row_ids, p, penalty)
+
+    def column_sums(self, x, out):
+        np.sum(x, axis=0, out=out)
+
+    def sparse_weight_gradient(self, transposed, n_present, delta, grad):
+        sparse.sparse_weight_gradient(
+            transposed.indptr, transposed.rows, transposed.data, n_present, delta, grad
+        )
+
+    def update_rows(self, param, grad, rows, n_rows, state1, state2, code, hyper):
+        optim.update_rows(param, grad, rows, n_rows, state1, state2, code, hyper)
+
+    def cap_column_norms(self, weights, max_norm):
+        optim.cap_column_norms(weights, max_norm)
+
+    def topk(self, scores, k, exclude_indptr, exclude_indices, out_ids, out_scores):
+        topk.topk_rows(scores, k, exclude_indptr, exclude_indices, out_ids, out_scores)

@@ -1,0 +1,199 @@
+"""Kernels over dense ``batch x units`` blocks: activations, the fused output
+pass (activation + error + delta), dropout and the hidden-layer delta."""
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from ...engine.codes import SIGMOID, SOFTMAX
+from ._scalar import (
+    activate,
+    derivative,
+    elementwise_error,
+    is_unit_interval_error,
+    multinomial_error,
+    sigmoid_delta,
+    uniform,
+)
+
+
+@njit(cache=True)
+def _softmax_row(z):
+    m = z[0]
+    for j in range(1, z.shape[0]):
+        if z[j] > m:
+            m = z[j]
+    s = 0.0
+    for j in range(z.shape[0]):
+        e = math.exp(z[j] - m)
+        z[j] = e
+        s += e
+    inv = 1.0 / s
+    for j in range(z.shape[0]):
+        z[j] *= inv
+
+
+@njit(parallel=True, cache=True)
+def activate_rows(z, act, slope, alpha, lam):
+    """Replace pre-activations ``z`` by activations, row by row, in place."""
+    for i in prange(z.shape[0]):
+        row = z[i]
+        if act == SOFTMAX:
+            _softmax_row(row)
+        else:
+            for j in range(row.shape[0]):
+                row[j] = activate(act, row[j], slope, alpha, lam)
+
+
+@njit(cache=True)
+def _target_at(j, p, end, t_indices, t_data):
+    """Value of a CSR target row at column ``j``, walking pointer ``p`` along it.
+
+    Rows are sorted, so a single forward walk visits each target entry once.
+    """
+    if p < end and t_indices[p] == j:
+        return t_data[p], p + 1
+    return 0.0, p
+
+
+@njit(cache=True)
+def _softmax_output_row(a, d, t_indices, t_data, start, end, err, hp, inv_batch):
+    one_target, one_scale = hp[3], hp[5]
+    boost_one, boost_zero = hp[7], hp[8]
+    t_sum = 0.0
+    for p in range(start, end):
+        t_sum += t_data[p]
+    t_norm = 1.0 / t_sum if t_sum != 0.0 else 0.0
+    total = 0.0
+    h_sum = 0.0
+    p = start
+    for j in range(a.shape[0]):
+        t, p = _target_at(j, p, end, t_indices, t_data)
+        is_one = t != 0.0
+        if is_unit_interval_error(err):
+            # Multinomial form: the row's targets form one distribution.
+            e, h = multinomial_error(err, a[j], t * t_norm, is_one, one_target, one_scale)
+        else:
+            e, g = elementwise_error(err, a[j], t, is_one, hp[3], hp[4], hp[5], hp[6])
+            h = a[j] * g
+        w = boost_one if is_one else boost_zero
+        total += w * e
+        h *= w
+        d[j] = h
+        h_sum += h
+    # SoftMax Jacobian: dE/dz_j = a_j * (g_j - sum_k a_k g_k) = h_j - a_j * sum_k h_k.
+    for j in range(a.shape[0]):
+        d[j] = (d[j] - a[j] * h_sum) * inv_batch
+    return total
+
+
+@njit(cache=True)
+def _elementwise_output_row(a, d, t_indices, t_data, start, end, act, err, hp, inv_batch):
+    slope, alpha, lam = hp[0], hp[1], hp[2]
+    boost_one, boost_zero = hp[7], hp[8]
+    fused_sigmoid = act == SIGMOID and is_unit_interval_error(err)
+    total = 0.0
+    p = start
+    for j in range(a.shape[0]):
+        t, p = _target_at(j, p, end, t_indices, t_data)
+        is_one = t != 0.0
+        aj = a[j]
+        if fused_sigmoid:
+            e, dz = sigmoid_delta(err, aj, t, is_one, hp[3], hp[4], hp[5], hp[6])
+        else:
+            e, g = elementwise_error(err, aj, t, is_one, hp[3], hp[4], hp[5], hp[6])
+            dz = g * derivative(act, aj, slope, alpha, lam)
+        w = boost_one if is_one else boost_zero
+        total += w * e
+        d[j] = w * dz * inv_batch
+    return total
+
+
+@njit(parallel=True, cache=True)
+def output_pass(z, t_indptr, t_indices, t_data, act, err, hp, inv_batch, delta, row_error):
+    """Fused output step, one sweep per row: activation, error and delta.
+
+    ``z`` holds the pre-activations and is overwritten with the activations;
+    targets are a CSR block (sorted indices) read by index, never densified.
+    ``delta`` receives dL/dz of the mean batch loss (hence ``inv_batch``) and
+    ``row_error`` each row's summed error. ``hp`` packs the hyper-parameters:
+    slope, ELU alpha, SELU lambda, oneTarget, zeroTarget, oneScale, zeroScale,
+    DeltaBoost one, DeltaBoost zero.
+    """
+    for i in prange(z.shape[0]):
+        a = z[i]
+        start, end = t_indptr[i], t_indptr[i + 1]
+        if act == SOFTMAX:
+            _softmax_row(a)
+            row_error[i] = _softmax_output_row(
+                a, delta[i], t_indices, t_data, start, end, err, hp, inv_batch
+            )
+        else:
+            for j in range(a.shape[0]):
+                a[j] = activate(act, a[j], hp[0], hp[1], hp[2])
+            row_error[i] = _elementwise_output_row(
+                a, delta[i], t_indices, t_data, start, end, act, err, hp, inv_batch
+            )
+
+
+@njit(parallel=True, cache=True)
+def dropout_forward(a, out, key, row_ids, p):
+    """Inverted dropout: ``out = a * keep / (1 - p)``, the mask drawn by counter.
+
+    The counter is (global example id, unit), so the same example gets the same
+    mask whatever batch or process it lands in.
+    """
+    n = a.shape[1]
+    scale = 1.0 / (1.0 - p)
+    for i in prange(a.shape[0]):
+        base = np.uint64(row_ids[i]) * np.uint64(n)
+        for j in range(n):
+            if uniform(key, base + np.uint64(j)) < p:
+                out[i, j] = 0.0
+            else:
+                out[i, j] = a[i, j] * scale
+
+
+@njit(parallel=True, cache=True)
+def hidden_delta(delta, a, act, slope, alpha, lam, key, row_ids, p_dropout, penalty):
+    """Turn dL/d(output of a hidden layer) into dL/dz, in place.
+
+    Walks back through dropout (the mask is recomputed from the same counters),
+    adds the sparseness penalty's gradient ``penalty[j]`` (already divided by the
+    batch size; zeros when off) on the pre-dropout activation, then multiplies
+    by the activation's derivative.
+    """
+    n = a.shape[1]
+    scale = 1.0 / (1.0 - p_dropout) if p_dropout > 0.0 else 1.0
+    for i in prange(a.shape[0]):
+        base = np.uint64(row_ids[i]) * np.uint64(n)
+        for j in range(n):
+            g = delta[i, j]
+            if p_dropout > 0.0:
+                if uniform(key, base + np.uint64(j)) < p_dropout:
+                    g = 0.0
+                else:
+                    g *= scale
+            g += penalty[j]
+            delta[i, j] = g * derivative(act, a[i, j], slope, alpha, lam)
+
+
+@njit(cache=True)
+def sparseness_penalty(a, p, beta, inv_batch, grad_out):
+    """KL sparseness penalty on the batch-mean activation of each unit.
+
+    Returns ``beta * sum_j KL(p || rho_j)`` and writes each unit's gradient with
+    respect to one activation, ``beta * (-p/rho + (1-p)/(1-rho)) / batch``.
+    """
+    n = a.shape[1]
+    total = 0.0
+    for j in range(n):
+        s = 0.0
+        for i in range(a.shape[0]):
+            s += a[i, j]
+        rho = min(max(s * inv_batch, 1.0e-6), 1.0 - 1.0e-6)
+        total += p * math.log(p / rho) if p > 0.0 else 0.0
+        total += (1.0 - p) * math.log((1.0 - p) / (1.0 - rho)) if p < 1.0 else 0.0
+        grad_out[j] = beta * (-p / rho + (1.0 - p) / (1.0 - rho)) * inv_batch
+    return beta * total

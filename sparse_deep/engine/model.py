@@ -1,0 +1,183 @@
+"""A network's parameters and the plan the engine follows to run it.
+
+:class:`Model` turns a resolved :class:`~sparse_deep.network.NetworkSpec` into
+numbers: one weight matrix per (source layer -> layer) connection, shaped
+``(n_source, n_layer)`` so that the input layer's matrix has one row per input
+feature (the rows a sparse batch gathers), and one bias vector per non-input
+layer. It holds host (numpy) arrays; backends copy them as they need.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..network import NetworkSpec
+from .codes import ACTIVATION_CODES, ERROR_CODES
+
+# Standard SELU constant (Klambauer et al., 2017). DSSTNE reused ELUAlpha (1.0)
+# here, which loses the self-normalising property; we keep the paper's value.
+SELU_ALPHA = 1.6732632423543772
+
+
+@dataclass
+class LayerPlan:
+    """What the engine needs to know about one layer, with names resolved to indices."""
+
+    index: int
+    name: str
+    kind: str
+    n: int
+    act: int = -1
+    slope: float = 1.0
+    alpha: float = 1.0
+    lam: float = 1.0
+    p_dropout: float = 0.0
+    weight_norm: float = 0.0
+    sources: list = field(default_factory=list)  # [(source layer index, weight index)]
+    skips: list = field(default_factory=list)  # [layer index]
+    penalty: tuple = None  # (p, beta) of the sparseness penalty, or None
+
+    @property
+    def is_input(self):
+        return self.kind == "Input"
+
+    @property
+    def is_output(self):
+        return self.kind == "Output"
+
+
+def _activation_params(layer, spec):
+    slope = spec.relu_slope if layer.relu_slope is None else layer.relu_slope
+    elu_alpha = spec.elu_alpha if layer.elu_alpha is None else layer.elu_alpha
+    lam = spec.selu_lambda if layer.selu_lambda is None else layer.selu_lambda
+    alpha = SELU_ALPHA if layer.activation == "SELU" else elu_alpha
+    return float(slope), float(alpha), float(lam)
+
+
+def _layer_penalty(layer, spec):
+    """DSSTNE's rule: a Sparse hidden layer is penalised when beta > 0; the
+    layer's own p/beta win over the network's when given (> 0)."""
+    if layer.kind != "Hidden" or not layer.sparse:
+        return None
+    net, own = spec.sparseness_penalty, layer.sparseness_penalty
+    p = own.p if own is not None and own.p > 0 else net.p
+    beta = own.beta if own is not None and own.beta > 0 else net.beta
+    return (float(p), float(beta)) if beta > 0 else None
+
+
+def build_plan(spec):
+    """Layer plans and weight links ``[(source, target)]`` of a resolved spec."""
+    index = {layer.name: i for i, layer in enumerate(spec.layers)}
+    plans, links = [], []
+    for i, layer in enumerate(spec.layers):
+        plan = LayerPlan(index=i, name=layer.name, kind=layer.kind, n=int(layer.n))
+        if layer.kind != "Input":
+            plan.act = ACTIVATION_CODES[layer.activation]
+            plan.slope, plan.alpha, plan.lam = _activation_params(layer, spec)
+            plan.p_dropout = float(layer.p_dropout) if layer.kind == "Hidden" else 0.0
+            plan.weight_norm = float(layer.weight_norm)
+            plan.penalty = _layer_penalty(layer, spec)
+            for source in layer.sources:
+                plan.sources.append((index[source], len(links)))
+                links.append((index[source], i))
+            for skip in layer.skips:
+                j = index[skip]
+                if spec.layers[j].n != layer.n:
+                    raise ValueError(
+                        f"layer {layer.name!r} skips from {skip!r}, but their sizes differ "
+                        f"({layer.n} vs {spec.layers[j].n}); a Skip adds units one to one"
+                    )
+                plan.skips.append(j)
+        plans.append(plan)
+    _check_every_hidden_layer_is_used(plans)
+    return plans, links
+
+
+def _check_every_hidden_layer_is_used(plans):
+    used = {s for p in plans for s, _ in p.sources} | {s for p in plans for s in p.skips}
+    for p in plans:
+        if p.kind == "Hidden" and p.index not in used:
+            raise ValueError(
+                f"hidden layer {p.name!r} feeds no other layer; every hidden layer must be "
+                "the Source or Skip of a later layer"
+            )
+
+
+def _init_weights(scheme, scale, shape, rng):
+    """Draw one weight matrix (see docs/network.md for each scheme's definition)."""
+    n_in, n_out = shape
+    if scheme == "Xavier":
+        limit = scale * np.sqrt(6.0 / (n_in + n_out))
+        return rng.uniform(-limit, limit, shape)
+    if scheme == "CaffeXavier":
+        limit = scale * np.sqrt(3.0 / n_out)
+        return rng.uniform(-limit, limit, shape)
+    if scheme == "Gaussian":
+        return rng.normal(0.0, scale, shape)
+    if scheme == "Uniform":
+        return rng.uniform(-scale, scale, shape)
+    if scheme == "UnitBall":
+        return scale * (1.0 - rng.random(shape))  # (0, scale], as DSSTNE
+    if scheme == "SELU":
+        return rng.normal(0.0, 1.0 / np.sqrt(n_in), shape)
+    if scheme == "Constant":
+        return np.full(shape, scale)
+    raise ValueError(f"unknown weight initialisation scheme {scheme!r}")
+
+
+class Model:
+    """Weights and biases of a resolved network, plus its execution plan.
+
+    Parameters
+    ----------
+    spec : NetworkSpec
+        A resolved network (no ``"auto"`` sizes left).
+    dtype : numpy dtype
+        float32 (training) or float64 (gradient checks).
+    """
+
+    def __init__(self, spec, dtype=np.float32):
+        if not isinstance(spec, NetworkSpec) or not spec.is_resolved:
+            raise ValueError("Model needs a resolved NetworkSpec (call spec.resolve first)")
+        self.spec = spec
+        self.dtype = np.dtype(dtype)
+        self.layers, self.links = build_plan(spec)
+        self.input = next(p for p in self.layers if p.is_input)
+        self.output = next(p for p in self.layers if p.is_output)
+        self.act_error = (self.output.act, ERROR_CODES[spec.error_function])
+        self.weights = [
+            np.zeros((self.layers[s].n, self.layers[t].n), self.dtype) for s, t in self.links
+        ]
+        self.biases = {p.index: np.zeros(p.n, self.dtype) for p in self.layers if not p.is_input}
+
+    def initialize(self, seed):
+        """Draw every weight and bias from ``seed`` (host-side, float64 then cast,
+        so float32 and float64 models start from the same values)."""
+        rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x1417]))
+        for w, (s, t) in zip(self.weights, self.links):
+            init = self.spec.layers[t].weight_init
+            w[...] = _init_weights(init.scheme, float(init.scale), w.shape, rng)
+        for t, b in self.biases.items():
+            b[...] = self.spec.layers[t].weight_init.bias
+        return self
+
+    def parameters(self):
+        """``[(name, array, row_sparse)]`` in a fixed order; ``row_sparse`` marks
+        weights fed by the sparse input layer, whose gradient covers only the
+        rows of features present in a batch."""
+        out = []
+        for w, (s, t) in zip(self.weights, self.links):
+            name = f"{self.layers[s].name}->{self.layers[t].name}"
+            out.append((name, w, self.layers[s].is_input))
+        for t, b in self.biases.items():
+            out.append((f"{self.layers[t].name}.bias", b, False))
+        return out
+
+    def astype(self, dtype):
+        """A copy of this model with parameters cast to ``dtype``."""
+        other = Model(self.spec, dtype)
+        for dst, src in zip(other.weights, self.weights):
+            dst[...] = src
+        for t in other.biases:
+            other.biases[t][...] = self.biases[t]
+        return other

@@ -1,0 +1,77 @@
+"""Optimizer settings and per-parameter state (the update kernels live in the backends)."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .codes import ADADELTA, ADAM, OPTIMIZER_CODES, SGD
+
+_STATES = {SGD: 0, ADADELTA: 2, ADAM: 2}  # the others keep one array
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """Hyper-parameters of one training run.
+
+    ``momentum`` is DSSTNE's mu (Momentum, Nesterov); ``rho`` the decay of the
+    squared-gradient averages (RMSProp, AdaDelta); ``beta1``/``beta2`` Adam's.
+    ``l2``/``l1`` are DSSTNE's lambda/lambda1 (weights only, never biases).
+    ``decay`` divides the learning rate by ``1 + decay * step``.
+    """
+
+    name: str = "adam"
+    learning_rate: float = 1e-3
+    momentum: float = 0.9
+    rho: float = 0.9
+    beta1: float = 0.9
+    beta2: float = 0.999
+    epsilon: float = 1e-8
+    l2: float = 0.0
+    l1: float = 0.0
+    decay: float = 0.0
+
+    @property
+    def code(self):
+        return OPTIMIZER_CODES[self.name]
+
+
+def optimizer_code(name):
+    """Kernel code of an optimizer name (case-insensitive), or a clear error."""
+    key = str(name).lower()
+    if key not in OPTIMIZER_CODES:
+        raise ValueError(
+            f"unknown optimizer {name!r}; expected one of: {', '.join(OPTIMIZER_CODES)}"
+        )
+    return OPTIMIZER_CODES[key]
+
+
+class OptimizerState:
+    """The per-weight arrays an optimizer keeps, allocated once per fit.
+
+    Unused state slots get a one-row dummy so every optimizer shares one kernel
+    signature; the kernel only ever writes row 0 of a dummy.
+    """
+
+    def __init__(self, config, params, backend):
+        self.config = config
+        self.code = optimizer_code(config.name)
+        n_states = _STATES.get(self.code, 1)
+        self.states = []
+        for _, array, _ in params:
+            shape2d = array.reshape(array.shape[0], -1).shape if array.ndim == 2 else (1, array.size)
+            s1 = backend.zeros(shape2d if n_states >= 1 else (1, shape2d[1]), array.dtype)
+            s2 = backend.zeros(shape2d if n_states >= 2 else (1, shape2d[1]), array.dtype)
+            self.states.append((s1, s2))
+        self.uses_state = n_states
+
+    def hyper(self, step, dtype, l2=None, l1=None):
+        """Packed hyper-parameters for update ``step`` (1-based) of one parameter."""
+        c = self.config
+        lr = c.learning_rate / (1.0 + c.decay * (step - 1))
+        c1 = 1.0 - c.beta1**step
+        c2 = 1.0 - c.beta2**step
+        return np.array(
+            [lr, c.momentum, c.rho, c.beta1, c.beta2, c.epsilon, c1, c2,
+             c.l2 if l2 is None else l2, c.l1 if l1 is None else l1],
+            dtype=np.float64,
+        )

@@ -1,0 +1,316 @@
+"""One training step, expressed in backend operations.
+
+:class:`Runner` owns every buffer a step needs, allocated once for the largest
+batch, and runs forward, backward and update over a :class:`~.model.Model`:
+
+    CSR batch -> input layer (gather the weight rows of present features)
+              -> hidden layers (dense GEMM, activation, dropout)
+              -> output layer (GEMM, then one fused pass: activation, error, delta)
+              -> backward (GEMMs; the input layer's gradient covers present rows only)
+              -> optimizer update.
+
+Random draws (dropout, denoising) are keyed by (seed, step, layer, example id),
+so a step is a pure function of the model, the batch and those numbers.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .codes import SOFTMAX
+from .rng import stream_key_host
+
+
+@dataclass
+class CSRBlock:
+    """A CSR matrix as three arrays (indptr int64, indices int32, data float)."""
+
+    indptr: np.ndarray
+    indices: np.ndarray
+    data: np.ndarray
+
+    @classmethod
+    def from_scipy(cls, matrix, backend):
+        return cls(
+            backend.to_device(np.ascontiguousarray(matrix.indptr, dtype=np.int64)),
+            backend.to_device(np.ascontiguousarray(matrix.indices, dtype=np.int32)),
+            backend.to_device(np.ascontiguousarray(matrix.data)),
+        )
+
+    @classmethod
+    def empty(cls, n_rows, max_nnz, dtype, backend):
+        return cls(
+            backend.zeros(n_rows + 1, np.int64),
+            backend.zeros(max(max_nnz, 1), np.int32),
+            backend.zeros(max(max_nnz, 1), dtype),
+        )
+
+
+@dataclass
+class TransposedBlock:
+    """A batch grouped by feature, for the input layer's sparse weight gradient."""
+
+    slot: np.ndarray  # n_features scratch, -1 between calls
+    features: np.ndarray  # present feature ids, in order of first appearance
+    indptr: np.ndarray
+    rows: np.ndarray
+    data: np.ndarray
+
+    @classmethod
+    def empty(cls, n_features, max_nnz, dtype, backend):
+        slot = backend.to_device(np.full(n_features, -1, dtype=np.int32))
+        size = max(max_nnz, 1)
+        return cls(
+            slot,
+            backend.zeros(size, np.int64),
+            backend.zeros(size + 1, np.int64),
+            backend.zeros(size, np.int32),
+            backend.zeros(size, dtype),
+        )
+
+
+def max_batch_nnz(indptr, batch_size):
+    """Most non-zeros any batch of ``batch_size`` rows can hold (its largest rows)."""
+    lengths = np.diff(np.asarray(indptr))
+    if lengths.size <= batch_size:
+        return int(lengths.sum())
+    return int(np.partition(lengths, lengths.size - batch_size)[-batch_size:].sum())
+
+
+# Offsets that keep the random streams of denoising and of each layer's dropout apart.
+_DENOISE_STREAM = 0
+
+
+class Runner:
+    """Buffers and step logic for one model on one backend.
+
+    Parameters
+    ----------
+    model : Model
+    backend : Backend
+    batch_size : int
+        Largest number of rows per step.
+    max_input_nnz, max_target_nnz : int
+        Largest number of non-zeros a batch of inputs / targets can hold.
+    seed : int
+        Seed of the random streams (dropout, denoising).
+    """
+
+    def __init__(self, model, backend, batch_size, max_input_nnz, max_target_nnz=0, seed=0):
+        self.model = model
+        self.backend = backend
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        dt = model.dtype
+        bk = backend
+        self.weights = [bk.to_device(w) for w in model.weights]
+        self.biases = {t: bk.to_device(b) for t, b in model.biases.items()}
+        n = self.batch_size
+        self.inputs = CSRBlock.empty(n, max_input_nnz, dt, bk)
+        self.targets = CSRBlock.empty(n, max_target_nnz, dt, bk)
+        self.transposed = TransposedBlock.empty(model.input.n, max_input_nnz, dt, bk)
+        self.row_ids = np.zeros(n, dtype=np.int64)
+        self.row_error = bk.zeros(n, np.float64)
+        # Per layer: z/activation before dropout ("pre"), after dropout ("out"), delta.
+        self.pre, self.out, self.delta = {}, {}, {}
+        for p in model.layers:
+            if p.is_input:
+                continue
+            self.pre[p.index] = bk.zeros((n, p.n), dt)
+            self.out[p.index] = bk.zeros((n, p.n), dt) if p.p_dropout > 0 else self.pre[p.index]
+            self.delta[p.index] = bk.zeros((n, p.n), dt)
+        self.penalty_grad = {
+            p.index: bk.zeros(p.n, dt) for p in model.layers if p.penalty is not None
+        }
+        self._no_penalty = bk.zeros(max(p.n for p in model.layers), dt)
+        self.weight_grads = [
+            bk.zeros((max(max_input_nnz, 1), w.shape[1]), dt) if model.layers[s].is_input
+            else bk.zeros(w.shape, dt)
+            for w, (s, _) in zip(model.weights, model.links)
+        ]
+        self.bias_grads = {t: bk.zeros(b.shape, dt) for t, b in model.biases.items()}
+        self.n_present = 0
+        self._all_rows = {}
+        hp = model.spec
+        smce, boost = hp.smce, hp.delta_boost
+        out = model.output
+        self.output_hyper = np.array(
+            [out.slope, out.alpha, out.lam, smce.one_target, smce.zero_target,
+             smce.one_scale, smce.zero_scale, boost.one, boost.zero],
+            dtype=np.float64,
+        )
+
+    # -- batches --------------------------------------------------------------
+    def load_batch(self, inputs, targets, rows, step, training):
+        """Gather ``rows`` of the CSR sources into the batch buffers; returns the row count.
+
+        ``inputs``/``targets`` are :class:`CSRBlock` on this backend; ``targets``
+        may be None (inference). Denoising is applied here when training.
+        """
+        bk = self.backend
+        b = rows.shape[0]
+        self.row_ids[:b] = rows
+        bk.gather_rows(inputs, rows, self.inputs)
+        p = self.model.spec.denoising_p
+        if training and p > 0:
+            key = stream_key_host(self.seed, step, _DENOISE_STREAM)
+            bk.denoise(self._batch_view(self.inputs, b), self.row_ids[:b], self.model.input.n, key, p)
+        if targets is not None:
+            bk.gather_rows(targets, rows, self.targets)
+        return b
+
+    @staticmethod
+    def _batch_view(block, b):
+        return CSRBlock(block.indptr[: b + 1], block.indices, block.data)
+
+    def _dropout_key(self, step, layer):
+        return stream_key_host(self.seed, step, layer.index + 1)
+
+    # -- forward --------------------------------------------------------------
+    def forward(self, b, step=0, training=False, stop_at_output=False):
+        """Forward pass over the first ``b`` batch rows.
+
+        With ``stop_at_output`` the output layer's pre-activations are left in
+        ``self.pre[output]`` for the fused output pass; otherwise they are
+        activated too (inference).
+        """
+        bk = self.backend
+        batch = self._batch_view(self.inputs, b)
+        for p in self.model.layers:
+            if p.is_input:
+                continue
+            z = self.pre[p.index][:b]
+            bk.fill_rows(z, self.biases[p.index])
+            for source, w in p.sources:
+                if self.model.layers[source].is_input:
+                    bk.sparse_matmul_add(batch, self.weights[w], z)
+                else:
+                    bk.gemm(self.out[source][:b], self.weights[w], z, beta=1.0)
+            for skip in p.skips:
+                bk.add(z, self.out[skip][:b])
+            if p.is_output and stop_at_output:
+                continue
+            bk.activate(z, p.act, p.slope, p.alpha, p.lam)
+            if p.p_dropout > 0:
+                if training:
+                    key = self._dropout_key(step, p)
+                    bk.dropout(z, self.out[p.index][:b], key, self.row_ids[:b], p.p_dropout)
+                else:
+                    self.out[p.index][:b] = z
+
+    def output_error(self, b):
+        """Fused output pass; returns the summed data error of the batch."""
+        out = self.model.output
+        act, err = self.model.act_error
+        targets = self._batch_view(self.targets, b)
+        self.backend.output_pass(
+            self.pre[out.index][:b], targets, act, err, self.output_hyper, 1.0 / b,
+            self.delta[out.index][:b], self.row_error[:b],
+        )
+        return float(np.sum(self.backend.to_host(self.row_error[:b])))
+
+    # -- backward -------------------------------------------------------------
+    def backward(self, b, step=0, training=True):
+        """Gradients of the mean batch loss for every parameter.
+
+        Expects :meth:`forward` (with ``stop_at_output``) and :meth:`output_error`
+        to have run. Returns the sparseness penalty's contribution to the loss.
+        """
+        bk = self.backend
+        layers = self.model.layers
+        written = {self.model.output.index}
+        penalty_loss = 0.0
+        inv_b = 1.0 / b
+        for p in reversed(layers):
+            if p.is_input:
+                continue
+            delta = self.delta[p.index][:b]
+            if p.index not in written:
+                delta[...] = 0
+            if not p.is_output:
+                penalty = self._no_penalty[: p.n]
+                if p.penalty is not None:
+                    penalty = self.penalty_grad[p.index]
+                    penalty_loss += bk.sparseness_penalty(
+                        self.pre[p.index][:b], p.penalty[0], p.penalty[1], inv_b, penalty
+                    )
+                key = self._dropout_key(step, p) if training else np.uint64(0)
+                p_drop = p.p_dropout if training else 0.0
+                bk.hidden_delta(
+                    delta, self.pre[p.index][:b], p.act, p.slope, p.alpha, p.lam, key,
+                    self.row_ids[:b], p_drop, penalty,
+                )
+            bk.column_sums(delta, self.bias_grads[p.index])
+            for source, w in p.sources:
+                if layers[source].is_input:
+                    self.n_present = bk.transpose_batch(
+                        self._batch_view(self.inputs, b), self.transposed
+                    )
+                    bk.sparse_weight_gradient(
+                        self.transposed, self.n_present, delta, self.weight_grads[w]
+                    )
+                    continue
+                bk.gemm(self.out[source][:b], delta, self.weight_grads[w], trans_a=True)
+                beta = 1.0 if source in written else 0.0
+                bk.gemm(delta, self.weights[w], self.delta[source][:b], beta=beta, trans_b=True)
+                written.add(source)
+            for skip in p.skips:
+                target = self.delta[skip][:b]
+                if skip in written:
+                    bk.add(target, delta)
+                else:
+                    target[...] = delta
+                    written.add(skip)
+        return penalty_loss
+
+    # -- update ---------------------------------------------------------------
+    def _rows(self, n):
+        if n not in self._all_rows:
+            self._all_rows[n] = self.backend.to_device(np.arange(n, dtype=np.int64))
+        return self._all_rows[n]
+
+    def update(self, optimizer, step):
+        """Apply one optimizer step (``step`` is 1-based) to every parameter."""
+        bk = self.backend
+        code = optimizer.code
+        weight_hyper = optimizer.hyper(step, self.model.dtype)
+        bias_hyper = optimizer.hyper(step, self.model.dtype, l2=0.0, l1=0.0)
+        for i, (w, (source, target)) in enumerate(zip(self.weights, self.model.links)):
+            s1, s2 = optimizer.states[i]
+            if self.model.layers[source].is_input:
+                rows, n_rows = self.transposed.features, self.n_present
+            else:
+                rows, n_rows = self._rows(w.shape[0]), w.shape[0]
+            bk.update_rows(w, self.weight_grads[i], rows, n_rows, s1, s2, code, weight_hyper)
+            norm = self.model.layers[target].weight_norm
+            if norm > 0:
+                bk.cap_column_norms(w, norm)
+        n_weights = len(self.weights)
+        for j, (t, bias) in enumerate(self.biases.items()):
+            s1, s2 = optimizer.states[n_weights + j]
+            bk.update_rows(
+                bias.reshape(1, -1), self.bias_grads[t].reshape(1, -1), self._rows(1), 1,
+                s1, s2, code, bias_hyper,
+            )
+
+    def train_step(self, inputs, targets, rows, step, optimizer):
+        """Load, forward, error, backward and update one batch; returns the
+        summed data error and the sparseness penalty of the step."""
+        b = self.load_batch(inputs, targets, rows, step, training=True)
+        self.forward(b, step, training=True, stop_at_output=True)
+        error = self.output_error(b)
+        penalty = self.backward(b, step, training=True)
+        self.update(optimizer, step)
+        return error, penalty
+
+    def sync_to_model(self):
+        """Copy the backend's parameters back into the model's host arrays."""
+        for host, dev in zip(self.model.weights, self.weights):
+            if dev is not host:
+                host[...] = self.backend.to_host(dev)
+        for t, host in self.model.biases.items():
+            if self.biases[t] is not host:
+                host[...] = self.backend.to_host(self.biases[t])
+
+    def output_is_softmax(self):
+        return self.model.output.act == SOFTMAX

@@ -1,0 +1,261 @@
+"""Per-element math of activations and error functions, shared by all backends.
+
+These are plain Python functions in the subset that ``numba.njit`` and
+``numba.cuda.jit(device=True)`` both compile; each backend wraps them once.
+Keeping one definition is what makes the CPU and GPU paths agree.
+
+Derivatives are computed from the activation value ``a`` rather than from the
+pre-activation ``z``, as DSSTNE does: the forward pass then needs to keep only
+one buffer per layer.
+"""
+
+import math
+
+from .codes import (
+    ADADELTA,
+    ADAGRAD,
+    CROSS_ENTROPY,
+    DATA_SCALED_MARGINAL_CROSS_ENTROPY,
+    ELU,
+    HINGE,
+    L1,
+    L2,
+    L2_HINGE,
+    LRELU,
+    MOMENTUM,
+    NESTEROV,
+    RELU,
+    RMSPROP,
+    SCALED_MARGINAL_CROSS_ENTROPY,
+    SELU,
+    SGD,
+    SIGMOID,
+    SOFTPLUS,
+    SOFTSIGN,
+    TANH,
+)
+
+# Outputs are clamped this far from 0 and 1 before a logarithm is taken.
+LOG_EPSILON = 1.0e-7
+
+
+def activate(code, z, slope, alpha, lam):
+    """Elementwise activation ``f(z)`` (SoftMax is row-wise and handled by callers)."""
+    if code == SIGMOID:
+        if z >= 0.0:
+            return 1.0 / (1.0 + math.exp(-z))
+        e = math.exp(z)
+        return e / (1.0 + e)
+    if code == TANH:
+        return math.tanh(z)
+    if code == RELU:
+        return z if z > 0.0 else 0.0
+    if code == LRELU:
+        return z if z > 0.0 else slope * z
+    if code == ELU:
+        return z if z > 0.0 else alpha * (math.exp(z) - 1.0)
+    if code == SELU:
+        return lam * z if z > 0.0 else lam * alpha * (math.exp(z) - 1.0)
+    if code == SOFTPLUS:
+        if z > 0.0:
+            return z + math.log1p(math.exp(-z))
+        return math.log1p(math.exp(z))
+    if code == SOFTSIGN:
+        return z / (1.0 + abs(z))
+    return z  # Linear
+
+
+def derivative(code, a, slope, alpha, lam):
+    """``f'(z)`` expressed through the activation value ``a = f(z)``."""
+    if code == SIGMOID:
+        return a * (1.0 - a)
+    if code == TANH:
+        return 1.0 - a * a
+    if code == RELU:
+        return 1.0 if a > 0.0 else 0.0
+    if code == LRELU:
+        return 1.0 if a > 0.0 else slope
+    if code == ELU:
+        return 1.0 if a > 0.0 else a + alpha
+    if code == SELU:
+        return lam if a > 0.0 else a + lam * alpha
+    if code == SOFTPLUS:
+        return -math.expm1(-a)  # sigmoid(z) = 1 - exp(-softplus(z))
+    if code == SOFTSIGN:
+        b = 1.0 - abs(a)  # 1 / (1 + |z|)
+        return b * b
+    return 1.0  # Linear
+
+
+def is_unit_interval_error(err):
+    """Cross-entropy-family errors need outputs in (0, 1) (Sigmoid or SoftMax)."""
+    return (
+        err == CROSS_ENTROPY
+        or err == SCALED_MARGINAL_CROSS_ENTROPY
+        or err == DATA_SCALED_MARGINAL_CROSS_ENTROPY
+    )
+
+
+def _clamped_log(x):
+    return math.log(min(max(x, LOG_EPSILON), 1.0 - LOG_EPSILON))
+
+
+def hinge_sign(is_one):
+    """Hinge losses read an indicator target as +1 and a missing one as -1."""
+    return 1.0 if is_one else -1.0
+
+
+def elementwise_error(err, a, t, is_one, one_target, zero_target, one_scale, zero_scale):
+    """Error of one output and its derivative ``g = dE/da``.
+
+    ``t`` is the target value (0 where the target has no entry) and ``is_one``
+    tells whether the target has a non-zero entry there.
+    """
+    if err == L2:
+        d = a - t
+        return 0.5 * d * d, d
+    if err == L1:
+        d = a - t
+        if d > 0.0:
+            return d, 1.0
+        if d < 0.0:
+            return -d, -1.0
+        return 0.0, 0.0
+    if err == HINGE or err == L2_HINGE:
+        y = hinge_sign(is_one)
+        m = 1.0 - y * a
+        if m <= 0.0:
+            return 0.0, 0.0
+        if err == HINGE:
+            return m, -y
+        return m * m, -2.0 * y * m
+    # Cross-entropy family on a (0, 1) output.
+    if err == CROSS_ENTROPY:
+        e = -(t * _clamped_log(a) + (1.0 - t) * _clamped_log(1.0 - a))
+        ac = min(max(a, LOG_EPSILON), 1.0 - LOG_EPSILON)
+        return e, (ac - t) / (ac * (1.0 - ac))
+    return marginal_error(err, a, t, is_one, one_target, zero_target, one_scale, zero_scale)
+
+
+def marginal_error(err, a, t, is_one, one_target, zero_target, one_scale, zero_scale):
+    """Scaled marginal cross-entropy: no error once an output is past its margin.
+
+    Returns ``(error, h)`` where ``h = a * (1 - a) * dE/da`` is the delta with a
+    Sigmoid output. A present target wants ``a >= one_target``; a missing one
+    wants ``a <= zero_target``. The data-scaled variant weighs a present target
+    by its value.
+    """
+    if is_one:
+        if a >= one_target:
+            return 0.0, 0.0
+        w = one_scale * t if err == DATA_SCALED_MARGINAL_CROSS_ENTROPY else one_scale
+        return -w * _clamped_log(a), w * (a - 1.0)
+    if a <= zero_target:
+        return 0.0, 0.0
+    return -zero_scale * _clamped_log(1.0 - a), zero_scale * a
+
+
+def sigmoid_delta(err, a, t, is_one, one_target, zero_target, one_scale, zero_scale):
+    """``(error, dE/dz)`` for a Sigmoid output under a cross-entropy-family error.
+
+    The sigmoid's derivative cancels the logarithm's, leaving ``a - t``: no
+    division, so saturated outputs keep a finite, exact delta.
+    """
+    if err == CROSS_ENTROPY:
+        e = -(t * _clamped_log(a) + (1.0 - t) * _clamped_log(1.0 - a))
+        return e, a - t
+    return marginal_error(err, a, t, is_one, one_target, zero_target, one_scale, zero_scale)
+
+
+def multinomial_error(err, a, t, is_one, one_target, one_scale):
+    """``(error, h)`` of one SoftMax output under a cross-entropy-family error.
+
+    ``t`` has been normalised so that a row's targets sum to 1. ``h = a * dE/da``;
+    the SoftMax delta is then ``h_j - a_j * sum_k h_k``. Outputs without a target
+    carry no error in the multinomial form.
+    """
+    if not is_one:
+        return 0.0, 0.0
+    if err == CROSS_ENTROPY:
+        return -t * _clamped_log(a), -t
+    if a >= one_target:
+        return 0.0, 0.0
+    return -one_scale * t * _clamped_log(a), -one_scale * t
+
+
+def optimizer_step(code, w, g, s1, s2, lr, mu, rho, beta1, beta2, eps, c1, c2):
+    """One optimizer update of a single weight; returns ``(w, s1, s2)``.
+
+    ``g`` already includes the regularisation terms. ``s1``/``s2`` are the
+    optimizer's per-weight state (velocity, squared-gradient averages, Adam's
+    moments); ``c1``/``c2`` are Adam's bias corrections 1 - beta^t.
+    """
+    if code == SGD:
+        return w - lr * g, s1, s2
+    if code == MOMENTUM:
+        v = mu * s1 - lr * g
+        return w + v, v, s2
+    if code == NESTEROV:
+        v = mu * s1 - lr * g
+        return w + v + mu * (v - s1), v, s2
+    if code == ADAGRAD:
+        s = s1 + g * g
+        return w - lr * g / (math.sqrt(s) + eps), s, s2
+    if code == RMSPROP:
+        s = rho * s1 + (1.0 - rho) * g * g
+        return w - lr * g / (math.sqrt(s) + eps), s, s2
+    if code == ADADELTA:
+        # AdaDelta sets its own step size: the learning rate is not used.
+        s = rho * s1 + (1.0 - rho) * g * g
+        dx = -math.sqrt(s2 + eps) / math.sqrt(s + eps) * g
+        return w + dx, s, rho * s2 + (1.0 - rho) * dx * dx
+    # Adam
+    m = beta1 * s1 + (1.0 - beta1) * g
+    v = beta2 * s2 + (1.0 - beta2) * g * g
+    return w - lr * (m / c1) / (math.sqrt(v / c2) + eps), m, v
+
+
+def regularised_gradient(g, w, l2, l1):
+    """Add the gradient of ``l2/2 * w^2 + l1 * |w|`` to ``g``."""
+    if w > 0.0:
+        return g + l2 * w + l1
+    if w < 0.0:
+        return g + l2 * w - l1
+    return g
+
+
+_KERNEL_FUNCTIONS = (
+    "activate",
+    "derivative",
+    "is_unit_interval_error",
+    "_clamped_log",
+    "hinge_sign",
+    "elementwise_error",
+    "marginal_error",
+    "sigmoid_delta",
+    "multinomial_error",
+    "optimizer_step",
+    "regularised_gradient",
+)
+
+
+def compile_with(jit):
+    """Compile every function above with ``jit`` (e.g. ``numba.njit`` or
+    ``numba.cuda.jit(device=True)``) and return them as a namespace.
+
+    The functions call one another by global name; each compiled copy gets a
+    private globals dict in which those names point at the compiled versions,
+    so one source serves every target.
+    """
+    import types
+
+    namespace = dict(globals())
+    compiled = {}
+    for name in _KERNEL_FUNCTIONS:
+        f = globals()[name]
+        clone = types.FunctionType(f.__code__, namespace, name, f.__defaults__, f.__closure__)
+        clone.__module__ = f.__module__
+        clone.__qualname__ = f.__qualname__
+        compiled[name] = jit(clone)
+    namespace.update(compiled)
+    return types.SimpleNamespace(**compiled)

@@ -1,0 +1,130 @@
+"""A slow, obviously-correct dense reference of the engine's maths.
+
+Everything here is plain numpy on dense float64 arrays, written from the
+definitions in docs/ rather than from the kernels, so the kernels of every
+backend can be checked against it (and its loss differentiated numerically).
+"""
+
+import numpy as np
+
+from sparse_deep.engine.model import SELU_ALPHA
+from sparse_deep.engine.rng import stream_key_host, uniform
+
+EPS = 1e-7
+
+
+def activation(name, z, slope=1.0, alpha=1.0, lam=1.050701):
+    if name == "Sigmoid":
+        return 1.0 / (1.0 + np.exp(-z))
+    if name == "Tanh":
+        return np.tanh(z)
+    if name == "Linear":
+        return z
+    if name == "Relu":
+        return np.maximum(z, 0.0)
+    if name == "LRelu":
+        return np.where(z > 0, z, slope * z)
+    if name == "ELU":
+        return np.where(z > 0, z, alpha * (np.exp(z) - 1.0))
+    if name == "SELU":
+        return np.where(z > 0, lam * z, lam * SELU_ALPHA * (np.exp(z) - 1.0))
+    if name == "SoftPlus":
+        return np.log1p(np.exp(z))
+    if name == "SoftSign":
+        return z / (1.0 + np.abs(z))
+    if name == "SoftMax":
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+    raise ValueError(name)
+
+
+def _log(x):
+    return np.log(np.clip(x, EPS, 1.0 - EPS))
+
+
+def output_error(error, act, a, t, smce, boost):
+    """Per-element error matrix (before DeltaBoost) of outputs ``a`` vs targets ``t``."""
+    one = t != 0
+    if act == "SoftMax" and error in ("CrossEntropy", "ScaledMarginalCrossEntropy"):
+        sums = t.sum(axis=1, keepdims=True)
+        tn = np.divide(t, sums, out=np.zeros_like(t), where=sums != 0)
+        if error == "CrossEntropy":
+            e = -tn * _log(a)
+        else:
+            e = np.where(one & (a < smce.one_target), -smce.one_scale * tn * _log(a), 0.0)
+        return e * np.where(one, boost.one, boost.zero)
+    if error == "L2":
+        e = 0.5 * (a - t) ** 2
+    elif error == "L1":
+        e = np.abs(a - t)
+    elif error in ("Hinge", "L2Hinge"):
+        y = np.where(one, 1.0, -1.0)
+        m = np.maximum(0.0, 1.0 - y * a)
+        e = m if error == "Hinge" else m * m
+    elif error == "CrossEntropy":
+        e = -(t * _log(a) + (1 - t) * _log(1 - a))
+    else:  # (Data)ScaledMarginalCrossEntropy
+        w1 = smce.one_scale * (t if error.startswith("Data") else 1.0)
+        e_one = np.where(a < smce.one_target, -w1 * _log(a), 0.0)
+        e_zero = np.where(a > smce.zero_target, -smce.zero_scale * _log(1 - a), 0.0)
+        e = np.where(one, e_one, e_zero)
+    return e * np.where(one, boost.one, boost.zero)
+
+
+def mask(seed, step, stream, row_ids, n, p):
+    """Keep-mask of dropout/denoising, drawn from the engine's counter RNG."""
+    key = stream_key_host(seed, step, stream)
+    u = np.array([[uniform(key, np.uint64(r) * np.uint64(n) + np.uint64(j)) for j in range(n)]
+                  for r in row_ids])
+    return u >= p
+
+
+def forward(model, x, *, training=False, seed=0, step=0, row_ids=None):
+    """Dense forward pass; returns (outputs per layer index, pre-dropout activations)."""
+    spec = model.spec
+    row_ids = np.arange(x.shape[0]) if row_ids is None else row_ids
+    x = np.array(x, dtype=np.float64)
+    if training and spec.denoising_p > 0:
+        keep = mask(seed, step, 0, row_ids, x.shape[1], spec.denoising_p)
+        x = np.where(keep, x / (1 - spec.denoising_p), 0.0)
+    outs, pres = {}, {}
+    weights = {link: w.astype(np.float64) for link, w in zip(model.links, model.weights)}
+    for p in model.layers:
+        if p.is_input:
+            outs[p.index] = x
+            continue
+        layer = spec.layers[p.index]
+        z = np.tile(model.biases[p.index].astype(np.float64), (x.shape[0], 1))
+        for s, _ in p.sources:
+            z = z + outs[s] @ weights[(s, p.index)]
+        for s in p.skips:
+            z = z + outs[s]
+        a = activation(layer.activation, z, p.slope, p.alpha, p.lam)
+        pres[p.index] = a
+        if training and p.p_dropout > 0:
+            keep = mask(seed, step, p.index + 1, row_ids, p.n, p.p_dropout)
+            a = np.where(keep, a / (1 - p.p_dropout), 0.0)
+        outs[p.index] = a
+    return outs, pres
+
+
+def loss(model, x, t, *, training=False, seed=0, step=0, row_ids=None, present_rows=None):
+    """Mean batch loss: data error + sparseness penalty + L2/L1 terms if asked.
+
+    ``present_rows`` (feature ids) limits nothing here; regularisation is left
+    to the optimizer tests.
+    """
+    spec = model.spec
+    outs, pres = forward(model, x, training=training, seed=seed, step=step, row_ids=row_ids)
+    out = model.output
+    a = outs[out.index]
+    e = output_error(spec.error_function, spec.output_layer.activation, a, np.asarray(t, float),
+                     spec.smce, spec.delta_boost)
+    total = e.sum() / x.shape[0]
+    for p in model.layers:
+        if p.penalty is not None:
+            rho = np.clip(pres[p.index].mean(axis=0), 1e-6, 1 - 1e-6)
+            q, beta = p.penalty
+            kl = q * np.log(q / rho) + (1 - q) * np.log((1 - q) / (1 - rho))
+            total += beta * kl.sum()
+    return total
