@@ -1,0 +1,280 @@
+"""Loaders for the public recommendation data sets used by examples and benchmarks.
+
+The files are not shipped with the package. Each loader looks for them in a
+data folder that holds ``lastfm/`` and ``ml-100k/``; see :func:`load_lastfm`
+for how that folder is found.
+"""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.utils import check_random_state
+
+__all__ = ["per_user_split", "load_lastfm", "load_movielens_100k"]
+
+DATA_ENV_VAR = "SPARSE_DEEP_DATA"
+
+_MOVIELENS_USER = "user_id:token"
+_MOVIELENS_ITEM = "item_id:token"
+
+
+# ---------------------------------------------------------------------------
+# Splitting
+# ---------------------------------------------------------------------------
+
+
+def per_user_split(X, test_fraction=0.2, random_state=None):
+    """Hold out a random share of each user's interactions.
+
+    For every user (row) with ``n`` stored non-zero entries,
+    ``floor(test_fraction * n + 0.5)`` of them (rounded half up), chosen
+    uniformly at random, go to the test matrix and the rest to the training
+    matrix. Every user with at least one interaction keeps at least one in
+    training, so users with a single interaction keep it in training.
+
+    Parameters
+    ----------
+    X : sparse matrix or array-like of shape (n_users, n_items)
+        Interactions; every stored non-zero entry is one interaction and its
+        value is carried over unchanged.
+    test_fraction : float, default=0.2
+        Share of each user's interactions to hold out, in the open interval
+        (0, 1).
+    random_state : int, RandomState instance or None, default=None
+        Seed of the random choice; the same seed gives the same split.
+
+    Returns
+    -------
+    train, test : csr_matrix of shape (n_users, n_items)
+        Disjoint matrices whose sum is ``X`` (with duplicates summed and
+        explicit zeros dropped).
+    """
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(
+            f"test_fraction must lie strictly between 0 and 1; got {test_fraction!r}."
+        )
+    X = sp.csr_matrix(X, copy=True)
+    X.sum_duplicates()
+    X.eliminate_zeros()
+    rng = check_random_state(random_state)
+
+    counts = np.diff(X.indptr)
+    n_test = np.floor(test_fraction * counts + 0.5).astype(np.int64)
+    n_test = np.minimum(n_test, np.maximum(counts - 1, 0))
+
+    # Give every interaction a random key, order each row by key, and send
+    # the first n_test[user] entries of that order to the test set.
+    rows = np.repeat(np.arange(X.shape[0]), counts)
+    order = np.lexsort((rng.random_sample(X.nnz), rows))
+    rank_in_row = np.empty(X.nnz, dtype=np.int64)
+    rank_in_row[order] = np.arange(X.nnz) - X.indptr[rows[order]]
+    in_test = rank_in_row < n_test[rows]
+    return _select(X, rows, ~in_test), _select(X, rows, in_test)
+
+
+def _select(X, rows, mask):
+    """CSR matrix with only the entries of ``X`` where ``mask`` is True."""
+    return sp.csr_matrix(
+        (X.data[mask], (rows[mask], X.indices[mask])), shape=X.shape, dtype=X.dtype
+    )
+
+
+# ---------------------------------------------------------------------------
+# Locating files
+# ---------------------------------------------------------------------------
+
+
+def _default_data_dirs():
+    """Candidate data folders in the order they are tried, with their origin."""
+    env = os.environ.get(DATA_ENV_VAR)
+    if env:
+        return [(Path(env), f"from ${DATA_ENV_VAR}")]
+    repo_root = Path(__file__).resolve().parent.parent
+    return [
+        (Path.cwd() / ".." / "shared" / "data", "relative to the current directory"),
+        (repo_root / ".." / "shared" / "data", "relative to the repository root"),
+    ]
+
+
+def _find_file(data_dir, *parts):
+    """Return the path of ``data_dir/parts``, raising a helpful error if absent."""
+    if data_dir is not None:
+        candidates = [(Path(data_dir), "from data_dir=")]
+    else:
+        candidates = _default_data_dirs()
+    for folder, _ in candidates:
+        path = folder.joinpath(*parts)
+        if path.is_file():
+            return path
+    tried = "; ".join(
+        f"{folder.joinpath(*parts)} ({origin})" for folder, origin in candidates
+    )
+    raise FileNotFoundError(
+        f"Could not find {'/'.join(parts)}. Tried: {tried}. Pass data_dir= the "
+        "folder that holds lastfm/ and ml-100k/, or set the environment "
+        f"variable {DATA_ENV_VAR} to it."
+    )
+
+
+# ---------------------------------------------------------------------------
+# Parsing
+# ---------------------------------------------------------------------------
+
+
+def _parse_id(text):
+    """Parse a 1-based integer id; ValueError if it is not one."""
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"ids start at 1; got {value}")
+    return value
+
+
+def _read_pairs(path, n_fields, user_col, item_col, first_line=1):
+    """Read (user, item) ids from a tab-separated file, one record per line.
+
+    Every line must have exactly ``n_fields`` fields; the user and item fields
+    must be positive integers and the others numbers. Blank lines are skipped.
+    ``first_line`` is the file line number of the first line to read, so that
+    errors point at the right line after a header.
+    """
+    users, items = [], []
+    with open(path, encoding="utf-8") as handle:
+        for _ in range(first_line - 1):
+            next(handle)
+        for line_no, line in enumerate(handle, start=first_line):
+            fields = line.rstrip("\r\n").split("\t")
+            if fields == [""]:
+                continue
+            try:
+                if len(fields) != n_fields:
+                    raise ValueError(
+                        f"expected {n_fields} tab-separated fields, got {len(fields)}"
+                    )
+                for col, field in enumerate(fields):
+                    if col not in (user_col, item_col):
+                        float(field)
+                users.append(_parse_id(fields[user_col]))
+                items.append(_parse_id(fields[item_col]))
+            except ValueError as err:
+                raise ValueError(
+                    f"{path}, line {line_no}: malformed line {line!r} ({err})."
+                ) from None
+    return np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64)
+
+
+def _interaction_matrix(users, items, shape):
+    """Binary CSR float32 matrix with 1.0 at each (user - 1, item - 1)."""
+    matrix = sp.csr_matrix(
+        (np.ones(users.size, dtype=np.float32), (users - 1, items - 1)),
+        shape=shape,
+        dtype=np.float32,
+    )
+    # Repeated pairs would otherwise sum above 1.
+    matrix.data[:] = 1.0
+    return matrix
+
+
+def _movielens_columns(path):
+    """Number of fields and the user and item columns from the header line."""
+    with open(path, encoding="utf-8") as handle:
+        header = handle.readline().rstrip("\r\n").split("\t")
+    if _MOVIELENS_USER not in header or _MOVIELENS_ITEM not in header:
+        raise ValueError(
+            f"{path}, line 1: malformed header {header!r}; expected it to name "
+            f"the columns {_MOVIELENS_USER!r} and {_MOVIELENS_ITEM!r}."
+        )
+    return len(header), header.index(_MOVIELENS_USER), header.index(_MOVIELENS_ITEM)
+
+
+# ---------------------------------------------------------------------------
+# Public loaders
+# ---------------------------------------------------------------------------
+
+
+def load_lastfm(data_dir=None):
+    """Load the pre-split Last.fm (HetRec 2011) listening data.
+
+    Reads ``lastfm/train.tsv`` and ``lastfm/test.tsv`` (tab-separated
+    ``user item playcount``, ids from 1). The data is implicit feedback: every
+    listed (user, item) pair becomes 1.0 and the play count is discarded.
+    User ``u`` and item ``i`` map to row ``u - 1`` and column ``i - 1`` of both
+    matrices, whose shape is the largest user and item ids over both files,
+    so users without interactions appear as empty rows.
+
+    Parameters
+    ----------
+    data_dir : str or path-like, default=None
+        Folder that holds ``lastfm/`` and ``ml-100k/``. If None, the
+        environment variable ``SPARSE_DEEP_DATA`` is used when set; otherwise
+        ``../shared/data`` relative to the current directory, then relative to
+        the repository root (the parent of the ``sparse_deep`` package).
+
+    Returns
+    -------
+    train, test : csr_matrix of float32, shape (n_users, n_items)
+        Binary interaction matrices sharing one user and one item index.
+
+    Raises
+    ------
+    FileNotFoundError
+        If a file is missing; the message lists the paths tried.
+    ValueError
+        If a line is malformed; the message names the file and line number.
+    """
+    train_path = _find_file(data_dir, "lastfm", "train.tsv")
+    test_path = _find_file(data_dir, "lastfm", "test.tsv")
+    train_users, train_items = _read_pairs(train_path, 3, 0, 1)
+    test_users, test_items = _read_pairs(test_path, 3, 0, 1)
+    shape = (
+        int(max(train_users.max(initial=0), test_users.max(initial=0))),
+        int(max(train_items.max(initial=0), test_items.max(initial=0))),
+    )
+    return (
+        _interaction_matrix(train_users, train_items, shape),
+        _interaction_matrix(test_users, test_items, shape),
+    )
+
+
+def load_movielens_100k(data_dir=None, test_fraction=0.2, random_state=0):
+    """Load MovieLens 100K as implicit feedback and split it per user.
+
+    Reads ``ml-100k/ml-100k.inter`` (RecBole format: tab-separated with the
+    header ``user_id:token item_id:token rating:float timestamp:float``).
+    Every rating, whatever its value, becomes an interaction of 1.0. User
+    ``u`` and item ``i`` map to row ``u - 1`` and column ``i - 1``. The
+    matrix is then split with :func:`per_user_split`.
+
+    Parameters
+    ----------
+    data_dir : str or path-like, default=None
+        Folder that holds ``lastfm/`` and ``ml-100k/``. If None, the
+        environment variable ``SPARSE_DEEP_DATA`` is used when set; otherwise
+        ``../shared/data`` relative to the current directory, then relative to
+        the repository root (the parent of the ``sparse_deep`` package).
+    test_fraction : float, default=0.2
+        Share of each user's ratings held out for testing.
+    random_state : int, RandomState instance or None, default=0
+        Seed of the split.
+
+    Returns
+    -------
+    train, test : csr_matrix of float32, shape (n_users, n_items)
+        Disjoint binary interaction matrices.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file is missing; the message lists the paths tried.
+    ValueError
+        If the header or a line is malformed; the message names the file and
+        line number.
+    """
+    path = _find_file(data_dir, "ml-100k", "ml-100k.inter")
+    n_fields, user_col, item_col = _movielens_columns(path)
+    users, items = _read_pairs(path, n_fields, user_col, item_col, first_line=2)
+    shape = (int(users.max(initial=0)), int(items.max(initial=0)))
+    interactions = _interaction_matrix(users, items, shape)
+    return per_user_split(interactions, test_fraction, random_state)
+
