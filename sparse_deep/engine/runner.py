@@ -94,9 +94,12 @@ class Runner:
         Largest number of non-zeros a batch of inputs / targets can hold.
     seed : int
         Seed of the random streams (dropout, denoising).
+    inference : bool
+        Allocate only what the forward pass needs (no deltas, no gradients).
     """
 
-    def __init__(self, model, backend, batch_size, max_input_nnz, max_target_nnz=0, seed=0):
+    def __init__(self, model, backend, batch_size, max_input_nnz, max_target_nnz=0, seed=0,
+                 inference=False):
         self.model = model
         self.backend = backend
         self.batch_size = int(batch_size)
@@ -108,16 +111,26 @@ class Runner:
         n = self.batch_size
         self.inputs = CSRBlock.empty(n, max_input_nnz, dt, bk)
         self.targets = CSRBlock.empty(n, max_target_nnz, dt, bk)
-        self.transposed = TransposedBlock.empty(model.input.n, max_input_nnz, dt, bk)
         self.row_ids = np.zeros(n, dtype=np.int64)
+        # Per layer: z/activation before dropout ("pre") and after it ("out").
+        self.pre, self.out = {}, {}
+        for p in model.layers:
+            if not p.is_input:
+                self.pre[p.index] = bk.zeros((n, p.n), dt)
+                self.out[p.index] = self.pre[p.index]
+        if not inference:
+            self._allocate_training_buffers(max_input_nnz)
+
+    def _allocate_training_buffers(self, max_input_nnz):
+        model, bk, n, dt = self.model, self.backend, self.batch_size, self.model.dtype
+        self.transposed = TransposedBlock.empty(model.input.n, max_input_nnz, dt, bk)
         self.row_error = bk.zeros(n, np.float64)
-        # Per layer: z/activation before dropout ("pre"), after dropout ("out"), delta.
-        self.pre, self.out, self.delta = {}, {}, {}
+        self.delta = {}
         for p in model.layers:
             if p.is_input:
                 continue
-            self.pre[p.index] = bk.zeros((n, p.n), dt)
-            self.out[p.index] = bk.zeros((n, p.n), dt) if p.p_dropout > 0 else self.pre[p.index]
+            if p.p_dropout > 0:
+                self.out[p.index] = bk.zeros((n, p.n), dt)
             self.delta[p.index] = bk.zeros((n, p.n), dt)
         self.penalty_grad = {
             p.index: bk.zeros(p.n, dt) for p in model.layers if p.penalty is not None

@@ -1,0 +1,62 @@
+"""Input checks shared by the estimators: clear errors before any work starts."""
+
+import numbers
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.utils.validation import check_array
+
+FLOAT_DTYPES = (np.float32, np.float64)
+
+
+def as_interactions(X, name="X", dtype=np.float32):
+    """Return ``X`` as canonical CSR (sorted, summed duplicates) of ``dtype``.
+
+    Accepts any scipy.sparse matrix/array or dense array-like. Raises
+    ``TypeError`` for non-numeric data and ``ValueError`` for NaN/inf, negative
+    values, or a matrix that is not 2-D or has no rows or columns.
+    """
+    X = check_array(
+        X, accept_sparse="csr", dtype=dtype, ensure_all_finite=True, input_name=name,
+        ensure_min_samples=1, ensure_min_features=1,
+    )
+    X = sp.csr_matrix(X) if not sp.issparse(X) else sp.csr_matrix(X)
+    check_non_negative(X, name)
+    if not X.has_canonical_format:
+        X = X.copy()
+        X.sum_duplicates()  # also sorts indices, which the kernels rely on
+    return X
+
+
+def check_non_negative(X, name):
+    data = X.data if sp.issparse(X) else np.asarray(X)
+    if data.size and data.min() < 0:
+        raise ValueError(
+            f"{name} holds negative values (smallest {data.min():g}); interaction data must "
+            "be non-negative (counts, ratings or 1 for an interaction)"
+        )
+
+
+def check_width(X, expected, name, what):
+    if X.shape[1] != expected:
+        raise ValueError(
+            f"{name} has {X.shape[1]} columns, but this model was fitted with {expected} {what}"
+        )
+
+
+def check_k(k, n_items, name="k"):
+    """``k`` must be an integer in [1, n_items]."""
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, numbers.Integral):
+        raise TypeError(f"{name} must be an integer; got {k!r}")
+    if not 1 <= k <= n_items:
+        raise ValueError(f"{name} must be between 1 and the number of items ({n_items}); got {k}")
+    return int(k)
+
+
+def l2_normalize_rows(X):
+    """Rows scaled to unit L2 norm (empty rows stay empty); the pattern is shared."""
+    norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel())
+    scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+    out = X.copy()
+    out.data *= np.repeat(scale, np.diff(X.indptr)).astype(X.dtype)
+    return out

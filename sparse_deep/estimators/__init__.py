@@ -1,0 +1,5 @@
+"""scikit-learn estimators over the sparse engine."""
+
+from .recommender import SparseAutoencoderRecommender
+
+__all__ = ["SparseAutoencoderRecommender"]

@@ -1,0 +1,316 @@
+"""SparseAutoencoderRecommender: DSSTNE's autoencoder as a scikit-learn estimator."""
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import TransformerMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .._validation import as_interactions, check_k, check_width, l2_normalize_rows
+from ..metrics import recall_at_k
+from ..network import ACTIVATIONS, ERROR_FUNCTIONS
+from ._base import SparseNetworkEstimator, _check_number, _check_positive_int
+
+
+class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
+    """Autoencoder recommender for sparse user x item interaction matrices.
+
+    Each user's history (a sparse row) goes in, a score for every item comes
+    out; the items a user has not seen with the highest scores are the
+    recommendations. The network is DSSTNE's: a sparse input layer with one
+    unit per item, dense hidden layers, an output layer with one unit per item.
+    Inputs are never densified.
+
+    The defaults follow the evidence in ``benchmarks/`` (see docs/quickstart.md):
+    a SoftMax output trained with the multinomial cross-entropy, tanh hidden
+    units, L2-normalised input rows, and half of each user's items hidden at
+    random in every epoch (DSSTNE's denoising).
+
+    Parameters
+    ----------
+    hidden_layer_sizes : tuple of int, default=(256,)
+        Units of each hidden layer, input side first.
+    activation : str, default="tanh"
+        Hidden activation, any of DSSTNE's names (case-insensitive): Sigmoid,
+        Tanh, Linear, Relu, LRelu (slope 0.01 here), ELU, SELU, SoftPlus, SoftSign.
+    output_activation : str, default="softmax"
+        Output activation (SoftMax gives the multinomial form of the loss).
+    loss : str, default="cross_entropy"
+        DSSTNE error function: L1, L2, CrossEntropy, ScaledMarginalCrossEntropy,
+        DataScaledMarginalCrossEntropy, Hinge, L2Hinge (spaces, case and
+        underscores are ignored).
+    optimizer : str, default="adam"
+        sgd, momentum, nesterov, adagrad, rmsprop, adadelta or adam.
+    learning_rate : float, default=1e-3
+    batch_size : int, default=128
+    epochs : int, default=100
+    input_dropout : float, default=0.5
+        Probability of hiding each of a user's items in an epoch (DSSTNE's
+        ``Denoising``); survivors are scaled by 1 / (1 - p).
+    dropout : float, default=0.0
+        Dropout probability of hidden units (DSSTNE's ``pDropout``).
+    normalize_input : bool, default=True
+        Scale each input row to unit L2 norm before it enters the network
+        (targets stay as given).
+    l2, l1 : float, default=0.0
+        Weight penalties (DSSTNE's lambda and lambda1). On the input layer they
+        act, like the gradient, on the rows of items present in a batch.
+    momentum : float, default=0.9
+        Momentum of the momentum and nesterov optimizers.
+    k : int, default=10
+        Number of items :meth:`predict` marks per row, and the cut-off of
+        :meth:`score`.
+    shuffle : bool, default=True
+        Shuffle rows every epoch (DSSTNE's ``ShuffleIndices``).
+    network : dict, str or path, optional
+        A DSSTNE JSON network (dict, JSON text or file) to train instead of the
+        one built from the parameters above; its ``"auto"`` sizes take the data's
+        widths. Training parameters (optimizer, learning rate, batch size,
+        epochs, penalties) still come from this estimator.
+    warm_start : bool, default=False
+        Continue training the fitted model (weights, optimizer state, epoch
+        count) on the next ``fit`` instead of starting again.
+    device : {"cpu", "cuda", "auto"}, default="cpu"
+    random_state : int, RandomState or None, default=None
+        Seeds weights, shuffling, dropout and denoising. The same value gives
+        the same model.
+    verbose : int, default=0
+        Print the loss of every epoch.
+
+    Attributes
+    ----------
+    network_ : dict
+        The DSSTNE JSON network actually trained (sizes resolved).
+    model_ : sparse_deep.engine.model.Model
+        The weights and biases.
+    n_features_in_ : int
+        Columns of X (input items).
+    n_items_ : int
+        Output units: columns of the targets.
+    loss_curve_ : list of float
+        Mean training loss per example after each epoch.
+    n_epochs_, n_steps_ : int
+        Epochs and minibatch steps trained so far.
+    """
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(256,),
+        activation="tanh",
+        output_activation="softmax",
+        loss="cross_entropy",
+        optimizer="adam",
+        learning_rate=1e-3,
+        batch_size=128,
+        epochs=100,
+        input_dropout=0.5,
+        dropout=0.0,
+        normalize_input=True,
+        l2=0.0,
+        l1=0.0,
+        momentum=0.9,
+        k=10,
+        shuffle=True,
+        network=None,
+        warm_start=False,
+        device="cpu",
+        random_state=None,
+        verbose=0,
+    ):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.output_activation = output_activation
+        self.loss = loss
+        self.optimizer = optimizer
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.input_dropout = input_dropout
+        self.dropout = dropout
+        self.normalize_input = normalize_input
+        self.l2 = l2
+        self.l1 = l1
+        self.momentum = momentum
+        self.k = k
+        self.shuffle = shuffle
+        self.network = network
+        self.warm_start = warm_start
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.input_tags.positive_only = True
+        tags.target_tags.required = False
+        return tags
+
+    # -- network --------------------------------------------------------------
+    def _default_network(self):
+        """The DSSTNE JSON network these parameters describe."""
+        sizes = self.hidden_layer_sizes
+        if isinstance(sizes, (int, np.integer)):
+            sizes = (sizes,)
+        sizes = [_check_positive_int(h, "hidden_layer_sizes entries") for h in sizes]
+        if not sizes:
+            raise ValueError("hidden_layer_sizes must hold at least one layer size")
+        hidden_act = ACTIVATIONS.canonical(self.activation)
+        layers = [{"Name": "Input", "Kind": "Input", "N": "auto", "DataSet": "input",
+                   "Sparse": True}]
+        for i, n in enumerate(sizes):
+            layers.append({"Name": f"Hidden{i + 1}", "Kind": "Hidden", "N": n,
+                           "Activation": hidden_act,
+                           "pDropout": _check_number(self.dropout, "dropout", 0.0, 1.0)})
+        layers.append({"Name": "Output", "Kind": "Output", "N": "auto", "DataSet": "output",
+                       "Activation": ACTIVATIONS.canonical(self.output_activation)})
+        return {
+            "Version": 0.9,
+            "Name": "SparseAutoencoderRecommender",
+            "Kind": "AutoEncoder",
+            "Layers": layers,
+            "ErrorFunction": ERROR_FUNCTIONS.canonical(self.loss),
+            "Denoising": {"p": _check_number(self.input_dropout, "input_dropout", 0.0, 1.0)},
+            "ShuffleIndices": bool(self.shuffle),
+            # DSSTNE's default slope (1.0) makes LRelu linear; use the usual 0.01.
+            "RELUSlope": 0.01,
+        }
+
+    def _inputs(self, X):
+        return l2_normalize_rows(X) if self.normalize_input else X
+
+    # -- fit ------------------------------------------------------------------
+    def fit(self, X, y=None):
+        """Train on the interaction matrix ``X`` (n_users, n_items).
+
+        Parameters
+        ----------
+        X : sparse matrix of shape (n_users, n_items)
+            Each user's history: non-zero = interaction (values are kept, e.g.
+            counts or ratings). Dense arrays are accepted and converted.
+        y : sparse matrix of shape (n_users, n_outputs), optional
+            Targets, when they differ from the inputs (DSSTNE's separate input
+            and output data sets). Defaults to ``X`` itself.
+
+        Returns
+        -------
+        self
+        """
+        X = validate_data(self, X, accept_sparse="csr", dtype=np.float32, reset=True,
+                          ensure_min_samples=1)
+        X = as_interactions(X)
+        if y is None:
+            Y = X
+        else:
+            Y = as_interactions(y, name="y")
+            if Y.shape[0] != X.shape[0]:
+                raise ValueError(
+                    f"y has {Y.shape[0]} rows but X has {X.shape[0]}; y must hold one target "
+                    "row per row of X"
+                )
+        if X.nnz == 0:
+            raise ValueError("X holds no interactions (every entry is zero); nothing to learn")
+        spec = self._network_spec(X.shape[1], Y.shape[1])
+        self._fit_network(self._inputs(X), Y, spec)
+        self.n_items_ = Y.shape[1]
+        return self
+
+    # -- inference ------------------------------------------------------------
+    def _check_X(self, X):
+        check_is_fitted(self, "model_")
+        X = validate_data(self, X, accept_sparse="csr", dtype=np.float32, reset=False)
+        return as_interactions(X)
+
+    def predict_proba(self, X):
+        """Score of every item for every row of ``X``, shape (n_rows, n_items).
+
+        Computed in row chunks; with the SoftMax output each row sums to 1.
+        """
+        X = self._check_X(X)
+        return self._layer_outputs(self._inputs(X), self.model_.output.index)
+
+    def recommend(self, X, k=10, exclude_seen=True, return_scores=False):
+        """Top-``k`` items for each row of ``X``, best first.
+
+        Parameters
+        ----------
+        X : sparse matrix of shape (n_rows, n_items)
+            Histories; rows need not have been seen in training.
+        k : int, default=10
+            Any value from 1 to n_items.
+        exclude_seen : bool, default=True
+            Never recommend an item the row already has. Rows with fewer than
+            ``k`` unseen items are padded with id -1 (score -inf).
+        return_scores : bool, default=False
+            Also return the scores of the recommended items.
+
+        Returns
+        -------
+        ids : ndarray of shape (n_rows, k), int64
+        scores : ndarray of shape (n_rows, k), float32
+            Only if ``return_scores``.
+        """
+        X = self._check_X(X)
+        k = check_k(k, self.n_items_)
+        if exclude_seen:
+            check_width(X, self.n_items_, "X", "output items (exclude_seen needs the histories "
+                        "to be in the output item space)")
+        ids = np.empty((X.shape[0], k), dtype=np.int64)
+        scores = np.empty((X.shape[0], k), dtype=self.model_.dtype)
+        no_exclusions = np.zeros(X.shape[0] + 1, dtype=np.int64)
+        out = self.model_.output.index
+        for start, stop, runner in self._forward_chunks(self._inputs(X)):
+            block = runner.out[out][: stop - start]
+            if exclude_seen:
+                seen = X[start:stop]
+                ex_indptr = np.asarray(seen.indptr, dtype=np.int64)
+                ex_indices = np.asarray(seen.indices, dtype=np.int32)
+            else:
+                ex_indptr, ex_indices = no_exclusions[: stop - start + 1], X.indices[:0]
+            runner.backend.topk(block, k, runner.backend.to_device(ex_indptr),
+                                runner.backend.to_device(ex_indices), ids[start:stop],
+                                scores[start:stop])
+        return (ids, scores) if return_scores else ids
+
+    def predict(self, X):
+        """The top-``k`` unseen items of each row as a sparse 0/1 matrix.
+
+        Shape (n_rows, n_items), so scikit-learn's multi-label metrics apply;
+        ``k`` is the estimator parameter (capped at the number of items).
+        """
+        X = self._check_X(X)
+        k = check_k(self.k, max(self.k, 1) if self.k > 0 else 1, name="k")
+        k = min(k, self.n_items_)
+        ids = self.recommend(X, k=k, exclude_seen=X.shape[1] == self.n_items_)
+        rows = np.repeat(np.arange(ids.shape[0]), ids.shape[1])
+        keep = ids.ravel() >= 0
+        return sp.csr_matrix(
+            (np.ones(keep.sum(), dtype=np.float32), (rows[keep], ids.ravel()[keep])),
+            shape=(ids.shape[0], self.n_items_),
+        )
+
+    def transform(self, X):
+        """The hidden embedding of each row: the narrowest hidden layer's activations.
+
+        Returns
+        -------
+        ndarray of shape (n_rows, n_units)
+        """
+        X = self._check_X(X)
+        hidden = [p for p in self.model_.layers if p.kind == "Hidden"]
+        layer = min(hidden, key=lambda p: p.n)
+        return self._layer_outputs(self._inputs(X), layer.index)
+
+    def score(self, X, y):
+        """Mean recall@k of ``y``'s items among the top-``k`` recommendations for ``X``.
+
+        ``X`` holds the known histories and ``y`` the held-out items of the same
+        rows; seen items are excluded. Users with no held-out item are skipped.
+        """
+        if y is None:
+            raise ValueError("score needs y: the held-out items of each row of X")
+        X = self._check_X(X)
+        Y = as_interactions(y, name="y")
+        if Y.shape != (X.shape[0], self.n_items_):
+            raise ValueError(f"y must have shape ({X.shape[0]}, {self.n_items_}); got {Y.shape}")
+        k = check_k(self.k, self.n_items_)
+        return float(recall_at_k(Y, self.recommend(X, k=k, exclude_seen=True)))
