@@ -32,7 +32,8 @@ def check_non_negative(X, name):
     data = X.data if sp.issparse(X) else np.asarray(X)
     if data.size and data.min() < 0:
         raise ValueError(
-            f"{name} holds negative values (smallest {data.min():g}); interaction data must "
+            f"Negative values in data passed to {name} (smallest {data.min():g}); interaction "
+            "data must "
             "be non-negative (counts, ratings or 1 for an interaction)"
         )
 

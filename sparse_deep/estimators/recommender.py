@@ -143,6 +143,12 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
         tags.input_tags.sparse = True
         tags.input_tags.positive_only = True
         tags.target_tags.required = False
+        # y, when given, is a target matrix (one column per output item).
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = False
+        tags.target_tags.positive_only = True
+        # The network computes in float32 whatever the input's dtype.
+        tags.transformer_tags.preserves_dtype = ["float32"]
         return tags
 
     # -- network --------------------------------------------------------------
@@ -189,7 +195,8 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
             counts or ratings). Dense arrays are accepted and converted.
         y : sparse matrix of shape (n_users, n_outputs), optional
             Targets, when they differ from the inputs (DSSTNE's separate input
-            and output data sets). Defaults to ``X`` itself.
+            and output data sets). Defaults to ``X`` itself. A 1-D ``y`` is
+            one target column.
 
         Returns
         -------
@@ -201,6 +208,9 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
         if y is None:
             Y = X
         else:
+            if not sp.issparse(y):
+                y = np.asarray(y)
+                y = y.reshape(-1, 1) if y.ndim == 1 else y
             Y = as_interactions(y, name="y")
             if Y.shape[0] != X.shape[0]:
                 raise ValueError(
@@ -304,7 +314,8 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
         """Mean recall@k of ``y``'s items among the top-``k`` recommendations for ``X``.
 
         ``X`` holds the known histories and ``y`` the held-out items of the same
-        rows; seen items are excluded. Users with no held-out item are skipped.
+        rows; items seen in ``X`` are excluded when ``X`` and ``y`` share the item
+        space. Users with no held-out item are skipped.
         """
         if y is None:
             raise ValueError("score needs y: the held-out items of each row of X")
@@ -312,5 +323,6 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
         Y = as_interactions(y, name="y")
         if Y.shape != (X.shape[0], self.n_items_):
             raise ValueError(f"y must have shape ({X.shape[0]}, {self.n_items_}); got {Y.shape}")
-        k = check_k(self.k, self.n_items_)
-        return float(recall_at_k(Y, self.recommend(X, k=k, exclude_seen=True)))
+        k = min(check_k(self.k, max(self.k, 1) if self.k > 0 else 1, name="k"), self.n_items_)
+        recommended = self.recommend(X, k=k, exclude_seen=X.shape[1] == self.n_items_)
+        return float(recall_at_k(Y, recommended))

@@ -1,0 +1,308 @@
+"""SparseAutoencoderRecommender: scikit-learn conformance, behaviour and errors."""
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from sparse_deep import SparseAutoencoderRecommender
+from sparse_deep.estimators import _base
+from sparse_deep.metrics import make_recommendation_scorer, recall_at_k
+
+MOVIELENS_CONFIG = {
+    "Version": 0.7, "Name": "AE", "Kind": "FeedForward",
+    "SparsenessPenalty": {"p": 0.5, "beta": 2.0},
+    "ShuffleIndices": False,
+    "Denoising": {"p": 0.2},
+    "ScaledMarginalCrossEntropy": {"oneTarget": 1.0, "zeroTarget": 0.0, "oneScale": 1.0,
+                                   "zeroScale": 1.0},
+    "Layers": [
+        {"Name": "Input", "Kind": "Input", "N": "auto", "DataSet": "gl_input", "Sparse": True},
+        {"Name": "Hidden", "Kind": "Hidden", "Type": "FullyConnected", "N": 128,
+         "Activation": "Sigmoid", "Sparse": True},
+        {"Name": "Output", "Kind": "Output", "Type": "FullyConnected", "DataSet": "gl_output",
+         "N": "auto", "Activation": "Sigmoid", "Sparse": True}],
+    "ErrorFunction": "ScaledMarginalCrossEntropy",
+}
+
+SMALL = dict(hidden_layer_sizes=(16,), epochs=8, batch_size=16, random_state=0)
+
+
+def small(**kw):
+    return SparseAutoencoderRecommender(**{**SMALL, **kw})
+
+
+def interactions(n_users=60, n_items=25, density=0.15, seed=0):
+    """Users drawn from two tastes (first / second half of the items), so that
+    there is structure to learn, with no empty row."""
+    rng = np.random.default_rng(seed)
+    half = n_items // 2
+    taste = rng.random(n_users) < 0.5
+    p = np.where(taste[:, None], np.r_[np.full(half, 3 * density), np.full(n_items - half, 0.02)],
+                 np.r_[np.full(half, 0.02), np.full(n_items - half, 3 * density)])
+    dense = rng.random((n_users, n_items)) < p
+    dense[np.arange(n_users), rng.integers(0, n_items, n_users)] = True
+    return sp.csr_matrix(dense.astype(np.float32))
+
+
+@pytest.fixture(scope="module")
+def data():
+    return interactions()
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    return small().fit(data)
+
+
+# -- scikit-learn conformance -----------------------------------------------------
+EXPECTED_FAILED_CHECKS = {
+    "check_estimator_sparse_array": (
+        "the check assumes an estimator with predict_proba is a classifier (it reads "
+        "classifier_tags); ours returns per-item scores. Every sparse format is tested in "
+        "test_every_sparse_format_gives_the_same_model"
+    ),
+    "check_estimator_sparse_matrix": "same as check_estimator_sparse_array",
+}
+
+
+@parametrize_with_checks(
+    [SparseAutoencoderRecommender(hidden_layer_sizes=(8,), epochs=3, random_state=0)],
+    expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS,
+)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc", "coo", "lil", "dok", "bsr", "csr64", "dense"])
+def test_every_sparse_format_gives_the_same_model(data, fmt):
+    reference = small().fit(data).recommend(data, k=5)
+    if fmt == "dense":
+        X = data.toarray()
+    elif fmt == "csr64":
+        X = data.copy()
+        X.indices, X.indptr = X.indices.astype(np.int64), X.indptr.astype(np.int64)
+    else:
+        X = data.asformat(fmt)
+    np.testing.assert_array_equal(small().fit(X).recommend(X, k=5), reference)
+
+
+def test_pipeline_clone_and_pickle(data):
+    pipe = make_pipeline(FunctionTransformer(lambda X: (X > 0).astype(np.float32),
+                                             accept_sparse=True), small())
+    pipe.fit(data)
+    assert pipe.predict(data).shape == data.shape
+    copy = clone(pipe.steps[-1][1])
+    assert copy.get_params() == small().get_params() and not hasattr(copy, "model_")
+    est = small().fit(data)
+    again = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(again.predict_proba(data), est.predict_proba(data))
+    np.testing.assert_array_equal(again.recommend(data, k=7), est.recommend(data, k=7))
+
+
+def test_grid_search_over_hidden_size_and_learning_rate(data):
+    history, held_out = _split(data)
+    grid = GridSearchCV(
+        small(epochs=4),
+        {"hidden_layer_sizes": [(8,), (16,)], "learning_rate": [1e-3, 1e-2]},
+        cv=2,
+    )
+    grid.fit(history, held_out)
+    assert set(grid.best_params_) == {"hidden_layer_sizes", "learning_rate"}
+    assert np.all(np.isfinite(grid.cv_results_["mean_test_score"]))
+    scored = GridSearchCV(small(epochs=4), {"learning_rate": [1e-3, 1e-2]}, cv=2,
+                          scoring=make_recommendation_scorer("ndcg", k=5))
+    scored.fit(history, held_out)
+    assert 0.0 <= scored.best_score_ <= 1.0
+
+
+def _split(X, seed=1):
+    """Hide one item per user: (history, held_out)."""
+    rng = np.random.default_rng(seed)
+    X = X.tocsr()
+    hidden = np.array([rng.choice(X.indices[X.indptr[i]:X.indptr[i + 1]])
+                       for i in range(X.shape[0])])
+    held = sp.csr_matrix((np.ones(X.shape[0], np.float32), (np.arange(X.shape[0]), hidden)),
+                         shape=X.shape)
+    history = (X - held.multiply(X)).tocsr()
+    history.eliminate_zeros()
+    return history, held
+
+
+# -- behaviour ----------------------------------------------------------------------
+def test_same_random_state_gives_identical_weights(data):
+    a, b = small().fit(data).model_, small().fit(data).model_
+    for wa, wb in zip(a.weights + list(a.biases.values()), b.weights + list(b.biases.values())):
+        np.testing.assert_array_equal(wa, wb)
+    c = small(random_state=1).fit(data).model_
+    assert not np.array_equal(a.weights[0], c.weights[0])
+
+
+def test_learns_structure_better_than_popularity(data):
+    history, held = _split(data)
+    est = small(epochs=40).fit(history)
+    popularity = np.argsort(-np.asarray(history.sum(axis=0)).ravel(), kind="stable")
+    pop = np.array([[i for i in popularity if history[u, i] == 0][:5]
+                    for u in range(history.shape[0])])
+    assert recall_at_k(held, est.recommend(history, k=5)) > recall_at_k(held, pop) + 0.1
+
+
+def test_recommend_excludes_seen_and_pads(fitted, data):
+    ids, scores = fitted.recommend(data, k=data.shape[1], return_scores=True)
+    assert ids.shape == scores.shape == data.shape and ids.dtype == np.int64
+    for u in range(data.shape[0]):
+        seen = set(data[u].indices)
+        valid = ids[u][ids[u] >= 0]
+        assert not seen & set(valid)
+        assert len(valid) == data.shape[1] - len(seen)
+        assert np.all(np.diff(scores[u][: len(valid)]) <= 0)
+        assert np.all(ids[u][len(valid):] == -1) and np.all(np.isneginf(scores[u][len(valid):]))
+
+
+def test_recommend_any_k_without_exclusion_ranks_by_predict_proba(fitted, data):
+    proba = fitted.predict_proba(data)
+    ids = fitted.recommend(data, k=data.shape[1], exclude_seen=False)
+    np.testing.assert_array_equal(np.sort(ids, axis=1), np.tile(np.arange(data.shape[1]),
+                                                                (data.shape[0], 1)))
+    expected = np.argsort(-proba, axis=1, kind="stable")
+    np.testing.assert_array_equal(ids, expected)
+
+
+def test_rows_never_seen_in_training(fitted):
+    new = interactions(n_users=7, seed=9)
+    assert fitted.recommend(new, k=3).shape == (7, 3)
+    empty = sp.csr_matrix((2, new.shape[1]), dtype=np.float32)  # users with no history yet
+    assert np.all(fitted.recommend(empty, k=4) >= 0)
+
+
+def test_predict_proba_transform_predict_and_score(fitted, data, monkeypatch):
+    proba = fitted.predict_proba(data)
+    assert proba.shape == data.shape
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+    monkeypatch.setattr(_base, "INFERENCE_CHUNK", 7)  # many chunks, uneven last one
+    # BLAS blocks a 7-row product differently from a 60-row one: equal to float32 rounding.
+    np.testing.assert_allclose(fitted.predict_proba(data), proba, rtol=1e-6, atol=1e-9)
+    assert fitted.transform(data).shape == (data.shape[0], 16)
+    predicted = fitted.predict(data)
+    assert sp.issparse(predicted) and predicted.shape == data.shape
+    np.testing.assert_array_equal(predicted.getnnz(axis=1), fitted.k)
+    assert predicted.multiply(data).nnz == 0
+    history, held = _split(data)
+    expected = recall_at_k(held, fitted.recommend(history, k=fitted.k))
+    assert fitted.score(history, held) == pytest.approx(expected)
+
+
+def test_network_override_trains_dsstne_movielens_config(data, tmp_path):
+    est = small(network=MOVIELENS_CONFIG, epochs=3).fit(data)
+    assert est.network_["Layers"][0]["N"] == data.shape[1]
+    assert est.network_["Layers"][1]["N"] == 128
+    assert est.network_["ErrorFunction"] == "ScaledMarginalCrossEntropy"
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(MOVIELENS_CONFIG))
+    from_file = small(network=str(path), epochs=3).fit(data)
+    np.testing.assert_array_equal(from_file.predict_proba(data), est.predict_proba(data))
+
+
+def test_separate_targets_of_another_width(data):
+    y = interactions(n_users=data.shape[0], n_items=9, seed=4)
+    est = small().fit(data, y)
+    assert est.n_items_ == 9 and est.predict_proba(data).shape == (data.shape[0], 9)
+    assert est.recommend(data, k=9, exclude_seen=False).shape == (data.shape[0], 9)
+    with pytest.raises(ValueError, match="exclude_seen"):
+        est.recommend(data, k=3)
+
+
+def test_warm_start_continues_exactly_like_one_longer_run(data):
+    once = small(epochs=6).fit(data)
+    twice = small(epochs=3, warm_start=True).fit(data)
+    twice.fit(data)
+    assert twice.n_epochs_ == 6 and len(twice.loss_curve_) == 6
+    for a, b in zip(once.model_.weights, twice.model_.weights):
+        np.testing.assert_array_equal(a, b)
+    assert once.loss_curve_ == twice.loss_curve_
+
+
+def test_loss_decreases(data):
+    curve = small(epochs=20).fit(data).loss_curve_
+    assert curve[-1] < curve[0]
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "adagrad", "rmsprop",
+                                       "adadelta", "adam"])
+def test_every_optimizer_trains(data, optimizer):
+    lr = {"sgd": 0.5, "momentum": 0.1, "nesterov": 0.1, "adagrad": 0.05}.get(optimizer, 1e-2)
+    est = small(optimizer=optimizer, learning_rate=lr, epochs=10).fit(data)
+    assert est.loss_curve_[-1] < est.loss_curve_[0]
+
+
+# -- errors -------------------------------------------------------------------------
+@pytest.mark.parametrize("bad,match", [
+    (np.nan, "NaN"), (np.inf, "infinity"), (-1.0, "Negative values"),
+])
+def test_bad_values_rejected_before_training(data, bad, match):
+    X = data.copy()
+    X.data[3] = bad
+    est = small()
+    with pytest.raises(ValueError, match=match):
+        est.fit(X)
+    assert not hasattr(est, "model_")
+    with pytest.raises(ValueError, match=match):
+        small().fit(data, X)
+
+
+@pytest.mark.parametrize("params,match", [
+    (dict(activation="swish"), "unknown activation 'swish'.*Sigmoid"),
+    (dict(loss="mse"), "unknown error function 'mse'.*CrossEntropy"),
+    (dict(optimizer="lbfgs"), "unknown optimizer 'lbfgs'.*adam"),
+    (dict(output_activation="tanh"), "CrossEntropy.*Sigmoid or SoftMax"),
+    (dict(hidden_layer_sizes=(0,)), "hidden_layer_sizes"),
+    (dict(hidden_layer_sizes=()), "at least one"),
+    (dict(learning_rate=0.0), "learning_rate"),
+    (dict(batch_size=0), "batch_size"),
+    (dict(epochs=1.5), "epochs"),
+    (dict(input_dropout=1.0), "input_dropout"),
+    (dict(dropout=-0.1), "dropout"),
+    (dict(device="tpu"), "device"),
+    (dict(device="cuda"), "cuda"),
+    (dict(network={"Layers": [], "Bogus": 1}), "Bogus"),
+    (dict(network="{ not json"), "JSON"),
+    (dict(network={"Version": 0.9, "Layers": [{"Kind": "Input", "N": "auto"},
+                                               {"Kind": "Hidden", "N": 4, "Colour": "red"},
+                                               {"Kind": "Output", "N": "auto"}]}), "Colour"),
+])
+def test_bad_parameters_rejected_before_training(data, params, match):
+    est = small(**params)
+    with pytest.raises(ValueError, match=match):
+        est.fit(data)
+    assert not hasattr(est, "model_")
+
+
+def test_bad_shapes(fitted, data):
+    with pytest.raises(ValueError, match="25 features"):
+        fitted.predict_proba(data[:, :20])
+    with pytest.raises(ValueError, match="rows"):
+        small().fit(data, data[:10])
+    with pytest.raises(ValueError, match="no interactions"):
+        small().fit(sp.csr_matrix(data.shape, dtype=np.float32))
+    with pytest.raises(ValueError, match="2D"):
+        small().fit(np.ones(5))
+
+
+@pytest.mark.parametrize("k,error", [(0, ValueError), (26, ValueError), (2.5, TypeError),
+                                     (True, TypeError)])
+def test_bad_k(fitted, data, k, error):
+    with pytest.raises(error, match="k must"):
+        fitted.recommend(data, k=k)
+
+
+def test_unfitted_estimator_says_so(data):
+    from sklearn.exceptions import NotFittedError
+    with pytest.raises(NotFittedError):
+        small().recommend(data)
