@@ -186,8 +186,9 @@ ACTIVATIONS = Registry(
         "Relu": ActivationInfo(),
         "LRelu": ActivationInfo(parameters=("relu_slope",)),
         "ELU": ActivationInfo(parameters=("elu_alpha",)),
-        # DSSTNE's SELU kernel takes both the ELU alpha and the SELU lambda.
-        "SELU": ActivationInfo(parameters=("elu_alpha", "selu_lambda")),
+        # DSSTNE's SELU kernel reused ELUAlpha (default 1); sparse_deep keeps the
+        # SELU paper's alpha (1.6733), which makes the unit self-normalising.
+        "SELU": ActivationInfo(parameters=("selu_lambda",)),
         "SoftPlus": ActivationInfo(),
         "SoftSign": ActivationInfo(),
         "SoftMax": ActivationInfo(elementwise=False, output_range=_UNIT_INTERVAL),
