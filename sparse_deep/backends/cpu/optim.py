@@ -11,7 +11,7 @@ from ._scalar import optimizer_step, regularised_gradient
 def _make_update_rows(code):
     # One kernel per optimizer: ``code`` is a compile-time constant inside, so
     # the optimizer's branch folds away and the inner loop vectorises.
-    @njit(parallel=True)
+    @njit(parallel=True, cache=True)
     def update_rows(param, grad, rows, n_rows, state1, state2, hyper):
         lr, mu, rho, beta1, beta2, eps, c1, c2, l2, l1 = (
             hyper[0], hyper[1], hyper[2], hyper[3], hyper[4],
