@@ -70,10 +70,10 @@ def run_implicit_als(train, users):
     from implicit.als import AlternatingLeastSquares
     from threadpoolctl import threadpool_limits
 
-    model = AlternatingLeastSquares(random_state=0)
     # implicit parallelises itself and asks for single-threaded BLAS; limit BLAS
-    # only around its fit, so the other models keep every core.
+    # only around it, so the other models keep every core.
     with threadpool_limits(1, "blas"):
+        model = AlternatingLeastSquares(random_state=0)
         start = time.perf_counter()
         model.fit(train, show_progress=False)
         fit_seconds = time.perf_counter() - start

@@ -42,7 +42,7 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
         sgd, momentum, nesterov, adagrad, rmsprop, adadelta or adam.
     learning_rate : float, default=1e-3
     batch_size : int, default=128
-    epochs : int, default=100
+    epochs : int, default=30
     input_dropout : float, default=0.5
         Probability of hiding each of a user's items in an epoch (DSSTNE's
         ``Denoising``); survivors are scaled by 1 / (1 - p).
@@ -101,7 +101,7 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
         optimizer="adam",
         learning_rate=1e-3,
         batch_size=128,
-        epochs=100,
+        epochs=30,
         input_dropout=0.5,
         dropout=0.0,
         normalize_input=True,
