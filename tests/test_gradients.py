@@ -7,6 +7,7 @@ also checks that the engine optimises the loss the docs define.
 """
 
 import itertools
+import zlib
 
 import numpy as np
 import pytest
@@ -44,6 +45,15 @@ def random_batch(rng, n_rows, n_cols, density, analog):
     dense[np.arange(n_rows), rng.integers(0, n_cols, n_rows)] = True  # no empty row
     values = rng.uniform(0.5, 1.5, (n_rows, n_cols)) if analog else np.ones((n_rows, n_cols))
     return sp.csr_matrix(np.where(dense, values, 0.0))
+
+
+def with_random_biases(model, rng):
+    """Biases start at 0, which can put a Relu output exactly on its kink
+    (z = 0 when a row's hidden units are all off), where the derivative is
+    undefined and central differences disagree with any one-sided choice."""
+    for b in model.biases.values():
+        b[...] = rng.uniform(-0.2, 0.2, b.shape)
+    return model
 
 
 def engine_gradients(model, x, t, *, training=False, seed=0, step=0):
@@ -99,7 +109,8 @@ def assert_gradients_match(model, x, t, **kw):
 @pytest.mark.parametrize("density", [0.3, 1.0], ids=["sparse-input", "dense-input"])
 @pytest.mark.parametrize("act,err", PAIRS)
 def test_gradient_every_activation_error_pair(act, err, density):
-    rng = np.random.default_rng(abs(hash((act, err, density))) % 2**32)
+    # A stable seed (str hashes change per process) for reproducible failures.
+    rng = np.random.default_rng(zlib.crc32(f"{act}-{err}-{density}".encode()))
     hidden_act = act if act != "SoftMax" else "Tanh"
     analog = err in ("L1", "L2", "DataScaledMarginalCrossEntropy")
     spec = parse_network(make_net(
@@ -110,7 +121,7 @@ def test_gradient_every_activation_error_pair(act, err, density):
         ScaledMarginalCrossEntropy={"oneTarget": 0.9, "zeroTarget": 0.1, "oneScale": 1.3,
                                     "zeroScale": 0.7},
     )).resolve(7, 6)
-    model = Model(spec, np.float64).initialize(rng.integers(1 << 30))
+    model = with_random_biases(Model(spec, np.float64).initialize(rng.integers(1 << 30)), rng)
     x = random_batch(rng, 4, 7, density, analog=True)
     t = random_batch(rng, 4, 6, 0.4, analog=analog)
     assert_gradients_match(model, x, t)
