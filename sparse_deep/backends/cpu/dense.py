@@ -26,7 +26,7 @@ def _softmax_row(z):
             m = z[j]
     s = 0.0
     for j in range(z.shape[0]):
-        e = math.exp(z[j] - m)
+        e = np.exp(z[j] - m)
         z[j] = e
         s += e
     inv = 1.0 / s
@@ -46,71 +46,80 @@ def activate_rows(z, act, slope, alpha, lam):
                 row[j] = activate(act, row[j], slope, alpha, lam)
 
 
-@njit(cache=True)
-def _target_at(j, p, end, t_indices, t_data):
-    """Value of a CSR target row at column ``j``, walking pointer ``p`` along it.
+def _make_output_pass(act, err):
+    """The fused output kernel for one (activation, error) pair.
 
-    Rows are sorted, so a single forward walk visits each target entry once.
+    ``act`` and ``err`` are compile-time constants inside, so every branch of
+    the shared scalar functions folds away and the sweeps over a row vectorise.
+    A row is handled as DSSTNE does: a raw sweep that treats every output as a
+    missing target, then a fix-up at each target entry (the rows are sparse, so
+    the fix-ups are few), then, for SoftMax, the Jacobian sweep.
     """
-    if p < end and t_indices[p] == j:
-        return t_data[p], p + 1
-    return 0.0, p
+    unit = is_unit_interval_error(err)
+    softmax = act == SOFTMAX
+    fused_sigmoid = act == SIGMOID and unit
 
-
-@njit(cache=True)
-def _softmax_output_row(a, d, t_indices, t_data, start, end, err, hp, inv_batch):
-    one_target, one_scale = hp[3], hp[5]
-    boost_one, boost_zero = hp[7], hp[8]
-    t_sum = 0.0
-    for p in range(start, end):
-        t_sum += t_data[p]
-    t_norm = 1.0 / t_sum if t_sum != 0.0 else 0.0
-    total = 0.0
-    h_sum = 0.0
-    p = start
-    for j in range(a.shape[0]):
-        t, p = _target_at(j, p, end, t_indices, t_data)
-        is_one = t != 0.0
-        if is_unit_interval_error(err):
-            # Multinomial form: the row's targets form one distribution.
-            e, h = multinomial_error(err, a[j], t * t_norm, is_one, one_target, one_scale)
-        else:
-            e, g = elementwise_error(err, a[j], t, is_one, hp[3], hp[4], hp[5], hp[6])
-            h = a[j] * g
-        w = boost_one if is_one else boost_zero
-        total += w * e
-        h *= w
-        d[j] = h
-        h_sum += h
-    # SoftMax Jacobian: dE/dz_j = a_j * (g_j - sum_k a_k g_k) = h_j - a_j * sum_k h_k.
-    for j in range(a.shape[0]):
-        d[j] = (d[j] - a[j] * h_sum) * inv_batch
-    return total
-
-
-@njit(cache=True)
-def _elementwise_output_row(a, d, t_indices, t_data, start, end, act, err, hp, inv_batch):
-    slope, alpha, lam = hp[0], hp[1], hp[2]
-    boost_one, boost_zero = hp[7], hp[8]
-    fused_sigmoid = act == SIGMOID and is_unit_interval_error(err)
-    total = 0.0
-    p = start
-    for j in range(a.shape[0]):
-        t, p = _target_at(j, p, end, t_indices, t_data)
-        is_one = t != 0.0
-        aj = a[j]
+    @njit(inline="always")
+    def element(a, t, is_one, hp):
+        """(error, delta-or-h) of one output; h = a * dE/da for SoftMax."""
+        if softmax:
+            if unit:
+                return multinomial_error(err, a, t, is_one, hp[3], hp[5])
+            e, g = elementwise_error(err, a, t, is_one, hp[3], hp[4], hp[5], hp[6])
+            return e, a * g
         if fused_sigmoid:
-            e, dz = sigmoid_delta(err, aj, t, is_one, hp[3], hp[4], hp[5], hp[6])
-        else:
-            e, g = elementwise_error(err, aj, t, is_one, hp[3], hp[4], hp[5], hp[6])
-            dz = g * derivative(act, aj, slope, alpha, lam)
-        w = boost_one if is_one else boost_zero
-        total += w * e
-        d[j] = w * dz * inv_batch
-    return total
+            return sigmoid_delta(err, a, t, is_one, hp[3], hp[4], hp[5], hp[6])
+        e, g = elementwise_error(err, a, t, is_one, hp[3], hp[4], hp[5], hp[6])
+        return e, g * derivative(act, a, hp[0], hp[1], hp[2])
+
+    @njit(parallel=True, cache=True)
+    def output_pass(z, t_indptr, t_indices, t_data, hp, inv_batch, delta, row_error):
+        boost_one, boost_zero = hp[7], hp[8]
+        for i in prange(z.shape[0]):
+            a, d = z[i], delta[i]
+            start, end = t_indptr[i], t_indptr[i + 1]
+            if softmax:
+                _softmax_row(a)
+            else:
+                for j in range(a.shape[0]):
+                    a[j] = activate(act, a[j], hp[0], hp[1], hp[2])
+            total = 0.0
+            for j in range(a.shape[0]):  # raw sweep: no target anywhere
+                e, g = element(a[j], 0.0, False, hp)
+                d[j] = boost_zero * g
+                total += boost_zero * e
+            t_scale = 1.0
+            if softmax and unit:  # multinomial: a row's targets form one distribution
+                t_sum = 0.0
+                for p in range(start, end):
+                    t_sum += t_data[p]
+                t_scale = 1.0 / t_sum if t_sum != 0.0 else 0.0
+            for p in range(start, end):  # fix-ups at the target entries
+                j, t = t_indices[p], t_data[p]
+                if t == 0.0:
+                    continue
+                e0, _ = element(a[j], 0.0, False, hp)
+                e1, g1 = element(a[j], t * t_scale, True, hp)
+                total += boost_one * e1 - boost_zero * e0
+                d[j] = boost_one * g1
+            row_error[i] = total
+            if softmax:
+                # dE/dz_j = a_j * (g_j - sum_k a_k g_k) = h_j - a_j * sum_k h_k.
+                h_sum = 0.0
+                for j in range(a.shape[0]):
+                    h_sum += d[j]
+                for j in range(a.shape[0]):
+                    d[j] = (d[j] - a[j] * h_sum) * inv_batch
+            else:
+                for j in range(a.shape[0]):
+                    d[j] *= inv_batch
+
+    return output_pass
 
 
-@njit(parallel=True, cache=True)
+_OUTPUT_KERNELS = {}
+
+
 def output_pass(z, t_indptr, t_indices, t_data, act, err, hp, inv_batch, delta, row_error):
     """Fused output step, one sweep per row: activation, error and delta.
 
@@ -121,20 +130,10 @@ def output_pass(z, t_indptr, t_indices, t_data, act, err, hp, inv_batch, delta, 
     slope, ELU alpha, SELU lambda, oneTarget, zeroTarget, oneScale, zeroScale,
     DeltaBoost one, DeltaBoost zero.
     """
-    for i in prange(z.shape[0]):
-        a = z[i]
-        start, end = t_indptr[i], t_indptr[i + 1]
-        if act == SOFTMAX:
-            _softmax_row(a)
-            row_error[i] = _softmax_output_row(
-                a, delta[i], t_indices, t_data, start, end, err, hp, inv_batch
-            )
-        else:
-            for j in range(a.shape[0]):
-                a[j] = activate(act, a[j], hp[0], hp[1], hp[2])
-            row_error[i] = _elementwise_output_row(
-                a, delta[i], t_indices, t_data, start, end, act, err, hp, inv_batch
-            )
+    kernel = _OUTPUT_KERNELS.get((act, err))
+    if kernel is None:
+        kernel = _OUTPUT_KERNELS[act, err] = _make_output_pass(act, err)
+    kernel(z, t_indptr, t_indices, t_data, hp, inv_batch, delta, row_error)
 
 
 @njit(parallel=True, cache=True)
