@@ -103,9 +103,14 @@ def _check_every_hidden_layer_is_used(plans):
             )
 
 
-def _init_weights(scheme, scale, shape, rng):
-    """Draw one weight matrix (see docs/network.md for each scheme's definition)."""
-    n_in, n_out = shape
+# Largest number of weights drawn at once during initialisation.
+_INIT_CHUNK = 1 << 20
+
+
+def _init_weights(scheme, scale, shape, rng, fans=None):
+    """Draw weights of ``shape`` for a matrix whose (fan-in, fan-out) is ``fans``
+    (default: ``shape``); docs/engine.md defines each scheme."""
+    n_in, n_out = shape if fans is None else fans
     if scheme == "Xavier":
         limit = scale * np.sqrt(6.0 / (n_in + n_out))
         return rng.uniform(-limit, limit, shape)
@@ -156,7 +161,13 @@ class Model:
         rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x1417]))
         for w, (s, t) in zip(self.weights, self.links):
             init = self.spec.layers[t].weight_init
-            w[...] = _init_weights(init.scheme, float(init.scale), w.shape, rng)
+            # Draw in row chunks: one float64 temporary of a 1M x 256 matrix
+            # would be 2 GB. PCG64 draws in order, so the values are the same.
+            rows = max(1, _INIT_CHUNK // w.shape[1])
+            for start in range(0, w.shape[0], rows):
+                block = w[start:start + rows]
+                block[...] = _init_weights(init.scheme, float(init.scale), block.shape, rng,
+                                           fans=w.shape)
         for t, b in self.biases.items():
             b[...] = self.spec.layers[t].weight_init.bias
         return self

@@ -14,8 +14,10 @@ from ..engine.optim import OptimizerConfig, OptimizerState, optimizer_code
 from ..engine.runner import CSRBlock, Runner, max_batch_nnz
 from ..network import parse_network
 
-# Rows scored per inference chunk: bounds memory at chunk x n_outputs floats.
+# Rows scored per inference chunk, at most; fewer when the widest layer is wide,
+# so that a chunk's activations stay under INFERENCE_BLOCK floats (256 MB).
 INFERENCE_CHUNK = 1024
+INFERENCE_BLOCK = 1 << 26
 
 
 def _check_positive_int(value, name):
@@ -143,7 +145,8 @@ class SparseNetworkEstimator(BaseEstimator):
         chunk in ``runner.out``.
         """
         backend = get_backend(self.device)
-        chunk = min(INFERENCE_CHUNK, X_in.shape[0])
+        widest = max(p.n for p in self.model_.layers if not p.is_input)
+        chunk = max(1, min(INFERENCE_CHUNK, INFERENCE_BLOCK // widest, X_in.shape[0]))
         runner = Runner(self.model_, backend, chunk, max_batch_nnz(X_in.indptr, chunk),
                         inference=True)
         inputs = CSRBlock.from_scipy(X_in, backend)

@@ -1,0 +1,132 @@
+"""How epoch time and peak memory grow with the number of items.
+
+Synthetic data with a power-law item popularity (Zipf exponent 1.1) for 10K,
+100K and 1M items, and at 100K items also 4x the users (to show that memory
+does not grow with users, while time grows with the number of steps). Each
+size runs in a fresh process, which trains the default network (256 tanh
+units, SoftMax output, Adam, batch 128) for one warm-up epoch and one timed
+epoch, and reports:
+
+- the epoch time, and the GEMM arithmetic rate it implies;
+- the peak resident memory of the process, next to the sum it should be near:
+  data + weights + Adam state + gradients + a few batch x items blocks
+  (the process's memory before fitting, mostly numba and numpy, is also shown).
+
+Results are printed and written to ``benchmarks/results/scale_sweep.json``.
+
+Usage
+    python benchmarks/bench_scale_sweep.py [--sizes 10000 100000 1000000]
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+HIDDEN, BATCH = 256, 128
+
+
+def power_law_interactions(n_users, n_items, per_user=25, exponent=1.1, seed=0):
+    rng = np.random.default_rng(seed)
+    weights = 1.0 / np.arange(1, n_items + 1) ** exponent
+    lengths = np.maximum(1, rng.poisson(per_user, n_users))
+    items = rng.choice(n_items, size=lengths.sum(), p=weights / weights.sum())
+    rows = np.repeat(np.arange(n_users), lengths)
+    X = sp.csr_matrix((np.ones(items.size, np.float32), (rows, items)), shape=(n_users, n_items))
+    X.data[:] = 1.0
+    return X
+
+
+def peak_rss_bytes():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+
+
+def measure(n_users, n_items):
+    """Run in a child process: fit, time, and account for the memory."""
+    from sparse_deep import SparseAutoencoderRecommender
+
+    X = power_law_interactions(n_users, n_items)
+    before = peak_rss_bytes()
+    est = SparseAutoencoderRecommender(hidden_layer_sizes=(HIDDEN,), batch_size=BATCH, epochs=1,
+                                       warm_start=True, random_state=0)
+    est.fit(X)  # warm-up (compiles kernels)
+    start = time.perf_counter()
+    est.fit(X)
+    seconds = time.perf_counter() - start
+    steps = -(-n_users // BATCH)
+    flops = steps * 3 * 2 * BATCH * HIDDEN * n_items  # output layer: fwd + 2 backward GEMMs
+    f32 = 4
+    data = X.data.nbytes + X.indices.nbytes + X.indptr.nbytes
+    weights = 2 * n_items * HIDDEN * f32
+    accounted = {
+        "data (CSR, plus normalised copy)": 2 * data,
+        "weights": weights,
+        "adam state": 2 * weights,
+        "output weight gradient": n_items * HIDDEN * f32,
+        "batch x items blocks (activation, delta)": 2 * BATCH * n_items * f32,
+    }
+    return {
+        "n_users": n_users, "n_items": n_items, "nnz": int(X.nnz),
+        "epoch_s": seconds, "output_gemm_gflops": flops / seconds / 1e9,
+        "peak_rss_bytes": peak_rss_bytes(), "rss_before_fit_bytes": before,
+        "accounted_bytes": accounted, "accounted_total_bytes": sum(accounted.values()),
+    }
+
+
+def run_child(n_users, n_items):
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", str(n_users), str(n_items)],
+        capture_output=True, text=True, check=True, cwd=ROOT,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def gib(n):
+    return f"{n / 2**30:6.2f}"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", nargs="+", type=int, default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--users", type=int, default=2000)
+    parser.add_argument("--output", default="benchmarks/results/scale_sweep.json")
+    parser.add_argument("--child", nargs=2, type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(measure(*args.child)))
+        return
+    cases = [(args.users, n) for n in args.sizes]
+    if 100_000 in args.sizes:
+        cases.append((4 * args.users, 100_000))
+    print(f"{'users':>7s} {'items':>9s} {'nnz':>9s} {'epoch s':>8s} {'GFLOP/s':>8s} "
+          f"{'peak GiB':>9s} {'before':>7s} {'accounted':>9s}")
+    rows = []
+    for n_users, n_items in cases:
+        r = run_child(n_users, n_items)
+        rows.append(r)
+        print(f"{n_users:7d} {n_items:9d} {r['nnz']:9d} {r['epoch_s']:8.2f} "
+              f"{r['output_gemm_gflops']:8.1f} {gib(r['peak_rss_bytes']):>9s} "
+              f"{gib(r['rss_before_fit_bytes']):>7s} {gib(r['accounted_total_bytes']):>9s}",
+              flush=True)
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=out.parent, delete=False, suffix=".tmp") as f:
+        json.dump({"cpus": os.cpu_count(), "hidden": HIDDEN, "batch_size": BATCH,
+                   "results": rows}, f, indent=2)
+    os.replace(f.name, out)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
