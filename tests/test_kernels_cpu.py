@@ -838,3 +838,26 @@ def test_stream_key_host_differs_across_seed_step_layer():
     assert len(keys) == len(grid)
     assert crng.stream_key_host(1, 2, 3) == crng.stream_key_host(1, 2, 3)
     assert isinstance(crng.stream_key_host(0, 0, 0), np.uint64)
+
+
+def test_fast_exp_is_within_one_ulp_in_float32_and_exact_in_float64():
+    """The vectorisable exponential of the SoftMax pass (backends/cpu/vecmath.py)."""
+    from numba import njit
+
+    from sparse_deep.backends.cpu.vecmath import fast_exp
+
+    @njit
+    def apply(x, out):
+        for i in range(x.shape[0]):
+            out[i] = fast_exp(x[i])
+
+    x = np.linspace(-87.0, 88.0, 400_001).astype(np.float32)
+    out = np.empty_like(x)
+    apply(x, out)
+    exact = np.exp(x.astype(np.float64))
+    ulps = np.abs(out - exact) / np.spacing(exact.astype(np.float32))
+    assert ulps.max() <= 1.0
+    x64 = x.astype(np.float64)
+    out64 = np.empty_like(x64)
+    apply(x64, out64)
+    np.testing.assert_array_equal(out64, np.exp(x64))
