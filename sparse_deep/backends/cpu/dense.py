@@ -6,8 +6,9 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ...engine.codes import SIGMOID, SOFTMAX
-from .vecmath import fast_exp
+from ...engine.codes import CROSS_ENTROPY, SIGMOID, SOFTMAX
+from ...engine.scalar import LOG_EPSILON
+from .vecmath import fast_exp, fast_log, fast_sigmoid
 from ._scalar import (
     activate,
     derivative,
@@ -78,6 +79,23 @@ def _make_output_pass(act, err):
         e, g = elementwise_error(err, a, t, is_one, hp[3], hp[4], hp[5], hp[6])
         return e, g * derivative(act, a, hp[0], hp[1], hp[2])
 
+    @njit(inline="always")
+    def no_target(a, hp):
+        """(error, delta-or-h) of an output whose target is missing.
+
+        The raw sweep evaluates this for every output, so the Sigmoid
+        cross-entropy family gets a form that vectorises (float32 exp/log).
+        """
+        if fused_sigmoid:
+            one, zero = hp[9], hp[9] - hp[9]
+            e = -fast_log(min(max(one - a, hp[10]), hp[11]))
+            if err == CROSS_ENTROPY:
+                return e, a
+            if a > hp[4]:  # past the zeroTarget margin
+                return hp[6] * e, hp[6] * a
+            return zero, zero
+        return element(a, 0.0, False, hp)
+
     @njit(parallel=True, cache=True, fastmath=_REDUCTIONS)
     def output_pass(z, t_indptr, t_indices, t_data, hp, inv_batch, delta, row_error):
         boost_one, boost_zero = hp[7], hp[8]
@@ -86,12 +104,15 @@ def _make_output_pass(act, err):
             start, end = t_indptr[i], t_indptr[i + 1]
             if softmax:
                 _softmax_row(a)
+            elif act == SIGMOID:
+                for j in range(a.shape[0]):
+                    a[j] = fast_sigmoid(a[j])
             else:
                 for j in range(a.shape[0]):
                     a[j] = activate(act, a[j], hp[0], hp[1], hp[2])
             total = 0.0
             for j in range(a.shape[0]):  # raw sweep: no target anywhere
-                e, g = element(a[j], 0.0, False, hp)
+                e, g = no_target(a[j], hp)
                 d[j] = boost_zero * g
                 total += boost_zero * e
             t_scale = 1.0
@@ -104,7 +125,7 @@ def _make_output_pass(act, err):
                 j, t = t_indices[p], t_data[p]
                 if t == 0.0:
                     continue
-                e0, _ = element(a[j], 0.0, False, hp)
+                e0, _ = no_target(a[j], hp)
                 e1, g1 = element(a[j], t * t_scale, True, hp)
                 total += boost_one * e1 - boost_zero * e0
                 d[j] = boost_one * g1
@@ -139,6 +160,9 @@ def output_pass(z, t_indptr, t_indices, t_data, act, err, hp, inv_batch, delta, 
     kernel = _OUTPUT_KERNELS.get((act, err))
     if kernel is None:
         kernel = _OUTPUT_KERNELS[act, err] = _make_output_pass(act, err)
+    # In the kernel's dtype, so float32 arithmetic stays float32; 1 and the
+    # clamps of the logarithm's argument are appended for the same reason.
+    hp = np.concatenate([hp[:9], [1.0, LOG_EPSILON, 1.0 - LOG_EPSILON]]).astype(z.dtype)
     kernel(z, t_indptr, t_indices, t_data, hp, inv_batch, delta, row_error)
 
 

@@ -56,3 +56,78 @@ def _fast_exp(x):
     if x == types.float32:
         return lambda x: _exp32(x)
     return lambda x: np.exp(x)
+
+
+@intrinsic
+def _bits_from_float32(typingctx, x):
+    """The IEEE bits of a float32, as an int32."""
+    if x != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+
+    return types.int32(types.float32), codegen
+
+
+@njit(inline="always")
+def _log32(x):
+    """Cephes' logf for x > 0 (callers clamp away from 0 and infinity)."""
+    bits = _bits_from_float32(x)
+    e = np.float32(((bits >> 23) & 0xFF) - 126)
+    m = _float32_from_bits((bits & np.int32(-2139095041)) | np.int32(0x3F000000))  # [0.5, 1)
+    if m < np.float32(0.707106781186547524):
+        e -= np.float32(1.0)
+        m = m + m - np.float32(1.0)
+    else:
+        m = m - np.float32(1.0)
+    z = m * m
+    y = np.float32(7.0376836292e-2)
+    y = y * m - np.float32(1.1514610310e-1)
+    y = y * m + np.float32(1.1676998740e-1)
+    y = y * m - np.float32(1.2420140846e-1)
+    y = y * m + np.float32(1.4249322787e-1)
+    y = y * m - np.float32(1.6668057665e-1)
+    y = y * m + np.float32(2.0000714765e-1)
+    y = y * m - np.float32(2.4999993993e-1)
+    y = y * m + np.float32(3.3333331174e-1)
+    y = y * m * z
+    y += np.float32(-2.12194440e-4) * e
+    y += np.float32(-0.5) * z
+    return m + y + np.float32(0.693359375) * e
+
+
+def fast_log(x):
+    """log(x) for x > 0; vectorisable for float32 inside numba kernels."""
+    return np.log(x)
+
+
+@overload(fast_log)
+def _fast_log(x):
+    if x == types.float32:
+        return lambda x: _log32(x)
+    return lambda x: np.log(x)
+
+
+@njit(inline="always")
+def _sigmoid32(z):
+    return np.float32(1.0) / (np.float32(1.0) + _exp32(-z))
+
+
+def fast_sigmoid(z):
+    """1 / (1 + exp(-z)); vectorisable for float32 inside numba kernels."""
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+@overload(fast_sigmoid)
+def _fast_sigmoid(z):
+    if z == types.float32:
+        return lambda z: _sigmoid32(z)
+
+    def sigmoid64(z):
+        if z >= 0.0:
+            return 1.0 / (1.0 + np.exp(-z))
+        e = np.exp(z)
+        return e / (1.0 + e)
+
+    return sigmoid64
