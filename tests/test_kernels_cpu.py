@@ -861,3 +861,27 @@ def test_fast_exp_is_within_one_ulp_in_float32_and_exact_in_float64():
     out64 = np.empty_like(x64)
     apply(x64, out64)
     np.testing.assert_array_equal(out64, np.exp(x64))
+
+
+def test_fast_log_and_sigmoid_are_accurate_in_float32_and_exact_in_float64():
+    from numba import njit
+
+    from sparse_deep.backends.cpu.vecmath import fast_log, fast_sigmoid
+
+    @njit
+    def apply(x, logs, sigmoids):
+        for i in range(x.shape[0]):
+            logs[i] = fast_log(x[i])
+            sigmoids[i] = fast_sigmoid(x[i] - 50)
+
+    x = np.geomspace(1e-7, 100.0, 400_001).astype(np.float32)
+    logs, sigmoids = np.empty_like(x), np.empty_like(x)
+    apply(x, logs, sigmoids)
+    exact = np.log(x.astype(np.float64))
+    assert np.all(np.abs(logs - exact) <= np.spacing(np.abs(exact).astype(np.float32)))
+    s_exact = 1 / (1 + np.exp(-(x.astype(np.float64) - 50)))
+    np.testing.assert_allclose(sigmoids, s_exact, rtol=4e-7, atol=1e-30)
+    x64 = x.astype(np.float64)
+    logs64, sig64 = np.empty_like(x64), np.empty_like(x64)
+    apply(x64, logs64, sig64)
+    np.testing.assert_array_equal(logs64, np.log(x64))
