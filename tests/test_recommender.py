@@ -306,3 +306,28 @@ def test_unfitted_estimator_says_so(data):
     from sklearn.exceptions import NotFittedError
     with pytest.raises(NotFittedError):
         small().recommend(data)
+
+
+def test_dense_and_lazy_input_updates(data):
+    """Under SGD without penalties an absent row has a zero step, so both update
+    modes must agree bit for bit; with an L2 penalty only the dense mode also
+    decays the rows of items no batch contains."""
+    X = sp.hstack([data, sp.csr_matrix((data.shape[0], 3), dtype=np.float32)]).tocsr()
+    sgd = dict(optimizer="sgd", learning_rate=0.5, epochs=3)
+    dense = small(**sgd).fit(X).model_.weights[0]
+    lazy = small(**sgd, sparse_input_update=True).fit(X).model_.weights[0]
+    np.testing.assert_array_equal(dense, lazy)
+    unseen = slice(data.shape[1], None)
+    dense_fit = small(**sgd, l2=0.1).fit(X)
+    lazy = small(**sgd, l2=0.1, sparse_input_update=True).fit(X).model_.weights[0]
+    start = initial_input_weights(dense_fit)
+    steps = 3 * -(-X.shape[0] // dense_fit.batch_size)
+    np.testing.assert_array_equal(lazy[unseen], start[unseen])
+    np.testing.assert_allclose(dense_fit.model_.weights[0][unseen],
+                               start[unseen] * (1 - 0.5 * 0.1) ** steps, rtol=1e-5)
+
+
+def initial_input_weights(est):
+    """The input weights a fitted estimator started from (same seed, no training)."""
+    from sparse_deep.engine.model import Model
+    return Model(est.model_.spec).initialize(est._seed_).weights[0]

@@ -78,6 +78,13 @@ class Backend:
     def cap_column_norms(self, weights, max_norm):
         raise NotImplementedError
 
+    def scatter_rows(self, dst, rows, src):
+        """``dst[rows[r]] = src[r]`` for r < len(rows)."""
+        raise NotImplementedError
+
+    def zero_rows(self, dst, rows):
+        raise NotImplementedError
+
     # Inference ---------------------------------------------------------------
     def topk(self, scores, k, exclude_indptr, exclude_indices, out_ids, out_scores):
         raise NotImplementedError

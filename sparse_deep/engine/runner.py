@@ -96,14 +96,19 @@ class Runner:
         Seed of the random streams (dropout, denoising).
     inference : bool
         Allocate only what the forward pass needs (no deltas, no gradients).
+    sparse_input_update : bool
+        Update only the input-layer rows of features present in the batch
+        ("lazy", as sparse Adam). Otherwise every row takes its optimizer step,
+        absent rows with a zero gradient, as in DSSTNE and PyTorch.
     """
 
     def __init__(self, model, backend, batch_size, max_input_nnz, max_target_nnz=0, seed=0,
-                 inference=False):
+                 inference=False, sparse_input_update=False):
         self.model = model
         self.backend = backend
         self.batch_size = int(batch_size)
         self.seed = int(seed)
+        self.sparse_input_update = bool(sparse_input_update)
         dt = model.dtype
         bk = backend
         self.weights = [bk.to_device(w) for w in model.weights]
@@ -142,6 +147,12 @@ class Runner:
             for w, (s, _) in zip(model.weights, model.links)
         ]
         self.bias_grads = {t: bk.zeros(b.shape, dt) for t, b in model.biases.items()}
+        # For the dense input update: a full-size gradient, zero except for the
+        # rows scattered into it during a step (and zeroed again after it).
+        self.full_input_grads = {
+            i: bk.zeros(w.shape, dt) for i, (w, (s, _)) in enumerate(zip(model.weights, model.links))
+            if model.layers[s].is_input and not self.sparse_input_update
+        }
         self.n_present = 0
         self._all_rows = {}
         hp = model.spec
@@ -290,11 +301,20 @@ class Runner:
         bias_hyper = optimizer.hyper(step, self.model.dtype, l2=0.0, l1=0.0)
         for i, (w, (source, target)) in enumerate(zip(self.weights, self.model.links)):
             s1, s2 = optimizer.states[i]
-            if self.model.layers[source].is_input:
-                rows, n_rows = self.transposed.features, self.n_present
+            grad = self.weight_grads[i]
+            if i in self.full_input_grads:
+                grad = self.full_input_grads[i]
+                present = self.transposed.features[: self.n_present]
+                bk.scatter_rows(grad, present, self.weight_grads[i])
+                bk.update_rows(w, grad, self._rows(w.shape[0]), w.shape[0], s1, s2, code,
+                               weight_hyper)
+                bk.zero_rows(grad, present)
             else:
-                rows, n_rows = self._rows(w.shape[0]), w.shape[0]
-            bk.update_rows(w, self.weight_grads[i], rows, n_rows, s1, s2, code, weight_hyper)
+                if self.model.layers[source].is_input:
+                    rows, n_rows = self.transposed.features, self.n_present
+                else:
+                    rows, n_rows = self._rows(w.shape[0]), w.shape[0]
+                bk.update_rows(w, grad, rows, n_rows, s1, s2, code, weight_hyper)
             norm = self.model.layers[target].weight_norm
             if norm > 0:
                 bk.cap_column_norms(w, norm)

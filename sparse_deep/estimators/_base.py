@@ -107,7 +107,8 @@ class SparseNetworkEstimator(BaseEstimator):
             step, epoch, self.loss_curve_ = 0, 0, []
         batch_size = min(int(self.batch_size), X_in.shape[0])
         runner = Runner(model, backend, batch_size, max_batch_nnz(X_in.indptr, batch_size),
-                        max_batch_nnz(Y.indptr, batch_size), seed=seed)
+                        max_batch_nnz(Y.indptr, batch_size), seed=seed,
+                        sparse_input_update=bool(self.sparse_input_update))
         inputs, targets = CSRBlock.from_scipy(X_in, backend), CSRBlock.from_scipy(Y, backend)
         n = X_in.shape[0]
         for _ in range(int(self.epochs)):

@@ -52,10 +52,14 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
         Scale each input row to unit L2 norm before it enters the network
         (targets stay as given).
     l2, l1 : float, default=0.0
-        Weight penalties (DSSTNE's lambda and lambda1). On the input layer they
-        act, like the gradient, on the rows of items present in a batch.
+        Weight penalties (DSSTNE's lambda and lambda1), on weights, not biases.
     momentum : float, default=0.9
         Momentum of the momentum and nesterov optimizers.
+    sparse_input_update : bool, default=False
+        Update only the input-layer rows of items present in each batch (a
+        "lazy" update, as sparse Adam), instead of every row. Cheaper when the
+        optimizer step of the input layer matters; on Last.fm it cost 0.003 of
+        recall@20 (benchmarks/README.md).
     k : int, default=10
         Number of items :meth:`predict` marks per row, and the cut-off of
         :meth:`score`.
@@ -108,6 +112,7 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
         l2=0.0,
         l1=0.0,
         momentum=0.9,
+        sparse_input_update=False,
         k=10,
         shuffle=True,
         network=None,
@@ -130,6 +135,7 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
         self.l2 = l2
         self.l1 = l1
         self.momentum = momentum
+        self.sparse_input_update = sparse_input_update
         self.k = k
         self.shuffle = shuffle
         self.network = network

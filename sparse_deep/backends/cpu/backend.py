@@ -83,5 +83,11 @@ class CPUBackend(Backend):
     def cap_column_norms(self, weights, max_norm):
         optim.cap_column_norms(weights, max_norm)
 
+    def scatter_rows(self, dst, rows, src):
+        dst[rows] = src[: rows.shape[0]]
+
+    def zero_rows(self, dst, rows):
+        dst[rows] = 0
+
     def topk(self, scores, k, exclude_indptr, exclude_indices, out_ids, out_scores):
         topk.topk_rows(scores, k, exclude_indptr, exclude_indices, out_ids, out_scores)

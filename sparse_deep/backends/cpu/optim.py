@@ -129,8 +129,8 @@ def update_rows(param, grad, rows, n_rows, state1, state2, code, hyper):
     """Apply one optimizer step to rows ``rows[:n_rows]`` of ``param``.
 
     ``grad[r]`` is the gradient of row ``rows[r]``: dense parameters pass every
-    row, the sparse input layer only the rows of features seen in the batch
-    (a "lazy" update, as in sparse Adam: unseen rows are left untouched).
+    row; a lazy (``sparse_input_update``) input layer only the rows of
+    features seen in the batch, leaving the others untouched.
     ``hyper`` = (lr, mu, rho, beta1, beta2, eps, c1, c2, l2, l1). States an
     optimizer does not keep may be one-row dummies; they are never touched.
     """
