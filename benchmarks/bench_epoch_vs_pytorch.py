@@ -63,25 +63,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 torch = None
 from sparse_deep.datasets import load_lastfm, load_movielens_100k, per_user_split  # noqa: E402
 from sparse_deep.metrics import recall_at_k  # noqa: E402
+from sparse_deep.network.samples import movielens_config  # noqa: E402
 
 BATCH = 128
 LEARNING_RATE = 1e-3
 
-MOVIELENS_CONFIG = {
-    "Version": 0.7, "Name": "AE", "Kind": "FeedForward",
-    "SparsenessPenalty": {"p": 0.5, "beta": 2.0},
-    "ShuffleIndices": False,
-    "Denoising": {"p": 0.2},
-    "ScaledMarginalCrossEntropy": {"oneTarget": 1.0, "zeroTarget": 0.0, "oneScale": 1.0,
-                                   "zeroScale": 1.0},
-    "Layers": [
-        {"Name": "Input", "Kind": "Input", "N": "auto", "DataSet": "gl_input", "Sparse": True},
-        {"Name": "Hidden", "Kind": "Hidden", "Type": "FullyConnected", "N": 128,
-         "Activation": "Sigmoid", "Sparse": True},
-        {"Name": "Output", "Kind": "Output", "Type": "FullyConnected", "DataSet": "gl_output",
-         "N": "auto", "Activation": "Sigmoid", "Sparse": True}],
-    "ErrorFunction": "ScaledMarginalCrossEntropy",
-}
+MOVIELENS_CONFIG = movielens_config()
 
 NETWORKS = {
     "default": dict(hidden=256, activation="tanh", output="softmax", normalize=True,

@@ -15,22 +15,9 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from sparse_deep import SparseAutoencoderRecommender
 from sparse_deep.estimators import _base
 from sparse_deep.metrics import make_recommendation_scorer, recall_at_k
+from sparse_deep.network.samples import movielens_config
 
-MOVIELENS_CONFIG = {
-    "Version": 0.7, "Name": "AE", "Kind": "FeedForward",
-    "SparsenessPenalty": {"p": 0.5, "beta": 2.0},
-    "ShuffleIndices": False,
-    "Denoising": {"p": 0.2},
-    "ScaledMarginalCrossEntropy": {"oneTarget": 1.0, "zeroTarget": 0.0, "oneScale": 1.0,
-                                   "zeroScale": 1.0},
-    "Layers": [
-        {"Name": "Input", "Kind": "Input", "N": "auto", "DataSet": "gl_input", "Sparse": True},
-        {"Name": "Hidden", "Kind": "Hidden", "Type": "FullyConnected", "N": 128,
-         "Activation": "Sigmoid", "Sparse": True},
-        {"Name": "Output", "Kind": "Output", "Type": "FullyConnected", "DataSet": "gl_output",
-         "N": "auto", "Activation": "Sigmoid", "Sparse": True}],
-    "ErrorFunction": "ScaledMarginalCrossEntropy",
-}
+MOVIELENS_CONFIG = movielens_config()
 
 SMALL = dict(hidden_layer_sizes=(16,), epochs=8, batch_size=16, random_state=0)
 
