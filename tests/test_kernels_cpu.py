@@ -885,3 +885,41 @@ def test_fast_log_and_sigmoid_are_accurate_in_float32_and_exact_in_float64():
     logs64, sig64 = np.empty_like(x64), np.empty_like(x64)
     apply(x64, logs64, sig64)
     np.testing.assert_array_equal(logs64, np.log(x64))
+
+
+def test_scatter_and_zero_rows():
+    from sparse_deep.backends.cpu import sparse as sparse_kernels
+
+    rng = np.random.default_rng(5)
+    dst = np.zeros((50, 7), np.float32)
+    rows = rng.permutation(50)[:12].astype(np.int64)
+    src = rng.standard_normal((20, 7)).astype(np.float32)  # longer than rows: a reused buffer
+    sparse_kernels.scatter_rows(dst, rows, src)
+    expected = np.zeros_like(dst)
+    expected[rows] = src[:12]
+    np.testing.assert_array_equal(dst, expected)
+    sparse_kernels.zero_rows(dst, rows)
+    assert not dst.any()
+
+
+def test_fast_tanh_is_within_two_ulps_in_float32_and_libm_in_float64():
+    from numba import njit
+
+    from sparse_deep.backends.cpu.vecmath import fast_tanh
+
+    @njit
+    def apply(x, out):
+        for i in range(x.shape[0]):
+            out[i] = fast_tanh(x[i])
+
+    x = np.concatenate([np.linspace(-20, 20, 200_001), np.geomspace(1e-8, 1, 5001),
+                        -np.geomspace(1e-8, 1, 5001)]).astype(np.float32)
+    out = np.empty_like(x)
+    apply(x, out)
+    exact = np.tanh(x.astype(np.float64))
+    assert np.all(np.abs(out - exact) <= 2 * np.spacing(np.abs(exact).astype(np.float32)))
+    x64 = x.astype(np.float64)
+    out64 = np.empty_like(x64)
+    apply(x64, out64)
+    # float64 is the C library's tanh, which may differ from numpy's in the last bit.
+    np.testing.assert_allclose(out64, np.tanh(x64), rtol=1e-15, atol=0)

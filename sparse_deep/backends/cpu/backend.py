@@ -84,10 +84,10 @@ class CPUBackend(Backend):
         optim.cap_column_norms(weights, max_norm)
 
     def scatter_rows(self, dst, rows, src):
-        dst[rows] = src[: rows.shape[0]]
+        sparse.scatter_rows(dst, rows, src)
 
     def zero_rows(self, dst, rows):
-        dst[rows] = 0
+        sparse.zero_rows(dst, rows)
 
     def topk(self, scores, k, exclude_indptr, exclude_indices, out_ids, out_scores):
         topk.topk_rows(scores, k, exclude_indptr, exclude_indices, out_ids, out_scores)

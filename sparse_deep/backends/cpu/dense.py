@@ -6,9 +6,9 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ...engine.codes import CROSS_ENTROPY, SIGMOID, SOFTMAX
+from ...engine.codes import CROSS_ENTROPY, SIGMOID, SOFTMAX, TANH
 from ...engine.scalar import LOG_EPSILON
-from .vecmath import fast_exp, fast_log, fast_sigmoid
+from .vecmath import fast_exp, fast_log, fast_sigmoid, fast_tanh
 from ._scalar import (
     activate,
     derivative,
@@ -48,6 +48,12 @@ def activate_rows(z, act, slope, alpha, lam):
         row = z[i]
         if act == SOFTMAX:
             _softmax_row(row)
+        elif act == TANH:  # the common hidden activations get vectorisable forms
+            for j in range(row.shape[0]):
+                row[j] = fast_tanh(row[j])
+        elif act == SIGMOID:
+            for j in range(row.shape[0]):
+                row[j] = fast_sigmoid(row[j])
         else:
             for j in range(row.shape[0]):
                 row[j] = activate(act, row[j], slope, alpha, lam)

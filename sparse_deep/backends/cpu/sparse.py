@@ -117,3 +117,16 @@ def sparse_weight_gradient(t_indptr, t_rows, t_data, n_present, delta, grad):
             d = delta[t_rows[q]]
             for h in range(n_out):
                 g[h] += v * d[h]
+
+
+@njit(parallel=True, cache=True)
+def scatter_rows(dst, rows, src):
+    """``dst[rows[r]] = src[r]``: a compact row gradient into a full-size one."""
+    for r in prange(rows.shape[0]):
+        dst[rows[r]] = src[r]
+
+
+@njit(parallel=True, cache=True)
+def zero_rows(dst, rows):
+    for r in prange(rows.shape[0]):
+        dst[rows[r]] = 0.0

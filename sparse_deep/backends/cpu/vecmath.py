@@ -131,3 +131,31 @@ def _fast_sigmoid(z):
         return e / (1.0 + e)
 
     return sigmoid64
+
+
+@njit(inline="always")
+def _tanh32(x):
+    """Cephes' tanhf: an odd polynomial near 0, 1 - 2/(e^2|x| + 1) beyond."""
+    ax = abs(x)
+    z = x * x
+    p = np.float32(-5.70498872745e-3)
+    p = p * z + np.float32(2.06390887954e-2)
+    p = p * z - np.float32(5.37397155531e-2)
+    p = p * z + np.float32(1.33314422036e-1)
+    p = p * z - np.float32(3.33332819422e-1)
+    small = p * z * x + x
+    big = np.float32(1.0) - np.float32(2.0) / (_exp32(ax + ax) + np.float32(1.0))
+    big = big if x >= np.float32(0.0) else -big
+    return small if ax < np.float32(0.625) else big
+
+
+def fast_tanh(x):
+    """tanh(x); vectorisable for float32 inside numba kernels."""
+    return np.tanh(x)
+
+
+@overload(fast_tanh)
+def _fast_tanh(x):
+    if x == types.float32:
+        return lambda x: _tanh32(x)
+    return lambda x: np.tanh(x)
