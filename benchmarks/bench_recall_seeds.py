@@ -1,0 +1,98 @@
+"""Recall@20 after the same training, over several seeds: sparse_deep vs PyTorch.
+
+The epoch benchmark (bench_epoch_vs_pytorch.py) compares recall for one seed;
+PyTorch's own result moves by a few thousandths from seed to seed, so this
+script trains both models (the same networks and settings as that benchmark,
+30 epochs, the estimator's default) with seeds 0, 1 and 2 on the real data sets
+and reports each framework's mean and range. Nothing is timed. Results go to
+``benchmarks/results/recall_seeds.json``.
+
+Usage
+    python benchmarks/bench_recall_seeds.py [--data-dir DIR] [--seeds 0 1 2]
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import bench_epoch_vs_pytorch as epoch_bench  # noqa: E402
+from sparse_deep import SparseAutoencoderRecommender  # noqa: E402
+from sparse_deep.metrics import recall_at_k  # noqa: E402
+
+EPOCHS = 30
+
+
+def recall(model, train, test):
+    users = np.flatnonzero(test.getnnz(axis=1))
+    return float(recall_at_k(test[users], model.recommend(train[users], 20)))
+
+
+def ours(net, train, test, seed):
+    model = SparseAutoencoderRecommender(
+        hidden_layer_sizes=(net["hidden"],), batch_size=epoch_bench.BATCH,
+        learning_rate=epoch_bench.LEARNING_RATE, epochs=EPOCHS, random_state=seed,
+        **net["estimator"]).fit(train)
+    return recall(model, train, test)
+
+
+def theirs(net, train, test, seed):
+    model = epoch_bench.TorchAutoencoder(train.shape[1], net, seed=seed)
+    for _ in range(EPOCHS):
+        model.fit_epoch(train)
+    return recall(model, train, test)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--output", default="benchmarks/results/recall_seeds.json")
+    args = parser.parse_args(argv)
+    cases = [(d, n) for d in ("lastfm", "ml100k") for n in epoch_bench.NETWORKS]
+    data = {d: epoch_bench.load(d, args.data_dir) for d in ("lastfm", "ml100k")}
+    results = {case: {} for case in cases}
+    # sparse_deep first: torch, once imported, would share OpenMP with numba.
+    for d, n in cases:
+        train, test = data[d]
+        results[d, n]["sparse_deep"] = [ours(epoch_bench.NETWORKS[n], train.astype(np.float32),
+                                             test, s) for s in args.seeds]
+    os.environ.pop("OMP_WAIT_POLICY", None)
+    import torch
+
+    epoch_bench.torch = torch
+    for d, n in cases:
+        train, test = data[d]
+        results[d, n]["pytorch"] = [theirs(epoch_bench.NETWORKS[n], train.astype(np.float32),
+                                           test, s) for s in args.seeds]
+    rows = []
+    print(f"{'dataset':8s} {'network':10s} {'sparse_deep mean [min, max]':>30s} "
+          f"{'pytorch mean [min, max]':>30s}")
+    for (d, n), r in results.items():
+        row = {"dataset": d, "network": n, "seeds": args.seeds, "epochs": EPOCHS}
+        cells = []
+        for framework in ("sparse_deep", "pytorch"):
+            values = r[framework]
+            row[framework] = values
+            row[f"{framework}_mean"] = statistics.mean(values)
+            cells.append(f"{statistics.mean(values):.4f} [{min(values):.4f}, {max(values):.4f}]")
+        rows.append(row)
+        print(f"{d:8s} {n:10s} {cells[0]:>30s} {cells[1]:>30s}", flush=True)
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=out.parent, delete=False, suffix=".tmp") as f:
+        json.dump({"results": rows}, f, indent=2)
+    os.replace(f.name, out)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
