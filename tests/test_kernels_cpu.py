@@ -198,10 +198,10 @@ def test_optimizer_state_drives_update_rows(name):
         assert s2.shape == (shape if n >= 2 else (1, shape[1])) and s2.dtype == dtype
         assert not s1.any() and not s2.any()
     for step in range(1, 4):
-        hyper = state.hyper(step, dtype)
+        hyper = state.hyper(step)
         expected = pack_hyper(step, lr=0.05 / (1 + 0.1 * (step - 1)))
         np.testing.assert_allclose(hyper, expected, rtol=1e-15)
-        bias_hyper = state.hyper(step, dtype, l2=0.0, l1=0.0)
+        bias_hyper = state.hyper(step, l2=0.0, l1=0.0)
         assert bias_hyper[8] == 0 and bias_hyper[9] == 0
         rows = rng.permutation(9)[:5].astype(np.int64)
         (a1, a2), (b1, b2), (c1, c2) = state.states

@@ -58,13 +58,13 @@ class OptimizerState:
         n_states = _STATES.get(self.code, 1)
         self.states = []
         for _, array, _ in params:
-            shape2d = array.reshape(array.shape[0], -1).shape if array.ndim == 2 else (1, array.size)
+            shape2d = array.shape if array.ndim == 2 else (1, array.size)  # biases: one row
             s1 = backend.zeros(shape2d if n_states >= 1 else (1, shape2d[1]), array.dtype)
             s2 = backend.zeros(shape2d if n_states >= 2 else (1, shape2d[1]), array.dtype)
             self.states.append((s1, s2))
         self.uses_state = n_states
 
-    def hyper(self, step, dtype, l2=None, l1=None):
+    def hyper(self, step, l2=None, l1=None):
         """Packed hyper-parameters for update ``step`` (1-based) of one parameter."""
         c = self.config
         lr = c.learning_rate / (1.0 + c.decay * (step - 1))

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .codes import SOFTMAX
 from .rng import stream_key_host
 
 
@@ -297,8 +296,8 @@ class Runner:
         """Apply one optimizer step (``step`` is 1-based) to every parameter."""
         bk = self.backend
         code = optimizer.code
-        weight_hyper = optimizer.hyper(step, self.model.dtype)
-        bias_hyper = optimizer.hyper(step, self.model.dtype, l2=0.0, l1=0.0)
+        weight_hyper = optimizer.hyper(step)
+        bias_hyper = optimizer.hyper(step, l2=0.0, l1=0.0)
         for i, (w, (source, target)) in enumerate(zip(self.weights, self.model.links)):
             s1, s2 = optimizer.states[i]
             grad = self.weight_grads[i]
@@ -344,6 +343,3 @@ class Runner:
         for t, host in self.model.biases.items():
             if self.biases[t] is not host:
                 host[...] = self.backend.to_host(self.biases[t])
-
-    def output_is_softmax(self):
-        return self.model.output.act == SOFTMAX

@@ -12,6 +12,4 @@ elementwise_error = _cpu.elementwise_error
 sigmoid_delta = _cpu.sigmoid_delta
 multinomial_error = _cpu.multinomial_error
 is_unit_interval_error = _cpu.is_unit_interval_error
-optimizer_step = _cpu.optimizer_step
-regularised_gradient = _cpu.regularised_gradient
 uniform = rng.uniform

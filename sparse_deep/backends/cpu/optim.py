@@ -1,10 +1,10 @@
 """Optimizer updates over whole parameters or over a list of their rows.
 
 One plain loop per optimizer, with every coefficient computed once per call in
-the parameter's dtype: this is what lets LLVM vectorise the inner loop (a
-generic per-element step, shared with other backends as
-:func:`sparse_deep.engine.scalar.optimizer_step`, ran 15x slower here). The
-kernel tests compare each loop with that shared definition.
+the parameter's dtype: this is what lets LLVM vectorise the inner loop (the
+generic per-element step, :func:`sparse_deep.engine.scalar.optimizer_step`,
+kept as the definition other backends compile, ran 15x slower here). The
+kernel tests compare each loop with a numpy reference of docs/engine.md.
 """
 
 import math
