@@ -902,6 +902,18 @@ def test_scatter_and_zero_rows():
     assert not dst.any()
 
 
+def test_scale_rows_multiplies_each_row_by_its_weight():
+    from sparse_deep.backends.cpu import dense as dense_kernels
+
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((9, 5)).astype(np.float32)
+    weights = rng.random(7)  # fewer weights than rows: only the batch's rows are scaled
+    expected = x.copy()
+    expected[:7] *= weights[:, None].astype(np.float32)
+    dense_kernels.scale_rows(x, weights)
+    np.testing.assert_allclose(x, expected, rtol=1e-6)
+
+
 def test_fast_tanh_is_within_two_ulps_in_float32_and_libm_in_float64():
     from numba import njit
 

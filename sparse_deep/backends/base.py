@@ -68,6 +68,10 @@ class Backend:
     def column_sums(self, x, out):
         raise NotImplementedError
 
+    def scale_rows(self, x, weights):
+        """``x[r, :] *= weights[r]`` for r < len(weights) (per-example weights)."""
+        raise NotImplementedError
+
     def sparse_weight_gradient(self, transposed, n_present, delta, grad):
         raise NotImplementedError
 

@@ -72,6 +72,9 @@ class CPUBackend(Backend):
     def column_sums(self, x, out):
         np.sum(x, axis=0, out=out)
 
+    def scale_rows(self, x, weights):
+        dense.scale_rows(x, weights)
+
     def sparse_weight_gradient(self, transposed, n_present, delta, grad):
         sparse.sparse_weight_gradient(
             transposed.indptr, transposed.rows, transposed.data, n_present, delta, grad

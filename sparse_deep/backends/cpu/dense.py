@@ -232,3 +232,13 @@ def sparseness_penalty(a, p, beta, inv_batch, grad_out):
         total += (1.0 - p) * math.log((1.0 - p) / (1.0 - rho)) if p < 1.0 else 0.0
         grad_out[j] = beta * (-p / rho + (1.0 - p) / (1.0 - rho)) * inv_batch
     return beta * total
+
+
+@njit(parallel=True, cache=True)
+def scale_rows(x, weights):
+    """``x[r, :] *= weights[r]``: per-example weights applied to a batch block."""
+    for r in prange(weights.shape[0]):
+        w = x.dtype.type(weights[r])
+        row = x[r]
+        for j in range(row.shape[0]):
+            row[j] *= w
