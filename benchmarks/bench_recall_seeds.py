@@ -3,12 +3,13 @@
 The epoch benchmark (bench_epoch_vs_pytorch.py) compares recall for one seed;
 PyTorch's own result moves by a few thousandths from seed to seed, so this
 script trains both models (the same networks and settings as that benchmark,
-30 epochs, the estimator's default) with seeds 0, 1 and 2 on the real data sets
-and reports each framework's mean and range. Nothing is timed. Results go to
-``benchmarks/results/recall_seeds.json``.
+30 epochs, the estimator's default) with seeds 0 to 9 on the real data sets
+and reports each framework's mean and range, the difference of the means with
+its 95% confidence interval, and Welch's t-test of "the means are equal".
+Nothing is timed. Results go to ``benchmarks/results/recall_seeds.json``.
 
 Usage
-    python benchmarks/bench_recall_seeds.py [--data-dir DIR] [--seeds 0 1 2]
+    python benchmarks/bench_recall_seeds.py [--data-dir DIR] [--seeds 0 1 2 ...]
 """
 
 import argparse
@@ -20,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -51,10 +53,21 @@ def theirs(net, train, test, seed):
     return recall(model, train, test)
 
 
+def compare(ours_values, theirs_values):
+    """Difference of the means (ours - theirs), its 95% interval (Welch), and the p-value."""
+    a, b = np.asarray(ours_values), np.asarray(theirs_values)
+    diff = float(a.mean() - b.mean())
+    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    dof = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
+    half = float(stats.t.ppf(0.975, dof) * np.sqrt(va + vb))
+    p_value = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    return {"difference": diff, "ci95": [diff - half, diff + half], "p_value": p_value}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--seeds", nargs="+", type=int, default=list(range(10)))
     parser.add_argument("--output", default="benchmarks/results/recall_seeds.json")
     args = parser.parse_args(argv)
     cases = [(d, n) for d in ("lastfm", "ml100k") for n in epoch_bench.NETWORKS]
@@ -75,7 +88,7 @@ def main(argv=None):
                                            test, s) for s in args.seeds]
     rows = []
     print(f"{'dataset':8s} {'network':10s} {'sparse_deep mean [min, max]':>30s} "
-          f"{'pytorch mean [min, max]':>30s}")
+          f"{'pytorch mean [min, max]':>30s} {'difference [95% CI]':>28s} {'p':>6s}")
     for (d, n), r in results.items():
         row = {"dataset": d, "network": n, "seeds": args.seeds, "epochs": EPOCHS}
         cells = []
@@ -84,8 +97,12 @@ def main(argv=None):
             row[framework] = values
             row[f"{framework}_mean"] = statistics.mean(values)
             cells.append(f"{statistics.mean(values):.4f} [{min(values):.4f}, {max(values):.4f}]")
+        row.update(compare(r["sparse_deep"], r["pytorch"]))
         rows.append(row)
-        print(f"{d:8s} {n:10s} {cells[0]:>30s} {cells[1]:>30s}", flush=True)
+        lo, hi = row["ci95"]
+        gap = f"{row['difference']:+.4f} [{lo:+.4f}, {hi:+.4f}]"
+        print(f"{d:8s} {n:10s} {cells[0]:>30s} {cells[1]:>30s} {gap:>28s} "
+              f"{row['p_value']:6.3f}", flush=True)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=out.parent, delete=False, suffix=".tmp") as f:

@@ -642,6 +642,44 @@ def test_output_pass_float64(act, err, seed):
     np.testing.assert_allclose(delta, want, rtol=0, atol=1e-6 * scale)
 
 
+def run_sharded_output_pass(act, err, z, t, bounds):
+    """The output pass over column slices, as model-parallel ranks run it."""
+    slices = [(z[:, a:b].copy(), sp.csr_matrix(t[:, a:b])) for a, b in zip(bounds, bounds[1:])]
+    parts = np.zeros((len(slices), z.shape[0], 3))
+    for r, (zs, ts) in enumerate(slices):
+        dense.softmax_partials(zs, ts.indptr.astype(np.int64), ts.data.astype(z.dtype), parts[r])
+    stats = dense.combine_softmax_partials(parts)
+    outs, h_sums, errors = [], [], []
+    for zs, ts in slices:
+        delta, row_error, own = np.full_like(zs, np.nan), np.full(z.shape[0], np.nan), stats.copy()
+        dense.output_pass(zs, ts.indptr.astype(np.int64), ts.indices.astype(np.int32),
+                          ts.data.astype(z.dtype), ACTIVATION_CODES[act], ERROR_CODES[err],
+                          output_hyper(act), 1.0 / z.shape[0], delta, row_error, own)
+        outs.append((zs, delta))
+        h_sums.append(own[:, 3])
+        errors.append(row_error)
+    h_sum = np.sum(h_sums, axis=0)
+    for a, delta in outs:
+        dense.softmax_jacobian(delta, a, h_sum, 1.0 / z.shape[0])
+    return (np.hstack([a for a, _ in outs]), np.hstack([d for _, d in outs]),
+            np.sum(errors, axis=0))
+
+
+@pytest.mark.parametrize("err", ["CrossEntropy", "ScaledMarginalCrossEntropy", "L2", "L1"])
+@pytest.mark.parametrize("bounds", [[0, 3, 7, 11], [0, 0, 5, 11], [0, 11]])
+def test_sharded_softmax_output_pass_equals_the_whole_row(err, bounds):
+    """Slices of a SoftMax output (one per rank, some empty) give the whole row's
+    activations, deltas and errors once their partial sums are combined."""
+    rng = np.random.default_rng(ERROR_CODES[err] + 7 * len(bounds))
+    z = pre_activations(rng, (5, 11), np.float64)
+    t = random_targets(rng, z.shape, np.float64, err)
+    a, delta, row_error = run_output_pass("SoftMax", err, z, t)
+    a2, delta2, row_error2 = run_sharded_output_pass("SoftMax", err, z, t, bounds)
+    np.testing.assert_allclose(a2, a, rtol=1e-6, atol=1e-9)  # fast_exp: float32-exact
+    np.testing.assert_allclose(delta2, delta, rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(row_error2, row_error, rtol=1e-5, atol=1e-8)
+
+
 @pytest.mark.parametrize("act,err", [("Sigmoid", "CrossEntropy"), ("SoftMax", "CrossEntropy"),
                                      ("Sigmoid", "ScaledMarginalCrossEntropy"),
                                      ("Relu", "L2"), ("Tanh", "Hinge"), ("SoftMax", "L2")])

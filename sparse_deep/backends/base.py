@@ -55,7 +55,19 @@ class Backend:
     def dropout(self, a, out, key, row_ids, p):
         raise NotImplementedError
 
-    def output_pass(self, z, targets, act, err, hyper, inv_batch, delta, row_error):
+    def output_pass(self, z, targets, act, err, hyper, inv_batch, delta, row_error,
+                    row_stats=None):
+        """Fused activation + error + delta. With ``row_stats`` (host float64,
+        rows x 4) a SoftMax output is one rank's slice of the row: see
+        ``backends/cpu/dense.py:_make_output_pass``."""
+        raise NotImplementedError
+
+    def softmax_partials(self, z, targets, row_stats):
+        """This slice's (max, exp sum, target sum) of each row into ``row_stats``."""
+        raise NotImplementedError
+
+    def softmax_jacobian(self, delta, a, h_sum, inv_batch):
+        """``delta = (delta - a * h_sum[:, None]) * inv_batch`` (sharded SoftMax)."""
         raise NotImplementedError
 
     # Backward ----------------------------------------------------------------

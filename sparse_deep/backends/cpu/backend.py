@@ -57,11 +57,18 @@ class CPUBackend(Backend):
     def dropout(self, a, out, key, row_ids, p):
         dense.dropout_forward(a, out, key, row_ids, p)
 
-    def output_pass(self, z, targets, act, err, hyper, inv_batch, delta, row_error):
+    def output_pass(self, z, targets, act, err, hyper, inv_batch, delta, row_error,
+                    row_stats=None):
         dense.output_pass(
             z, targets.indptr, targets.indices, targets.data, act, err, hyper, inv_batch,
-            delta, row_error,
+            delta, row_error, row_stats,
         )
+
+    def softmax_partials(self, z, targets, row_stats):
+        dense.softmax_partials(z, targets.indptr, targets.data, row_stats)
+
+    def softmax_jacobian(self, delta, a, h_sum, inv_batch):
+        dense.softmax_jacobian(delta, a, h_sum, inv_batch)
 
     def sparseness_penalty(self, a, p, beta, inv_batch, grad_out):
         return dense.sparseness_penalty(a, p, beta, inv_batch, grad_out)

@@ -59,7 +59,7 @@ def activate_rows(z, act, slope, alpha, lam):
                 row[j] = activate(act, row[j], slope, alpha, lam)
 
 
-def _make_output_pass(act, err):
+def _make_output_pass(act, err, sharded=False):
     """The fused output kernel for one (activation, error) pair.
 
     ``act`` and ``err`` are compile-time constants inside, so every branch of
@@ -67,6 +67,13 @@ def _make_output_pass(act, err):
     A row is handled as DSSTNE does: a raw sweep that treats every output as a
     missing target, then a fix-up at each target entry (the rows are sparse, so
     the fix-ups are few), then, for SoftMax, the Jacobian sweep.
+
+    ``sharded``: the row holds one rank's slice of the outputs (model
+    parallelism). A SoftMax then takes the row's max, exponential sum and
+    target sum over all slices from ``row_stats[:, :3]``, and stops before the
+    Jacobian sweep, which needs the sum of ``h`` over all slices: it leaves
+    ``h`` in ``delta`` and this slice's sum of ``h`` in ``row_stats[:, 3]``
+    (see :func:`softmax_jacobian`).
     """
     unit = is_unit_interval_error(err)
     softmax = act == SOFTMAX
@@ -103,12 +110,16 @@ def _make_output_pass(act, err):
         return element(a, 0.0, False, hp)
 
     @njit(parallel=True, cache=True, fastmath=_REDUCTIONS)
-    def output_pass(z, t_indptr, t_indices, t_data, hp, inv_batch, delta, row_error):
+    def output_pass(z, t_indptr, t_indices, t_data, hp, inv_batch, delta, row_error, row_stats):
         boost_one, boost_zero = hp[7], hp[8]
         for i in prange(z.shape[0]):
             a, d = z[i], delta[i]
             start, end = t_indptr[i], t_indptr[i + 1]
-            if softmax:
+            if softmax and sharded:
+                m, inv = a.dtype.type(row_stats[i, 0]), a.dtype.type(1.0 / row_stats[i, 1])
+                for j in range(a.shape[0]):
+                    a[j] = fast_exp(a[j] - m) * inv
+            elif softmax:
                 _softmax_row(a)
             elif act == SIGMOID:
                 for j in range(a.shape[0]):
@@ -124,8 +135,11 @@ def _make_output_pass(act, err):
             t_scale = 1.0
             if softmax and unit:  # multinomial: a row's targets form one distribution
                 t_sum = 0.0
-                for p in range(start, end):
-                    t_sum += t_data[p]
+                if sharded:
+                    t_sum = row_stats[i, 2]
+                else:
+                    for p in range(start, end):
+                        t_sum += t_data[p]
                 t_scale = 1.0 / t_sum if t_sum != 0.0 else 0.0
             for p in range(start, end):  # fix-ups at the target entries
                 j, t = t_indices[p], t_data[p]
@@ -136,7 +150,12 @@ def _make_output_pass(act, err):
                 total += boost_one * e1 - boost_zero * e0
                 d[j] = boost_one * g1
             row_error[i] = total
-            if softmax:
+            if softmax and sharded:
+                h_sum = 0.0
+                for j in range(a.shape[0]):
+                    h_sum += d[j]
+                row_stats[i, 3] = h_sum
+            elif softmax:
                 # dE/dz_j = a_j * (g_j - sum_k a_k g_k) = h_j - a_j * sum_k h_k.
                 h_sum = 0.0
                 for j in range(a.shape[0]):
@@ -153,7 +172,8 @@ def _make_output_pass(act, err):
 _OUTPUT_KERNELS = {}
 
 
-def output_pass(z, t_indptr, t_indices, t_data, act, err, hp, inv_batch, delta, row_error):
+def output_pass(z, t_indptr, t_indices, t_data, act, err, hp, inv_batch, delta, row_error,
+                row_stats=None):
     """Fused output step, one sweep per row: activation, error and delta.
 
     ``z`` holds the pre-activations and is overwritten with the activations;
@@ -162,14 +182,73 @@ def output_pass(z, t_indptr, t_indices, t_data, act, err, hp, inv_batch, delta, 
     ``row_error`` each row's summed error. ``hp`` packs the hyper-parameters:
     slope, ELU alpha, SELU lambda, oneTarget, zeroTarget, oneScale, zeroScale,
     DeltaBoost one, DeltaBoost zero.
+
+    ``row_stats`` (float64, rows x 4) switches to the sharded form for a slice
+    of the outputs; see :func:`_make_output_pass`.
     """
-    kernel = _OUTPUT_KERNELS.get((act, err))
+    sharded = row_stats is not None and act == SOFTMAX
+    kernel = _OUTPUT_KERNELS.get((act, err, sharded))
     if kernel is None:
-        kernel = _OUTPUT_KERNELS[act, err] = _make_output_pass(act, err)
+        kernel = _OUTPUT_KERNELS[act, err, sharded] = _make_output_pass(act, err, sharded)
     # In the kernel's dtype, so float32 arithmetic stays float32; 1 and the
     # clamps of the logarithm's argument are appended for the same reason.
     hp = np.concatenate([hp[:9], [1.0, LOG_EPSILON, 1.0 - LOG_EPSILON]]).astype(z.dtype)
-    kernel(z, t_indptr, t_indices, t_data, hp, inv_batch, delta, row_error)
+    if row_stats is None:
+        row_stats = _NO_STATS
+    kernel(z, t_indptr, t_indices, t_data, hp, inv_batch, delta, row_error, row_stats)
+
+
+_NO_STATS = np.zeros((1, 4), dtype=np.float64)
+
+
+@njit(parallel=True, cache=True, fastmath=_REDUCTIONS)
+def softmax_partials(z, t_indptr, t_data, row_stats):
+    """One slice's share of each row's SoftMax normaliser and target sum.
+
+    ``row_stats[i]`` = (max of z, sum of exp(z - max), sum of the targets);
+    the slices' shares combine with :func:`combine_softmax_partials`.
+    """
+    for i in prange(z.shape[0]):
+        row = z[i]
+        m = row[0] if row.shape[0] > 0 else -np.inf
+        for j in range(1, row.shape[0]):
+            if row[j] > m:
+                m = row[j]
+        s = 0.0
+        for j in range(row.shape[0]):
+            s += fast_exp(row[j] - m)
+        t = 0.0
+        for p in range(t_indptr[i], t_indptr[i + 1]):
+            t += t_data[p]
+        row_stats[i, 0] = m
+        row_stats[i, 1] = s
+        row_stats[i, 2] = t
+
+
+def combine_softmax_partials(parts):
+    """Whole-row (max, exp sum, target sum) from the slices' ``(R, rows, 3+)`` shares.
+
+    In float64, in rank order. A slice with no outputs reports max = -inf and
+    contributes nothing.
+    """
+    m = parts[:, :, 0].max(axis=0)
+    scale = np.exp(np.where(np.isfinite(parts[:, :, 0]), parts[:, :, 0] - m, -np.inf))
+    out = np.empty((parts.shape[1], 4), dtype=np.float64)
+    out[:, 0] = m
+    out[:, 1] = (parts[:, :, 1] * scale).sum(axis=0)
+    out[:, 2] = parts[:, :, 2].sum(axis=0)
+    out[:, 3] = 0.0
+    return out
+
+
+@njit(parallel=True, cache=True)
+def softmax_jacobian(delta, a, h_sum, inv_batch):
+    """Finish a sharded SoftMax delta: ``delta = (h - a * sum_k h_k) / batch``,
+    with ``h_sum[i]`` the sum of ``h`` over every slice of row ``i``."""
+    for i in prange(delta.shape[0]):
+        s = h_sum[i]
+        for j in range(delta.shape[1]):
+            delta[i, j] = (delta[i, j] - a[i, j] * s) * inv_batch
 
 
 @njit(parallel=True, cache=True)

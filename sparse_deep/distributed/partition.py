@@ -1,0 +1,138 @@
+"""Which rank owns what: the block arithmetic of model parallelism.
+
+Pure functions of sizes and ranks, so they are tested without MPI. The split is
+DSSTNE's (``NNLayer``: ``minX = N * id / np``): contiguous blocks whose sizes
+differ by at most one.
+
+Two kinds of weight matrix are split, as DSSTNE does for recommendation networks
+(dsstne.md section 5):
+
+* a weight fed by the sparse **input** layer is split by rows (input features):
+  each rank gathers only its own features' rows, and one sum over ranks of a
+  ``batch x units`` block completes the product;
+* a weight into the **output** layer is split by columns (output units), with
+  the output bias: each rank computes its slice of outputs, error and deltas,
+  and one sum over ranks of a ``batch x units`` block completes the delta that
+  flows back.
+
+Every other weight (hidden to hidden) is small and replicated.
+"""
+
+from dataclasses import dataclass
+
+ROWS = "rows"
+COLUMNS = "columns"
+REPLICATED = "replicated"
+
+
+def block_range(n, size, rank):
+    """``(start, stop)`` of the block of ``range(n)`` that ``rank`` of ``size`` owns."""
+    if size < 1 or not 0 <= rank < size:
+        raise ValueError(f"rank must be in [0, {size}) and size >= 1; got rank {rank}, size {size}")
+    if n < 0:
+        raise ValueError(f"n must be >= 0; got {n}")
+    return n * rank // size, n * (rank + 1) // size
+
+
+def block_ranges(n, size):
+    """Every rank's ``(start, stop)``, in rank order; they tile ``range(n)``."""
+    return [block_range(n, size, r) for r in range(size)]
+
+
+def block_owner(index, n, size):
+    """The rank whose block holds ``index`` (0 <= index < n)."""
+    if not 0 <= index < n:
+        raise ValueError(f"index must be in [0, {n}); got {index}")
+    rank = min(size - 1, (index * size) // max(n, 1))
+    # The floor formula can put the owner one off; step to the block that holds it.
+    while index < block_range(n, size, rank)[0]:
+        rank -= 1
+    while index >= block_range(n, size, rank)[1]:
+        rank += 1
+    return rank
+
+
+@dataclass(frozen=True)
+class WeightShard:
+    """How one weight matrix is split: ``mode`` and, for this rank, the slice of
+    rows or columns it holds (``start:stop`` along that axis)."""
+
+    mode: str
+    start: int
+    stop: int
+
+    def local_shape(self, shape):
+        if self.mode == ROWS:
+            return (self.stop - self.start, shape[1])
+        if self.mode == COLUMNS:
+            return (shape[0], self.stop - self.start)
+        return tuple(shape)
+
+    def take(self, array):
+        """This rank's part of a full-size ``array`` (a view)."""
+        if self.mode == ROWS:
+            return array[self.start:self.stop]
+        if self.mode == COLUMNS:
+            return array[:, self.start:self.stop]
+        return array
+
+
+def link_modes(links, input_index, output_index):
+    """Split mode of each weight ``(source, target)``: rows, columns or replicated.
+
+    Raises ValueError for a weight from the input straight into the output: it
+    would need splitting both ways.
+    """
+    modes = []
+    for source, target in links:
+        if source == input_index and target == output_index:
+            raise ValueError(
+                "a weight from the Input layer straight into the Output layer can't be "
+                "sharded (it is split by rows and by columns at once); add a hidden layer "
+                "or train on one process"
+            )
+        if source == input_index:
+            modes.append(ROWS)
+        elif target == output_index:
+            modes.append(COLUMNS)
+        else:
+            modes.append(REPLICATED)
+    return modes
+
+
+def shard_weights(links, shapes, input_index, output_index, size, rank):
+    """A :class:`WeightShard` per weight for ``rank`` of ``size``."""
+    shards = []
+    for mode, shape in zip(link_modes(links, input_index, output_index), shapes):
+        if mode == ROWS:
+            shards.append(WeightShard(ROWS, *block_range(shape[0], size, rank)))
+        elif mode == COLUMNS:
+            shards.append(WeightShard(COLUMNS, *block_range(shape[1], size, rank)))
+        else:
+            shards.append(WeightShard(REPLICATED, 0, shape[0]))
+    return shards
+
+
+def largest_share(shapes, modes, bytes_per_value, size):
+    """Bytes of the given matrices that the most loaded of ``size`` ranks holds.
+
+    ``bytes_per_value`` counts every copy a value has on a rank (the weight and
+    its optimizer state, e.g. 12 for float32 Adam).
+    """
+    total = 0
+    for shape, mode in zip(shapes, modes):
+        rows, cols = shape
+        if mode == ROWS:
+            rows = -(-rows // size)  # the largest floor block is at most ceil(n / size)
+        elif mode == COLUMNS:
+            cols = -(-cols // size)
+        total += rows * cols * bytes_per_value
+    return total
+
+
+def fewest_ranks(shapes, modes, bytes_per_value, limit, most=4096):
+    """Smallest rank count whose largest share is at most ``limit`` bytes, or None."""
+    for size in range(1, most + 1):
+        if largest_share(shapes, modes, bytes_per_value, size) <= limit:
+            return size
+    return None
