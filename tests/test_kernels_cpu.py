@@ -454,6 +454,26 @@ def test_denoise_mask_depends_on_global_ids_not_batch_position():
     assert np.array_equal(dense_a, dense_b)
 
 
+def test_denoise_of_a_feature_slice_keeps_what_the_whole_row_keeps():
+    """Model-parallel ranks denoise their own feature columns (re-based, with an
+    offset) and keep exactly the entries that one process would keep."""
+    rng = np.random.default_rng(5)
+    indptr, indices, data = random_csr(rng, 6, 20, 0.8, np.float64)
+    key = crng.stream_key_host(3, 9, 0)
+    ids = np.arange(50, 56, dtype=np.int64)
+    whole = [x.copy() for x in (indptr, indices, data)]
+    sparse.denoise(*whole, ids, 20, key, 0.4)
+    expected = to_dense(*whole, 20)
+    matrix = sp.csr_matrix(to_dense(indptr, indices, data, 20))
+    pieces = []
+    for start, stop in [(0, 7), (7, 13), (13, 20)]:
+        part = matrix[:, start:stop].tocsr()
+        a = [part.indptr.astype(np.int64), part.indices.astype(np.int32), part.data.copy()]
+        sparse.denoise(*a, ids, 20, key, 0.4, start)
+        pieces.append(to_dense(*a, stop - start))
+    np.testing.assert_array_equal(np.hstack(pieces), expected)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("seed,shape", [(0, (5, 9, 4)), (1, (8, 30, 17)), (2, (1, 3, 1))])
 def test_sparse_matmul_add(dtype, seed, shape):
@@ -644,11 +664,13 @@ def test_output_pass_float64(act, err, seed):
 
 def run_sharded_output_pass(act, err, z, t, bounds):
     """The output pass over column slices, as model-parallel ranks run it."""
+    from sparse_deep.distributed.runner import combine_softmax_partials
+
     slices = [(z[:, a:b].copy(), sp.csr_matrix(t[:, a:b])) for a, b in zip(bounds, bounds[1:])]
     parts = np.zeros((len(slices), z.shape[0], 3))
     for r, (zs, ts) in enumerate(slices):
         dense.softmax_partials(zs, ts.indptr.astype(np.int64), ts.data.astype(z.dtype), parts[r])
-    stats = dense.combine_softmax_partials(parts)
+    stats = combine_softmax_partials(parts)
     outs, h_sums, errors = [], [], []
     for zs, ts in slices:
         delta, row_error, own = np.full_like(zs, np.nan), np.full(z.shape[0], np.nan), stats.copy()
@@ -678,6 +700,18 @@ def test_sharded_softmax_output_pass_equals_the_whole_row(err, bounds):
     np.testing.assert_allclose(a2, a, rtol=1e-6, atol=1e-9)  # fast_exp: float32-exact
     np.testing.assert_allclose(delta2, delta, rtol=1e-5, atol=1e-8)
     np.testing.assert_allclose(row_error2, row_error, rtol=1e-5, atol=1e-8)
+    # Inference: the slices' activations from the combined statistics.
+    from sparse_deep.distributed.runner import combine_softmax_partials
+
+    parts = np.zeros((len(bounds) - 1, z.shape[0], 3))
+    slices = [z[:, lo:hi].copy() for lo, hi in zip(bounds, bounds[1:])]
+    no_targets = np.zeros(z.shape[0] + 1, np.int64)
+    for r, zs in enumerate(slices):
+        dense.softmax_partials(zs, no_targets, z[0, :0].copy(), parts[r])
+    stats = combine_softmax_partials(parts)
+    for zs in slices:
+        dense.softmax_apply(zs, stats)
+    np.testing.assert_allclose(np.hstack(slices), a, rtol=1e-6, atol=1e-9)
 
 
 @pytest.mark.parametrize("act,err", [("Sigmoid", "CrossEntropy"), ("SoftMax", "CrossEntropy"),

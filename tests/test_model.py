@@ -41,3 +41,27 @@ def test_initialisation_schemes_follow_their_definitions():
     assert w.std() == pytest.approx(1 / np.sqrt(n_in), rel=0.05)
     m = Model(spec("Constant", 0.25, bias=0.5)).initialize(1)
     assert np.all(m.weights[0] == 0.25) and np.all(m.biases[1] == 0.5)
+
+
+@pytest.mark.parametrize("size", [2, 3])
+@pytest.mark.parametrize("scheme", ["Xavier", "Gaussian"])
+def test_sharded_models_hold_blocks_of_the_whole_model(scheme, size, monkeypatch):
+    """Each rank's shard holds exactly its rows (input) or columns (output) of the
+    whole model's weights, drawn from the same seed, chunked or not."""
+    from sparse_deep.distributed.partition import shard_weights
+
+    whole = Model(spec(scheme, bias=0.1)).initialize(3)
+    monkeypatch.setattr(model_module, "_INIT_CHUNK", 70)
+    blocks = [[], []]
+    for rank in range(size):
+        shards = shard_weights(whole.links, whole.full_shapes, whole.input.index,
+                               whole.output.index, size, rank)
+        part = Model(spec(scheme, bias=0.1), shards=shards).initialize(3)
+        assert part.input_range == (shards[0].start, shards[0].stop)
+        for i in range(2):
+            blocks[i].append(part.weights[i])
+        start, stop = part.output_range
+        np.testing.assert_array_equal(part.biases[whole.output.index],
+                                      whole.biases[whole.output.index][start:stop])
+    np.testing.assert_array_equal(np.vstack(blocks[0]), whole.weights[0])
+    np.testing.assert_array_equal(np.hstack(blocks[1]), whole.weights[1])

@@ -30,7 +30,9 @@ class Backend:
     def gather_rows(self, source, rows, batch):
         raise NotImplementedError
 
-    def denoise(self, batch, row_ids, n_features, key, p):
+    def denoise(self, batch, row_ids, n_features, key, p, feature_offset=0):
+        """Drop each non-zero with probability ``p``; the draw of an entry is
+        keyed by (row id, ``feature_offset`` + its column) in ``n_features``."""
         raise NotImplementedError
 
     def transpose_batch(self, batch, transposed):
@@ -64,6 +66,10 @@ class Backend:
 
     def softmax_partials(self, z, targets, row_stats):
         """This slice's (max, exp sum, target sum) of each row into ``row_stats``."""
+        raise NotImplementedError
+
+    def softmax_apply(self, z, row_stats):
+        """``z = exp(z - row_stats[:, 0:1]) / row_stats[:, 1:2]`` (sharded SoftMax)."""
         raise NotImplementedError
 
     def softmax_jacobian(self, delta, a, h_sum, inv_batch):

@@ -14,6 +14,8 @@ import builtins
 import os
 import sys
 import time
+import traceback
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -179,3 +181,38 @@ def raise_together(comm, error):
             if not (isinstance(kind, type) and issubclass(kind, Exception)):
                 kind, message = RankFailed, f"{name}: {message}"
             raise kind(f"on rank {rank} of {comm.size}: {message}")
+
+
+@contextmanager
+def ranks_agree(comm):
+    """Run a block on every rank; if it fails on any, raise on all.
+
+    For validation and allocation, before the ranks' work is in lockstep: each
+    rank reaches the checkpoint at the end of the block whatever happened.
+    """
+    error = None
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - every failure must reach the other ranks
+        error = exc
+    raise_together(comm, error)
+
+
+@contextmanager
+def abort_on_error(comm, shared=()):
+    """Inside collectives, a rank that fails alone ends the job (MPI Abort):
+    the other ranks are waiting in a collective it will never join.
+
+    Exceptions of the ``shared`` types are raised by every rank at the same
+    point (they depend on reduced values only) and propagate normally.
+    """
+    try:
+        yield
+    except Exception as error:
+        if comm.size == 1 or isinstance(error, shared):
+            raise
+        traceback.print_exc()
+        sys.stderr.write(f"sparse_deep: rank {comm.rank} of {comm.size} failed during a "
+                         "collective step; aborting every rank\n")
+        sys.stderr.flush()
+        comm.abort(1)

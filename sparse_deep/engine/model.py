@@ -130,6 +130,14 @@ def _init_weights(scheme, scale, shape, rng, fans=None):
     raise ValueError(f"unknown weight initialisation scheme {scheme!r}")
 
 
+def _shard_range(shards, mode, n):
+    """The block of a layer's units that the shards of ``mode`` cover (all if none)."""
+    for shard in shards:
+        if shard.mode == mode:
+            return shard.start, shard.stop
+    return 0, n
+
+
 class Model:
     """Weights and biases of a resolved network, plus its execution plan.
 
@@ -139,9 +147,14 @@ class Model:
         A resolved network (no ``"auto"`` sizes left).
     dtype : numpy dtype
         float32 (training) or float64 (gradient checks).
+
+    shards : list of WeightShard, optional
+        One per weight (see :mod:`sparse_deep.distributed.partition`): this
+        process then holds only its block of each split weight, and of the
+        output bias. None (default) holds the whole model.
     """
 
-    def __init__(self, spec, dtype=np.float32):
+    def __init__(self, spec, dtype=np.float32, shards=None):
         if not isinstance(spec, NetworkSpec) or not spec.is_resolved:
             raise ValueError("Model needs a resolved NetworkSpec (call spec.resolve first)")
         self.spec = spec
@@ -150,27 +163,54 @@ class Model:
         self.input = next(p for p in self.layers if p.is_input)
         self.output = next(p for p in self.layers if p.is_output)
         self.act_error = (self.output.act, ERROR_CODES[spec.error_function])
+        self.full_shapes = [(self.layers[s].n, self.layers[t].n) for s, t in self.links]
+        self.shards = shards
+        self.input_range, self.output_range = (0, self.input.n), (0, self.output.n)
+        if shards is not None:
+            self.input_range = _shard_range(shards, "rows", self.input.n)
+            self.output_range = _shard_range(shards, "columns", self.output.n)
         self.weights = [
-            np.zeros((self.layers[s].n, self.layers[t].n), self.dtype) for s, t in self.links
+            np.zeros(shape if shards is None else shards[i].local_shape(shape), self.dtype)
+            for i, shape in enumerate(self.full_shapes)
         ]
         self.biases = {p.index: np.zeros(p.n, self.dtype) for p in self.layers if not p.is_input}
+        start, stop = self.output_range
+        self.biases[self.output.index] = np.zeros(stop - start, self.dtype)
 
     def initialize(self, seed):
         """Draw every weight and bias from ``seed`` (host-side, float64 then cast,
-        so float32 and float64 models start from the same values)."""
+        so float32 and float64 models start from the same values).
+
+        A sharded model draws every block of every weight, in the same order,
+        and keeps its own: its values are those of the whole model's.
+        """
         rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x1417]))
-        for w, (s, t) in zip(self.weights, self.links):
+        for i, (w, (s, t)) in enumerate(zip(self.weights, self.links)):
             init = self.spec.layers[t].weight_init
+            shape = self.full_shapes[i]
             # Draw in row chunks: one float64 temporary of a 1M x 256 matrix
             # would be 2 GB. PCG64 draws in order, so the values are the same.
-            rows = max(1, _INIT_CHUNK // w.shape[1])
-            for start in range(0, w.shape[0], rows):
-                block = w[start:start + rows]
-                block[...] = _init_weights(init.scheme, float(init.scale), block.shape, rng,
-                                           fans=w.shape)
+            rows = max(1, _INIT_CHUNK // shape[1])
+            for start in range(0, shape[0], rows):
+                stop = min(start + rows, shape[0])
+                block = _init_weights(init.scheme, float(init.scale), (stop - start, shape[1]),
+                                      rng, fans=shape)
+                self._keep_block(i, start, stop, block)
         for t, b in self.biases.items():
             b[...] = self.spec.layers[t].weight_init.bias
         return self
+
+    def _keep_block(self, i, start, stop, block):
+        """Store rows ``start:stop`` of weight ``i`` (full width), or this shard's part."""
+        w, shard = self.weights[i], None if self.shards is None else self.shards[i]
+        if shard is None or shard.mode == "replicated":
+            w[start:stop] = block
+        elif shard.mode == "columns":
+            w[start:stop] = block[:, shard.start:shard.stop]
+        else:
+            lo, hi = max(start, shard.start), min(stop, shard.stop)
+            if lo < hi:
+                w[lo - shard.start:hi - shard.start] = block[lo - start:hi - start]
 
     def parameters(self):
         """``[(name, array, row_sparse)]`` in a fixed order; ``row_sparse`` marks
@@ -186,7 +226,7 @@ class Model:
 
     def astype(self, dtype):
         """A copy of this model with parameters cast to ``dtype``."""
-        other = Model(self.spec, dtype)
+        other = Model(self.spec, dtype, self.shards)
         for dst, src in zip(other.weights, self.weights):
             dst[...] = src
         for t in other.biases:

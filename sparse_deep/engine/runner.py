@@ -120,14 +120,14 @@ class Runner:
         self.pre, self.out = {}, {}
         for p in model.layers:
             if not p.is_input:
-                self.pre[p.index] = bk.zeros((n, p.n), dt)
+                self.pre[p.index] = bk.zeros((n, self.width(p)), dt)
                 self.out[p.index] = self.pre[p.index]
         if not inference:
             self._allocate_training_buffers(max_input_nnz)
 
     def _allocate_training_buffers(self, max_input_nnz):
         model, bk, n, dt = self.model, self.backend, self.batch_size, self.model.dtype
-        self.transposed = TransposedBlock.empty(model.input.n, max_input_nnz, dt, bk)
+        self.transposed = TransposedBlock.empty(self.width(model.input), max_input_nnz, dt, bk)
         self.row_error = bk.zeros(n, np.float64)
         self.delta = {}
         for p in model.layers:
@@ -135,7 +135,7 @@ class Runner:
                 continue
             if p.p_dropout > 0:
                 self.out[p.index] = bk.zeros((n, p.n), dt)
-            self.delta[p.index] = bk.zeros((n, p.n), dt)
+            self.delta[p.index] = bk.zeros((n, self.width(p)), dt)
         self.penalty_grad = {
             p.index: bk.zeros(p.n, dt) for p in model.layers if p.penalty is not None
         }
@@ -163,6 +163,15 @@ class Runner:
             dtype=np.float64,
         )
 
+    def width(self, layer):
+        """Units of ``layer`` held by this runner (all of them; a model-parallel
+        runner holds a slice of the input and output layers)."""
+        return layer.n
+
+    # Where this runner's input features start in the whole input layer (a
+    # model-parallel runner holds a slice); random draws use global ids.
+    feature_offset = 0
+
     # -- batches --------------------------------------------------------------
     def load_batch(self, inputs, targets, rows, step, training):
         """Gather ``rows`` of the CSR sources into the batch buffers; returns the row count.
@@ -177,7 +186,8 @@ class Runner:
         p = self.model.spec.denoising_p
         if training and p > 0:
             key = stream_key_host(self.seed, step, _DENOISE_STREAM)
-            bk.denoise(self._batch_view(self.inputs, b), self.row_ids[:b], self.model.input.n, key, p)
+            bk.denoise(self._batch_view(self.inputs, b), self.row_ids[:b], self.model.input.n, key,
+                       p, self.feature_offset)
         if targets is not None:
             bk.gather_rows(targets, rows, self.targets)
         return b
@@ -206,20 +216,27 @@ class Runner:
             bk.fill_rows(z, self.biases[p.index])
             for source, w in p.sources:
                 if self.model.layers[source].is_input:
-                    bk.sparse_matmul_add(batch, self.weights[w], z)
+                    self._add_input_product(batch, self.weights[w], z)
                 else:
                     bk.gemm(self.out[source][:b], self.weights[w], z, beta=1.0)
             for skip in p.skips:
                 bk.add(z, self.out[skip][:b])
             if p.is_output and stop_at_output:
                 continue
-            bk.activate(z, p.act, p.slope, p.alpha, p.lam)
+            self._activate(p, z)
             if p.p_dropout > 0:
                 if training:
                     key = self._dropout_key(step, p)
                     bk.dropout(z, self.out[p.index][:b], key, self.row_ids[:b], p.p_dropout)
                 else:
                     self.out[p.index][:b] = z
+
+    def _activate(self, layer, z):
+        self.backend.activate(z, layer.act, layer.slope, layer.alpha, layer.lam)
+
+    def _add_input_product(self, batch, weights, z):
+        """``z += batch @ weights`` for the sparse input layer."""
+        self.backend.sparse_matmul_add(batch, weights, z)
 
     def output_error(self, b):
         """Fused output pass; returns the summed data error of the batch."""
@@ -274,8 +291,8 @@ class Runner:
                     )
                     continue
                 bk.gemm(self.out[source][:b], delta, self.weight_grads[w], trans_a=True)
-                beta = 1.0 if source in written else 0.0
-                bk.gemm(delta, self.weights[w], self.delta[source][:b], beta=beta, trans_b=True)
+                self._backpropagate(delta, self.weights[w], self.delta[source][:b],
+                                    accumulate=source in written, into_hidden_from=p)
                 written.add(source)
             for skip in p.skips:
                 target = self.delta[skip][:b]
@@ -285,6 +302,11 @@ class Runner:
                     target[...] = delta
                     written.add(skip)
         return penalty_loss
+
+    def _backpropagate(self, delta, weights, target, accumulate, into_hidden_from):
+        """``target (+)= delta @ weights.T``: the delta flowing back to a source
+        layer (``into_hidden_from`` is the layer the delta belongs to)."""
+        self.backend.gemm(delta, weights, target, beta=1.0 if accumulate else 0.0, trans_b=True)
 
     # -- update ---------------------------------------------------------------
     def _rows(self, n):

@@ -9,9 +9,10 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
 from ..backends import get_backend
-from ..engine.model import Model
+from ..distributed.comm import SerialComm, abort_on_error, ranks_agree
+from ..distributed.placement import Placement, communicator, parse_bytes
 from ..engine.optim import OptimizerConfig, OptimizerState, optimizer_code
-from ..engine.runner import CSRBlock, Runner, max_batch_nnz
+from ..engine.runner import CSRBlock, max_batch_nnz
 from ..network import parse_network
 
 # Rows scored per inference chunk, at most; fewer when the widest layer is wide,
@@ -75,6 +76,11 @@ class SparseNetworkEstimator(BaseEstimator):
         _check_positive_int(self.epochs, "epochs")
         if self.device not in ("cpu", "cuda", "auto"):
             raise ValueError(f"device must be 'cpu', 'cuda' or 'auto'; got {self.device!r}")
+        parse_bytes(self.weight_memory_limit)
+
+    def _communicator(self):
+        """The ranks this estimator spans (``distributed`` parameter)."""
+        return communicator(self.distributed)
 
     def _network_spec(self, n_inputs, n_outputs):
         """The network to train: ``network`` if given, else the estimator's own."""
@@ -90,27 +96,52 @@ class SparseNetworkEstimator(BaseEstimator):
 
         With ``warm_start`` and a fitted model of the same network, training
         continues from its weights, optimizer state, step and epoch counters.
+        Under MPI with more than one rank the model is sharded (see
+        docs/distributed.md); every rank runs this with the same data.
         """
-        self._validate_training_params()
-        backend = get_backend(self.device)
-        config = self._optimizer_config(spec.decay)
-        resume = self.warm_start and hasattr(self, "model_") and self.model_.spec == spec
-        if resume:
-            model, seed = self.model_, self._seed_
-            state, step, epoch = self._optimizer_state_, self.n_steps_, self.n_epochs_
-            if state.config != config:
+        comm = self._communicator()
+        placement = Placement(comm)
+        with ranks_agree(comm):  # a failure on any rank, before lockstep, raises on all
+            self._validate_training_params()
+            backend = get_backend(self.device)
+            config = self._optimizer_config(spec.decay)
+            resume = (self.warm_start and hasattr(self, "model_") and self.model_.spec == spec
+                      and getattr(self, "n_ranks_", 1) == comm.size)
+            if resume:
+                model, seed = self.model_, self._seed_
+                state, step, epoch = self._optimizer_state_, self.n_steps_, self.n_epochs_
+                if state.config != config:
+                    state = OptimizerState(config, model.parameters(), backend)
+            else:
+                placement.check_memory(spec, config.name, parse_bytes(self.weight_memory_limit))
+                seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
+                seed = placement.agree_on_seed(seed)
+                model = placement.new_model(spec, np.float32).initialize(seed)
                 state = OptimizerState(config, model.parameters(), backend)
-        else:
-            seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
-            model = Model(spec, np.float32).initialize(seed)
-            state = OptimizerState(config, model.parameters(), backend)
-            step, epoch, self.loss_curve_ = 0, 0, []
-        batch_size = min(int(self.batch_size), X_in.shape[0])
-        runner = Runner(model, backend, batch_size, max_batch_nnz(X_in.indptr, batch_size),
-                        max_batch_nnz(Y.indptr, batch_size), seed=seed,
-                        sparse_input_update=bool(self.sparse_input_update))
-        inputs, targets = CSRBlock.from_scipy(X_in, backend), CSRBlock.from_scipy(Y, backend)
-        n = X_in.shape[0]
+                step, epoch, self.loss_curve_ = 0, 0, []
+            X_in = placement.local_columns(X_in, *model.input_range)
+            Y = placement.local_columns(Y, *model.output_range)
+            batch_size = min(int(self.batch_size), X_in.shape[0])
+            runner = placement.runner(
+                model, backend, batch_size, max_batch_nnz(X_in.indptr, batch_size),
+                max_batch_nnz(Y.indptr, batch_size), seed=seed,
+                sparse_input_update=bool(self.sparse_input_update))
+            inputs, targets = CSRBlock.from_scipy(X_in, backend), CSRBlock.from_scipy(Y, backend)
+        # The loss is summed over ranks, so divergence is seen by all at once.
+        with abort_on_error(comm, shared=(FloatingPointError,)):
+            step, epoch = self._train_epochs(runner, inputs, targets, state, seed, step, epoch,
+                                             spec)
+        runner.sync_to_model()
+        self.model_, self._seed_, self._optimizer_state_ = model, seed, state
+        self.n_steps_, self.n_epochs_, self.n_ranks_ = step, epoch, comm.size
+        self.network_ = spec.to_dict()
+        return self
+
+    def _train_epochs(self, runner, inputs, targets, state, seed, step, epoch, spec):
+        """Run ``self.epochs`` epochs from the given step and epoch counters;
+        returns the counters after them."""
+        n = inputs.indptr.shape[0] - 1
+        batch_size = runner.batch_size
         for _ in range(int(self.epochs)):
             started = time.perf_counter()
             order = epoch_order(seed, epoch, n, spec.shuffle_indices)
@@ -132,11 +163,7 @@ class SparseNetworkEstimator(BaseEstimator):
             if self.verbose:
                 print(f"epoch {epoch:4d}  loss {loss:.6f}  {time.perf_counter() - started:.2f}s",
                       file=sys.stderr)
-        runner.sync_to_model()
-        self.model_, self._seed_, self._optimizer_state_ = model, seed, state
-        self.n_steps_, self.n_epochs_ = step, epoch
-        self.network_ = spec.to_dict()
-        return self
+        return step, epoch
 
     # -- inference ------------------------------------------------------------
     def _forward_chunks(self, X_in):
@@ -148,8 +175,10 @@ class SparseNetworkEstimator(BaseEstimator):
         backend = get_backend(self.device)
         widest = max(p.n for p in self.model_.layers if not p.is_input)
         chunk = max(1, min(INFERENCE_CHUNK, INFERENCE_BLOCK // widest, X_in.shape[0]))
-        runner = Runner(self.model_, backend, chunk, max_batch_nnz(X_in.indptr, chunk),
-                        inference=True)
+        placement = self._placement()
+        X_in = placement.local_columns(X_in, *self.model_.input_range)
+        runner = placement.runner(self.model_, backend, chunk, max_batch_nnz(X_in.indptr, chunk),
+                                  inference=True)
         inputs = CSRBlock.from_scipy(X_in, backend)
         for start in range(0, X_in.shape[0], chunk):
             rows = np.arange(start, min(start + chunk, X_in.shape[0]), dtype=np.int64)
@@ -157,10 +186,24 @@ class SparseNetworkEstimator(BaseEstimator):
             runner.forward(b, training=False)
             yield start, start + b, runner
 
+    def _placement(self):
+        """The placement of the fitted model: sharded over the ranks it was fitted on."""
+        comm = self._communicator() if self.model_.shards is not None else None
+        if comm is not None and comm.size != getattr(self, "n_ranks_", 1):
+            raise ValueError(
+                f"this model was fitted sharded over {self.n_ranks_} ranks and can only run on "
+                f"{self.n_ranks_} ranks; this process is one of {comm.size}"
+            )
+        return Placement(comm) if comm is not None else Placement(SerialComm())
+
     def _layer_outputs(self, X_in, layer_index):
         """Activations of one layer for every row of ``X_in`` (n_rows x units)."""
         n = self.model_.layers[layer_index].n
         out = np.empty((X_in.shape[0], n), dtype=self.model_.dtype)
+        split = self.model_.shards is not None and layer_index == self.model_.output.index
         for start, stop, runner in self._forward_chunks(X_in):
-            out[start:stop] = runner.backend.to_host(runner.out[layer_index][: stop - start])
+            block = runner.backend.to_host(runner.out[layer_index][: stop - start])
+            if split:  # each rank holds a slice of the output units: join them
+                block = np.hstack(runner.comm.allgather_objects(np.ascontiguousarray(block)))
+            out[start:stop] = block
         return out

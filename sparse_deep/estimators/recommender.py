@@ -7,6 +7,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._validation import as_interactions, check_k, check_width, l2_normalize_rows
 from ..metrics import recall_at_k
+from ..distributed.comm import ranks_agree
+from ..distributed.merge import merge_topk
 from ..network import ACTIVATIONS, ERROR_FUNCTIONS
 from ._base import SparseNetworkEstimator, _check_number, _check_positive_int
 
@@ -74,6 +76,15 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
         Continue training the fitted model (weights, optimizer state, epoch
         count) on the next ``fit`` instead of starting again.
     device : {"cpu", "cuda", "auto"}, default="cpu"
+    distributed : {"auto", "off"}, default="auto"
+        Under ``mpiexec -n R`` with R > 1, "auto" shards the model over the R
+        ranks (input features and output items split, DSSTNE's model
+        parallelism; see docs/distributed.md); every rank runs the same script
+        with the same data. "off" trains an independent model on each rank.
+    weight_memory_limit : int, str or None, default=None
+        Most memory (bytes, or e.g. "2GiB") that one rank may spend on
+        weights, their gradients and optimizer state; a larger model is refused
+        before anything is allocated, with the number of ranks that would fit it.
     random_state : int, RandomState or None, default=None
         Seeds weights, shuffling, dropout and denoising. The same value gives
         the same model.
@@ -94,6 +105,8 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
         Mean training loss per example after each epoch.
     n_epochs_, n_steps_ : int
         Epochs and minibatch steps trained so far.
+    n_ranks_ : int
+        MPI ranks the model is sharded over (1: not sharded).
     """
 
     def __init__(
@@ -118,6 +131,8 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
         network=None,
         warm_start=False,
         device="cpu",
+        distributed="auto",
+        weight_memory_limit=None,
         random_state=None,
         verbose=0,
     ):
@@ -141,6 +156,8 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
         self.network = network
         self.warm_start = warm_start
         self.device = device
+        self.distributed = distributed
+        self.weight_memory_limit = weight_memory_limit
         self.random_state = random_state
         self.verbose = verbose
 
@@ -208,24 +225,25 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
         -------
         self
         """
-        X = validate_data(self, X, accept_sparse="csr", dtype=np.float32, reset=True,
-                          ensure_min_samples=1)
-        X = as_interactions(X)
-        if y is None:
-            Y = X
-        else:
-            if not sp.issparse(y):
-                y = np.asarray(y)
-                y = y.reshape(-1, 1) if y.ndim == 1 else y
-            Y = as_interactions(y, name="y")
-            if Y.shape[0] != X.shape[0]:
-                raise ValueError(
-                    f"y has {Y.shape[0]} rows but X has {X.shape[0]}; y must hold one target "
-                    "row per row of X"
-                )
-        if X.nnz == 0:
-            raise ValueError("X holds no interactions (every entry is zero); nothing to learn")
-        spec = self._network_spec(X.shape[1], Y.shape[1])
+        with ranks_agree(self._communicator()):  # bad data on one rank raises on all
+            X = validate_data(self, X, accept_sparse="csr", dtype=np.float32, reset=True,
+                              ensure_min_samples=1)
+            X = as_interactions(X)
+            if y is None:
+                Y = X
+            else:
+                if not sp.issparse(y):
+                    y = np.asarray(y)
+                    y = y.reshape(-1, 1) if y.ndim == 1 else y
+                Y = as_interactions(y, name="y")
+                if Y.shape[0] != X.shape[0]:
+                    raise ValueError(
+                        f"y has {Y.shape[0]} rows but X has {X.shape[0]}; y must hold one "
+                        "target row per row of X"
+                    )
+            if X.nnz == 0:
+                raise ValueError("X holds no interactions (every entry is zero); nothing to learn")
+            spec = self._network_spec(X.shape[1], Y.shape[1])
         self._fit_network(self._inputs(X), Y, spec)
         self.n_items_ = Y.shape[1]
         return self
@@ -274,10 +292,13 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
         scores = np.empty((X.shape[0], k), dtype=self.model_.dtype)
         no_exclusions = np.zeros(X.shape[0] + 1, dtype=np.int64)
         out = self.model_.output.index
+        first, last = self.model_.output_range  # this rank's items (all on one process)
         for start, stop, runner in self._forward_chunks(self._inputs(X)):
             block = runner.out[out][: stop - start]
             if exclude_seen:
                 seen = X[start:stop]
+                if (first, last) != (0, self.n_items_):
+                    seen = seen[:, first:last].tocsr()
                 ex_indptr = np.asarray(seen.indptr, dtype=np.int64)
                 ex_indices = np.asarray(seen.indices, dtype=np.int32)
             else:
@@ -285,7 +306,16 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
             runner.backend.topk(block, k, runner.backend.to_device(ex_indptr),
                                 runner.backend.to_device(ex_indices), ids[start:stop],
                                 scores[start:stop])
+            if self.model_.shards is not None:
+                ids[start:stop], scores[start:stop] = self._merge_shard_topk(
+                    runner.comm, ids[start:stop], scores[start:stop], first, k)
         return (ids, scores) if return_scores else ids
+
+    @staticmethod
+    def _merge_shard_topk(comm, ids, scores, first, k):
+        """Every rank's top-k of its own items -> the top-k of all items."""
+        global_ids = np.where(ids >= 0, ids + first, -1)
+        return merge_topk(comm.allgather(global_ids), comm.allgather(scores), k)
 
     def predict(self, X):
         """The top-``k`` unseen items of each row as a sparse 0/1 matrix.

@@ -30,8 +30,9 @@ class CPUBackend(Backend):
             batch.indptr, batch.indices, batch.data,
         )
 
-    def denoise(self, batch, row_ids, n_features, key, p):
-        return sparse.denoise(batch.indptr, batch.indices, batch.data, row_ids, n_features, key, p)
+    def denoise(self, batch, row_ids, n_features, key, p, feature_offset=0):
+        return sparse.denoise(batch.indptr, batch.indices, batch.data, row_ids, n_features, key,
+                              p, feature_offset)
 
     def transpose_batch(self, batch, transposed):
         return sparse.transpose_batch(
@@ -66,6 +67,9 @@ class CPUBackend(Backend):
 
     def softmax_partials(self, z, targets, row_stats):
         dense.softmax_partials(z, targets.indptr, targets.data, row_stats)
+
+    def softmax_apply(self, z, row_stats):
+        dense.softmax_apply(z, row_stats)
 
     def softmax_jacobian(self, delta, a, h_sum, inv_batch):
         dense.softmax_jacobian(delta, a, h_sum, inv_batch)

@@ -206,7 +206,8 @@ def softmax_partials(z, t_indptr, t_data, row_stats):
     """One slice's share of each row's SoftMax normaliser and target sum.
 
     ``row_stats[i]`` = (max of z, sum of exp(z - max), sum of the targets);
-    the slices' shares combine with :func:`combine_softmax_partials`.
+    the slices' shares combine with
+    :func:`sparse_deep.distributed.runner.combine_softmax_partials`.
     """
     for i in prange(z.shape[0]):
         row = z[i]
@@ -225,20 +226,14 @@ def softmax_partials(z, t_indptr, t_data, row_stats):
         row_stats[i, 2] = t
 
 
-def combine_softmax_partials(parts):
-    """Whole-row (max, exp sum, target sum) from the slices' ``(R, rows, 3+)`` shares.
-
-    In float64, in rank order. A slice with no outputs reports max = -inf and
-    contributes nothing.
-    """
-    m = parts[:, :, 0].max(axis=0)
-    scale = np.exp(np.where(np.isfinite(parts[:, :, 0]), parts[:, :, 0] - m, -np.inf))
-    out = np.empty((parts.shape[1], 4), dtype=np.float64)
-    out[:, 0] = m
-    out[:, 1] = (parts[:, :, 1] * scale).sum(axis=0)
-    out[:, 2] = parts[:, :, 2].sum(axis=0)
-    out[:, 3] = 0.0
-    return out
+@njit(parallel=True, cache=True)
+def softmax_apply(z, row_stats):
+    """``z = exp(z - max) / sum`` with each row's max and exponential sum over
+    every slice taken from ``row_stats[:, :2]`` (sharded SoftMax, inference)."""
+    for i in prange(z.shape[0]):
+        m, inv = z.dtype.type(row_stats[i, 0]), z.dtype.type(1.0 / row_stats[i, 1])
+        for j in range(z.shape[1]):
+            z[i, j] = fast_exp(z[i, j] - m) * inv
 
 
 @njit(parallel=True, cache=True)

@@ -28,20 +28,21 @@ def gather_rows(indptr, indices, data, rows, out_indptr, out_indices, out_data):
 
 
 @njit(cache=True)
-def denoise(indptr, indices, data, row_ids, n_features, key, p):
+def denoise(indptr, indices, data, row_ids, n_features, key, p, feature_offset=0):
     """Drop each non-zero with probability ``p`` and scale survivors by 1/(1-p).
 
     Works in place and compacts the rows, so dropped entries vanish from the
     batch (and from the sparse gradient). The counter of an entry is (global
-    example id, feature id): independent of batch composition and sharding.
-    Returns the new number of non-zeros.
+    example id, feature id), the feature id being ``feature_offset`` + its
+    column in a model-parallel slice: independent of batch composition and
+    sharding. Returns the new number of non-zeros.
     """
     scale = 1.0 / (1.0 - p)
     write = 0
     start = indptr[0]
     for r in range(indptr.shape[0] - 1):
         end = indptr[r + 1]
-        base = np.uint64(row_ids[r]) * np.uint64(n_features)
+        base = np.uint64(row_ids[r]) * np.uint64(n_features) + np.uint64(feature_offset)
         for q in range(start, end):
             if uniform(key, base + np.uint64(indices[q])) >= p:
                 indices[write] = indices[q]

@@ -1,0 +1,66 @@
+"""Run under mpiexec by tests/test_mpi.py: fit one recommender, save what it learned.
+
+Usage: fit_recommender.py OUT.npz [--nan-on-rank R] [--limit BYTES] [--network movielens]
+Every rank builds the same synthetic data (as a user's unchanged script would
+load the same file); rank 0 writes the whole model's weights and the results.
+"""
+
+import argparse
+import sys
+import time
+
+import numpy as np
+import scipy.sparse as sp
+
+from sparse_deep import SparseAutoencoderRecommender
+from sparse_deep.distributed import world
+from sparse_deep.distributed.merge import gather_model
+from sparse_deep.network.samples import movielens_config
+
+
+def synthetic(n_users=90, n_items=61, seed=3):
+    rng = np.random.default_rng(seed)
+    popularity = 1.0 / np.arange(1, n_items + 1)
+    popularity /= popularity.sum()
+    rows, cols = [], []
+    for u in range(n_users):
+        items = rng.choice(n_items, size=rng.integers(2, 9), replace=False, p=popularity)
+        rows += [u] * len(items)
+        cols += list(items)
+    return sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n_users, n_items))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("out")
+    parser.add_argument("--nan-on-rank", type=int, default=None)
+    parser.add_argument("--limit", default=None)
+    parser.add_argument("--network", default="default")
+    args = parser.parse_args()
+    comm = world()
+    X = synthetic()
+    if args.nan_on_rank == comm.rank:
+        X = X.copy()
+        X.data[0] = np.nan
+    params = dict(hidden_layer_sizes=(8,), epochs=3, batch_size=16, random_state=0,
+                  input_dropout=0.3, dropout=0.2, weight_memory_limit=args.limit)
+    if args.network == "movielens":
+        params.update(network=movielens_config(), normalize_input=False)
+    started = time.perf_counter()
+    model = SparseAutoencoderRecommender(**params).fit(X)
+    seconds = time.perf_counter() - started
+    whole = gather_model(model.model_, comm)
+    ids, scores = model.recommend(X[:40], k=7, return_scores=True)
+    proba = model.predict_proba(X[:10])
+    embedding = model.transform(X[:10])
+    if comm.rank == 0:
+        arrays = {f"w{i}": w for i, w in enumerate(whole.weights)}
+        arrays.update({f"b{t}": b for t, b in whole.biases.items()})
+        np.savez(args.out, ids=ids, scores=scores, proba=proba, embedding=embedding,
+                 loss=np.array(model.loss_curve_), ranks=model.n_ranks_, seconds=seconds,
+                 local_weight_bytes=sum(w.nbytes for w in model.model_.weights), **arrays)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
