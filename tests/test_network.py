@@ -484,7 +484,7 @@ def test_malformed_json_text_reports_line_and_column():
 def test_malformed_json_file_names_the_file(tmp_path):
     path = tmp_path / "broken.json"
     path.write_text('{"Layers": [\n{"N": 3}\n{"N": 2}]}')
-    with pytest.raises(ValueError, match=rf"invalid JSON in .*broken\.json: .* at line 3, column 1"):
+    with pytest.raises(ValueError, match=r"invalid JSON in .*broken\.json: .* at line 3, column 1"):
         load_network(path)
 
 
