@@ -5,7 +5,6 @@ import os
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -215,9 +214,13 @@ def test_info(capsys):
         assert word in out
 
 
-def test_console_script_and_module():
+def test_console_script_entry_point():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts == {"sparse-deep": "sparse_deep.cli:main"}
+
+
+def test_python_m_sparse_deep():
     for command in (["--help"], ["predict", "--help"]):
         done = subprocess.run([sys.executable, "-m", "sparse_deep", *command], cwd=ROOT,
                               capture_output=True, text=True, timeout=120)

@@ -256,7 +256,9 @@ class _Parser:
         self.merge = merge
         self.next_feature = max(features.values()) + 1 if features else 0
         self.next_sample = max(samples.values()) + 1 if samples else 0
-        self.rows, self.cols, self.values = array("q"), array("q"), array("d")
+        # Per line: its row and number of points; per point: column and value.
+        self.line_rows, self.line_counts = array("q"), array("q")
+        self.cols, self.values = array("q"), array("d")
         self.first_line = {}  # row -> "file:line" of its first line
         self.dropped = self.skipped = self.extra_values = 0
 
@@ -318,7 +320,8 @@ class _Parser:
             elif "," in rest:
                 self.extra_values += 1
         if count:
-            self.rows.extend([row] * count)
+            self.line_rows.append(row)
+            self.line_counts.append(count)
 
     def _value(self, name, rest, comma, path, lineno):
         if not comma:
@@ -338,8 +341,8 @@ class _Parser:
     def matrix(self):
         n_rows = max(self.samples.values()) + 1 if self.samples else 0
         n_cols = max(self.features.values()) + 1 if self.features else 0
-        rows = np.frombuffer(self.rows, dtype=np.int64) if len(self.rows) else np.zeros(0, np.int64)
-        cols = np.frombuffer(self.cols, dtype=np.int64) if len(self.cols) else np.zeros(0, np.int64)
+        rows = np.repeat(_int64(self.line_rows), _int64(self.line_counts))
+        cols = _int64(self.cols)
         # Sort by (row, column) and keep each pair's first occurrence: np.unique's
         # return_index gives the first position of every distinct key.
         keys, first = np.unique(rows * max(n_cols, 1) + cols, return_index=True)
@@ -350,6 +353,10 @@ class _Parser:
         indptr = np.zeros(n_rows + 1, dtype=np.int64)
         np.cumsum(np.bincount(rows[first], minlength=n_rows), out=indptr[1:])
         return sp.csr_matrix((data, cols[first], indptr), shape=(n_rows, n_cols))
+
+
+def _int64(values):
+    return np.frombuffer(values, dtype=np.int64) if len(values) else np.zeros(0, np.int64)
 
 
 def write_text(path, matrix, samples=None, features=None, *, analog=True):
