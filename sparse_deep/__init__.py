@@ -13,8 +13,9 @@ import os
 # has already set wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from . import metrics  # noqa: E402
+from . import io, metrics  # noqa: E402
 from .estimators import SparseAutoencoderRecommender  # noqa: E402
+from .io import load_model, save_model  # noqa: E402
 from .network import NetworkSpec, load_network, parse_network, save_network  # noqa: E402
 
 __version__ = "0.1.0"
@@ -22,8 +23,11 @@ __version__ = "0.1.0"
 __all__ = [
     "NetworkSpec",
     "SparseAutoencoderRecommender",
+    "io",
+    "load_model",
     "load_network",
     "metrics",
     "parse_network",
+    "save_model",
     "save_network",
 ]

@@ -58,15 +58,19 @@ def reference(tmp_path_factory):
     return fit(1, tmp_path_factory.mktemp("mpi"))
 
 
-def test_one_rank_equals_a_plain_fit_bit_for_bit(reference):
+def _synthetic():
     sys.path.insert(0, str(SCRIPT.parent))
     try:
         import fit_recommender
     finally:
         sys.path.pop(0)
+    return fit_recommender.synthetic()
+
+
+def test_one_rank_equals_a_plain_fit_bit_for_bit(reference):
     from sparse_deep import SparseAutoencoderRecommender
 
-    X = fit_recommender.synthetic()
+    X = _synthetic()
     model = SparseAutoencoderRecommender(hidden_layer_sizes=(8,), epochs=3, batch_size=16,
                                          random_state=0, input_dropout=0.3, dropout=0.2).fit(X)
     for i, w in enumerate(model.model_.weights):
@@ -84,6 +88,13 @@ def test_sharded_ranks_train_the_same_model(reference, ranks, tmp_path):
     # Each rank holds about 1/R of the weights (61 features and items split).
     share = many["local_weight_bytes"] / reference["local_weight_bytes"]
     assert share == pytest.approx(1 / ranks, rel=0.1)
+    # The model file written from the shards loads in one process, whole.
+    from sparse_deep.io import load_model
+
+    X = _synthetic()
+    loaded = load_model(tmp_path / f"run{ranks}limit_10000.nc")
+    assert loaded.n_ranks_ == 1 and loaded.model_.shards is None
+    np.testing.assert_array_equal(loaded.recommend(X[:40], k=7), reference["ids"])
 
 
 def test_sharded_softmax_free_network_trains_the_same_model(tmp_path):

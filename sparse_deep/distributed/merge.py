@@ -21,27 +21,3 @@ def merge_topk(ids, scores, k):
     return (np.take_along_axis(flat_ids, order, axis=1),
             np.take_along_axis(flat_scores, order, axis=1))
 
-
-def gather_model(model, comm):
-    """The whole model, on every rank, from each rank's shard (an unsharded copy).
-
-    For saving and for checks; the result holds the whole weights, so it is
-    as large as an unsharded model.
-    """
-    from ..engine.model import Model
-
-    if model.shards is None:
-        return model
-    whole = Model(model.spec, model.dtype)
-    for i, shard in enumerate(model.shards):
-        parts = comm.allgather_objects(np.ascontiguousarray(model.weights[i]))
-        if shard.mode == "rows":
-            whole.weights[i][...] = np.vstack(parts)
-        elif shard.mode == "columns":
-            whole.weights[i][...] = np.hstack(parts)
-        else:
-            whole.weights[i][...] = model.weights[i]
-    out = model.output.index
-    for t, bias in model.biases.items():
-        whole.biases[t][...] = np.concatenate(comm.allgather_objects(bias)) if t == out else bias
-    return whole

@@ -9,6 +9,7 @@ from .._validation import as_interactions, check_k, check_width, l2_normalize_ro
 from ..metrics import recall_at_k
 from ..distributed.comm import ranks_agree
 from ..distributed.merge import merge_topk
+from ..io.model_file import register_estimator
 from ..network import ACTIVATIONS, ERROR_FUNCTIONS
 from ._base import SparseNetworkEstimator, _check_number, _check_positive_int
 
@@ -262,7 +263,7 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
         X = self._check_X(X)
         return self._layer_outputs(self._inputs(X), self.model_.output.index)
 
-    def recommend(self, X, k=10, exclude_seen=True, return_scores=False):
+    def recommend(self, X, k=10, exclude_seen=True, return_scores=False, exclude=None):
         """Top-``k`` items for each row of ``X``, best first.
 
         Parameters
@@ -273,9 +274,13 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
             Any value from 1 to n_items.
         exclude_seen : bool, default=True
             Never recommend an item the row already has. Rows with fewer than
-            ``k`` unseen items are padded with id -1 (score -inf).
+            ``k`` candidate items are padded with id -1 (score -inf).
         return_scores : bool, default=False
             Also return the scores of the recommended items.
+        exclude : sparse matrix of shape (n_rows, n_items), optional
+            Items never to recommend to each row: its stored entries, whatever
+            their values (a filter list, as DSSTNE's ``predict -f``). Applies
+            in addition to ``exclude_seen``.
 
         Returns
         -------
@@ -288,6 +293,7 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
         if exclude_seen:
             check_width(X, self.n_items_, "X", "output items (exclude_seen needs the histories "
                         "to be in the output item space)")
+        excluded = self._exclusions(X if exclude_seen else None, exclude, X.shape[0])
         ids = np.empty((X.shape[0], k), dtype=np.int64)
         scores = np.empty((X.shape[0], k), dtype=self.model_.dtype)
         no_exclusions = np.zeros(X.shape[0] + 1, dtype=np.int64)
@@ -295,12 +301,12 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
         first, last = self.model_.output_range  # this rank's items (all on one process)
         for start, stop, runner in self._forward_chunks(self._inputs(X)):
             block = runner.out[out][: stop - start]
-            if exclude_seen:
-                seen = X[start:stop]
-                if (first, last) != (0, self.n_items_):
-                    seen = seen[:, first:last].tocsr()
-                ex_indptr = np.asarray(seen.indptr, dtype=np.int64)
-                ex_indices = np.asarray(seen.indices, dtype=np.int32)
+            if excluded is not None:
+                rows = excluded[start:stop]
+                if (first, last) != (0, self.n_items_):  # this rank's items, re-based
+                    rows = rows[:, first:last].tocsr()
+                ex_indptr = np.asarray(rows.indptr, dtype=np.int64)
+                ex_indices = np.asarray(rows.indices, dtype=np.int32)
             else:
                 ex_indptr, ex_indices = no_exclusions[: stop - start + 1], X.indices[:0]
             runner.backend.topk(block, k, runner.backend.to_device(ex_indptr),
@@ -316,6 +322,27 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
         """Every rank's top-k of its own items -> the top-k of all items."""
         global_ids = np.where(ids >= 0, ids + first, -1)
         return merge_topk(comm.allgather(global_ids), comm.allgather(scores), k)
+
+    def _exclusions(self, seen, exclude, n_rows):
+        """The union of the patterns of ``seen`` and ``exclude`` as a CSR matrix with
+        sorted indices, or None when nothing is excluded."""
+        patterns = [] if seen is None else [seen]
+        if exclude is not None:
+            if not sp.issparse(exclude):
+                raise TypeError("exclude must be a scipy.sparse matrix of the items to exclude; "
+                                f"got {type(exclude).__name__}")
+            if exclude.shape != (n_rows, self.n_items_):
+                raise ValueError(f"exclude must have shape ({n_rows}, {self.n_items_}), one row "
+                                 f"per row of X and one column per item; got {exclude.shape}")
+            patterns.append(exclude)
+        if not patterns:
+            return None
+        union = _pattern(patterns[0])
+        for other in patterns[1:]:
+            union = union + _pattern(other)
+        union = sp.csr_matrix(union)
+        union.sum_duplicates()  # sorted indices, as the top-k kernel expects
+        return union
 
     def predict(self, X):
         """The top-``k`` unseen items of each row as a sparse 0/1 matrix.
@@ -362,3 +389,13 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
         k = min(check_k(self.k, max(self.k, 1) if self.k > 0 else 1, name="k"), self.n_items_)
         recommended = self.recommend(X, k=k, exclude_seen=X.shape[1] == self.n_items_)
         return float(recall_at_k(Y, recommended))
+
+
+def _pattern(matrix):
+    """A boolean CSR matrix with True at every stored entry of ``matrix``."""
+    matrix = sp.csr_matrix(matrix)
+    return sp.csr_matrix((np.ones(matrix.nnz, dtype=bool), matrix.indices, matrix.indptr),
+                         shape=matrix.shape)
+
+
+register_estimator(SparseAutoencoderRecommender, json_attributes=("n_items_",))

@@ -1,5 +1,8 @@
 """Run under mpiexec by tests/test_mpi.py: fit one recommender, save what it learned.
 
+Also saves the fitted model with save_model (OUT.nc) and checks that loading it
+on the same ranks recommends the same items.
+
 Usage: fit_recommender.py OUT.npz [--nan-on-rank R] [--limit BYTES] [--network movielens]
 Every rank builds the same synthetic data (as a user's unchanged script would
 load the same file); rank 0 writes the whole model's weights and the results.
@@ -14,7 +17,8 @@ import scipy.sparse as sp
 
 from sparse_deep import SparseAutoencoderRecommender
 from sparse_deep.distributed import world
-from sparse_deep.distributed.merge import gather_model
+from sparse_deep.distributed.shards import gather_model
+from sparse_deep.io import load_model, save_model
 from sparse_deep.network.samples import movielens_config
 
 
@@ -51,6 +55,12 @@ def main():
     seconds = time.perf_counter() - started
     whole = gather_model(model.model_, comm)
     ids, scores = model.recommend(X[:40], k=7, return_scores=True)
+    # Saving gathers the shards (rank 0 writes); loading scatters them again.
+    model_file = args.out[:-len(".npz")] + ".nc"
+    save_model(model, model_file)
+    loaded = load_model(model_file)
+    assert loaded.n_ranks_ == comm.size
+    np.testing.assert_array_equal(loaded.recommend(X[:40], k=7), ids)
     proba = model.predict_proba(X[:10])
     embedding = model.transform(X[:10])
     if comm.rank == 0:
