@@ -252,6 +252,7 @@ class SparseNetworkEstimator(BaseEstimator):
                 state = OptimizerState(config, model.parameters(), backend)
         else:
             model = Model(spec, np.float32).initialize(seed)
+            self._initialize_output(model, Y, row_weights)
             state = OptimizerState(config, model.parameters(), backend)
             step, epoch, self.loss_curve_ = 0, 0, []
         batch_size = min(int(self.batch_size), X_in.shape[0])
@@ -261,6 +262,9 @@ class SparseNetworkEstimator(BaseEstimator):
         inputs, targets = CSRBlock.from_scipy(X_in, backend), CSRBlock.from_scipy(Y, backend)
         return TrainingSession(runner, inputs, targets, state, seed, step, epoch,
                                X_in.shape[0], batch_size, spec.shuffle_indices, row_weights)
+
+    def _initialize_output(self, model, Y, row_weights):
+        """Hook: adjust a freshly initialised model to its targets (default: nothing)."""
 
     def _run_epoch(self, session):
         """One epoch of ``session``; appends its loss to ``loss_curve_``."""

@@ -51,6 +51,47 @@ def normalised_row_weights(sample_weight, X, extra=None):
     return weights * (weights.shape[0] / total)
 
 
+def output_bias_prior(Y, row_weights, activation, error_function):
+    """The output biases that reproduce the targets' base rates, or None.
+
+    ``Y`` is the CSR target matrix (missing entries are zero targets) and
+    ``row_weights`` the normalised row weights (None: all 1). See
+    :meth:`SparseMLPBase._initialize_output`.
+    """
+    n = Y.shape[0]
+    weights = np.ones(n) if row_weights is None else row_weights
+    means = np.asarray(Y.T @ weights, dtype=np.float64).ravel() / weights.sum()
+    if activation in ("Sigmoid", "SoftMax"):
+        # A label never (or always) seen gets the odds of half an example.
+        low = 0.5 / n
+        if activation == "Sigmoid":
+            p = np.clip(means, low, 1.0 - low)
+            return np.log(p / (1.0 - p))
+        total = means.sum()
+        if total <= 0:
+            return None
+        return np.log(np.clip(means / total, low, 1.0))
+    if activation == "Linear":
+        return means if error_function != "L1" else _column_medians(Y, weights)
+    return None
+
+
+def _column_medians(Y, weights):
+    """Weighted median of each column of CSR ``Y``, its missing entries being zeros."""
+    csc = Y.tocsc()
+    rows_of = csc.indices
+    total = weights.sum()
+    out = np.zeros(Y.shape[1])
+    for j in range(Y.shape[1]):
+        lo, hi = csc.indptr[j], csc.indptr[j + 1]
+        values = np.r_[csc.data[lo:hi], 0.0]
+        w = np.r_[weights[rows_of[lo:hi]], total - weights[rows_of[lo:hi]].sum()]
+        order = np.argsort(values, kind="stable")
+        cumulative = np.cumsum(w[order])
+        out[j] = values[order][np.searchsorted(cumulative, 0.5 * total)]
+    return out
+
+
 class SparseMLPBase(SparseNetworkEstimator):
     """Shared face of the MLP estimators; subclasses add the targets' handling.
 
@@ -116,6 +157,23 @@ class SparseMLPBase(SparseNetworkEstimator):
         spec = spec.resolve(n_inputs, n_outputs)
         self._check_output_layer(spec, encoding)
         return spec
+
+    def _initialize_output(self, model, Y, row_weights):
+        """Start the output biases at the targets' base rates.
+
+        Sigmoid units start at the log-odds of their label's (weighted)
+        frequency, SoftMax units at the log of their class's frequency, Linear
+        units at the target column's mean (L2) or median (L1), so that the first
+        epochs learn the features instead of the label priors. Other output
+        activations, and networks whose output layer sets a non-zero
+        ``WeightInit`` ``Bias``, keep the network's initial biases.
+        """
+        layer = model.spec.output_layer
+        if layer.weight_init.bias != 0.0:
+            return
+        bias = output_bias_prior(Y, row_weights, layer.activation, model.spec.error_function)
+        if bias is not None:
+            model.biases[model.output.index][...] = bias
 
     # -- data -----------------------------------------------------------------
     def _validate_X(self, X, reset):
