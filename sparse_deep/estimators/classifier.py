@@ -80,8 +80,9 @@ class SparseMLPClassifier(ClassifierMixin, SparseMLPBase):
     input_dropout : float, default=0.0
         Probability of hiding each non-zero input feature of a row in a step
         (DSSTNE's ``Denoising``); survivors are scaled by 1 / (1 - p).
-    dropout : float, default=0.0
-        Dropout probability of hidden units.
+    dropout : float, default=0.2
+        Dropout probability of hidden units (inverted dropout; none at
+        prediction time).
     normalize_input : bool, default=False
         Scale each input row to unit L2 norm before it enters the network.
     l2, l1 : float, default=0.0
@@ -162,7 +163,7 @@ class SparseMLPClassifier(ClassifierMixin, SparseMLPBase):
         batch_size=128,
         epochs=20,
         input_dropout=0.0,
-        dropout=0.0,
+        dropout=0.2,
         normalize_input=False,
         l2=0.0,
         l1=0.0,
