@@ -78,7 +78,8 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
         Seeds weights, shuffling, dropout and denoising. The same value gives
         the same model.
     verbose : int, default=0
-        Print the loss of every epoch.
+        1: a progress bar over epochs on stderr with the loss; 2: also one
+        line per epoch.
 
     Attributes
     ----------
