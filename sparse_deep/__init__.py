@@ -14,7 +14,11 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from . import io, metrics  # noqa: E402
-from .estimators import SparseAutoencoderRecommender  # noqa: E402
+from .estimators import (  # noqa: E402
+    SparseAutoencoderRecommender,
+    SparseMLPClassifier,
+    SparseMLPRegressor,
+)
 from .io import load_model, save_model  # noqa: E402
 from .network import NetworkSpec, load_network, parse_network, save_network  # noqa: E402
 
@@ -23,6 +27,8 @@ __version__ = "0.1.0"
 __all__ = [
     "NetworkSpec",
     "SparseAutoencoderRecommender",
+    "SparseMLPClassifier",
+    "SparseMLPRegressor",
     "io",
     "load_model",
     "load_network",

@@ -1,8 +1,8 @@
-"""Loaders for the public recommendation data sets used by examples and benchmarks.
+"""Loaders for the public data sets used by examples and benchmarks.
 
 The files are not shipped with the package. Each loader looks for them in a
-data folder that holds ``lastfm/`` and ``ml-100k/``; see :func:`load_lastfm`
-for how that folder is found.
+data folder that holds ``lastfm/``, ``ml-100k/``, ``bibtex/`` and ``a9a/``; see
+:func:`load_lastfm` for how that folder is found.
 """
 
 import os
@@ -10,9 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.datasets import load_svmlight_file
 from sklearn.utils import check_random_state
 
-__all__ = ["per_user_split", "load_lastfm", "load_movielens_100k"]
+__all__ = ["per_user_split", "load_a9a", "load_bibtex", "load_lastfm", "load_movielens_100k"]
 
 DATA_ENV_VAR = "SPARSE_DEEP_DATA"
 
@@ -113,7 +114,7 @@ def _find_file(data_dir, *parts):
     )
     raise FileNotFoundError(
         f"Could not find {'/'.join(parts)}. Tried: {tried}. Pass data_dir= the "
-        "folder that holds lastfm/ and ml-100k/, or set the environment "
+        "folder that holds lastfm/, ml-100k/, bibtex/ and a9a/, or set the environment "
         f"variable {DATA_ENV_VAR} to it."
     )
 
@@ -186,6 +187,78 @@ def _movielens_columns(path):
             f"the columns {_MOVIELENS_USER!r} and {_MOVIELENS_ITEM!r}."
         )
     return len(header), header.index(_MOVIELENS_USER), header.index(_MOVIELENS_ITEM)
+
+
+def _read_arff(path):
+    """Read an ARFF file's numeric data, sparse rows (``{index value, ...}``) or
+    dense rows (``v1,v2,...``), as a CSR float32 matrix with one column per
+    attribute. Comment lines (``%``) and blank lines are skipped."""
+    n_attributes, rows, cols, values = 0, [], [], []
+    n_rows, in_data = 0, False
+    with open(path, encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            text = line.strip()
+            if not text or text.startswith("%"):
+                continue
+            try:
+                if not in_data:
+                    keyword = text.split(None, 1)[0].lower()
+                    if keyword == "@attribute":
+                        n_attributes += 1
+                    elif keyword == "@data":
+                        in_data = True
+                    elif keyword != "@relation":
+                        raise ValueError("expected @relation, @attribute or @data")
+                    continue
+                for col, value in _arff_row(text, n_attributes):
+                    rows.append(n_rows)
+                    cols.append(col)
+                    values.append(value)
+                n_rows += 1
+            except ValueError as err:
+                raise ValueError(f"{path}, line {line_no}: malformed line {line!r} ({err}).") \
+                    from None
+    if not in_data:
+        raise ValueError(f"{path}: no @data section; is this an ARFF file?")
+    return sp.csr_matrix((np.asarray(values, dtype=np.float32), (rows, cols)),
+                         shape=(n_rows, n_attributes), dtype=np.float32)
+
+
+def _arff_row(text, n_attributes):
+    """(column, value) pairs of one ARFF data line."""
+    if text.startswith("{"):
+        if not text.endswith("}"):
+            raise ValueError("a sparse row must end with '}'")
+        body = text[1:-1].strip()
+        pairs = [item.split() for item in body.split(",")] if body else []
+        out = []
+        for pair in pairs:
+            if len(pair) != 2:
+                raise ValueError(f"expected 'index value', got {' '.join(pair)!r}")
+            col = int(pair[0])
+            if not 0 <= col < n_attributes:
+                raise ValueError(f"index {col} outside the {n_attributes} attributes")
+            out.append((col, float(pair[1])))
+        return out
+    fields = text.split(",")
+    if len(fields) != n_attributes:
+        raise ValueError(f"expected {n_attributes} comma-separated values, got {len(fields)}")
+    return [(col, float(v)) for col, v in enumerate(fields) if float(v) != 0.0]
+
+
+def _split_labels(matrix, n_labels, path):
+    """Features and 0/1 label indicator: the last ``n_labels`` attributes are labels."""
+    n_features = matrix.shape[1] - n_labels
+    if n_features < 1:
+        raise ValueError(f"{path}: {matrix.shape[1]} attributes cannot hold {n_labels} labels "
+                         "and at least one feature")
+    X = matrix[:, :n_features].tocsr()
+    Y = matrix[:, n_features:].tocsr()
+    Y.eliminate_zeros()
+    if Y.nnz and not np.all(Y.data == 1.0):
+        raise ValueError(f"{path}: label attributes must be 0 or 1; found "
+                         f"{Y.data[Y.data != 1.0][0]:g}")
+    return X, Y
 
 
 # ---------------------------------------------------------------------------
@@ -278,3 +351,85 @@ def load_movielens_100k(data_dir=None, test_fraction=0.2, random_state=0):
     interactions = _interaction_matrix(users, items, shape)
     return per_user_split(interactions, test_fraction, random_state)
 
+
+
+def load_bibtex(data_dir=None, n_labels=159):
+    """Load the Bibtex multi-label text classification data (Mulan split).
+
+    Reads ``bibtex/bibtex-train.arff`` and ``bibtex/bibtex-test.arff`` (sparse
+    ARFF): 1,836 binary bag-of-words features and, as the last attributes,
+    159 tag labels; about 2.4 tags per row.
+
+    Parameters
+    ----------
+    data_dir : str or path-like, default=None
+        Folder that holds ``bibtex/``; found as in :func:`load_lastfm` when None.
+    n_labels : int, default=159
+        Number of trailing attributes that are labels.
+
+    Returns
+    -------
+    X_train : csr_matrix of float32, shape (4880, 1836)
+    Y_train : csr_matrix of float32, shape (4880, 159)
+        0/1 label indicator.
+    X_test : csr_matrix of float32, shape (2515, 1836)
+    Y_test : csr_matrix of float32, shape (2515, 159)
+
+    Raises
+    ------
+    FileNotFoundError
+        If a file is missing; the message lists the paths tried.
+    ValueError
+        If a line is malformed (file and line number given), the two files
+        disagree on their attributes, or a label is not 0/1.
+    """
+    out = []
+    widths = []
+    for name in ("bibtex-train.arff", "bibtex-test.arff"):
+        path = _find_file(data_dir, "bibtex", name)
+        matrix = _read_arff(path)
+        widths.append(matrix.shape[1])
+        out.extend(_split_labels(matrix, n_labels, path))
+    if widths[0] != widths[1]:
+        raise ValueError(f"bibtex train and test files declare {widths[0]} and {widths[1]} "
+                         "attributes; they must match")
+    return tuple(out)
+
+
+def load_a9a(data_dir=None):
+    """Load LIBSVM's a9a (Adult) binary classification data.
+
+    Reads ``a9a/a9a.train.svm`` and ``a9a/a9a.test.svm`` (svmlight format,
+    123 binary features, about 14 non-zeros per row; labels 0/1).
+
+    Parameters
+    ----------
+    data_dir : str or path-like, default=None
+        Folder that holds ``a9a/``; found as in :func:`load_lastfm` when None.
+
+    Returns
+    -------
+    X_train : csr_matrix of float32, shape (32560, 123)
+    y_train : ndarray of int64, shape (32560,)
+    X_test : csr_matrix of float32, shape (16281, 123)
+    y_test : ndarray of int64, shape (16281,)
+
+    Raises
+    ------
+    FileNotFoundError
+        If a file is missing; the message lists the paths tried.
+    ValueError
+        If a file cannot be parsed, or holds labels other than 0 and 1.
+    """
+    out = []
+    for name in ("a9a.train.svm", "a9a.test.svm"):
+        path = _find_file(data_dir, "a9a", name)
+        try:
+            X, y = load_svmlight_file(str(path), n_features=123, dtype=np.float32)
+        except ValueError as err:
+            raise ValueError(f"{path}: not a valid svmlight file with 123 features ({err})") \
+                from None
+        if not np.all((y == 0) | (y == 1)):
+            raise ValueError(f"{path}: labels must be 0 or 1; found {np.unique(y)[:5]}")
+        out.extend([X.tocsr(), y.astype(np.int64)])
+    return tuple(out)

@@ -2,7 +2,13 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from sparse_deep.datasets import load_lastfm, load_movielens_100k, per_user_split
+from sparse_deep.datasets import (
+    load_a9a,
+    load_bibtex,
+    load_lastfm,
+    load_movielens_100k,
+    per_user_split,
+)
 
 MOVIELENS_HEADER = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
 
@@ -217,3 +223,75 @@ def test_load_movielens_bad_header(tmp_path):
     write(tmp_path / "ml-100k" / "ml-100k.inter", "user\titem\n1\t2\n")
     with pytest.raises(ValueError, match=r"ml-100k\.inter, line 1: malformed header"):
         load_movielens_100k(tmp_path)
+
+
+# ---------------------------------------------------------------------------
+# Supervised loaders: bibtex (sparse ARFF) and a9a (svmlight)
+# ---------------------------------------------------------------------------
+
+ARFF_HEADER = (
+    "% a comment\n@relation tiny\n\n"
+    "@attribute w0 {0,1}\n@attribute w1 {0,1}\n@attribute w2 numeric\n"
+    "@attribute TAG_a {0,1}\n@attribute TAG_b {0,1}\n\n@data\n"
+)
+
+
+@pytest.fixture
+def bibtex_dir(tmp_path):
+    write(tmp_path / "bibtex" / "bibtex-train.arff",
+          ARFF_HEADER + "{0 1,2 0.5,4 1}\n{}\n0,1,0,1,1\n")
+    write(tmp_path / "bibtex" / "bibtex-test.arff", ARFF_HEADER + "{1 1,3 1}\n")
+    return tmp_path
+
+
+def test_load_bibtex_features_and_labels(bibtex_dir):
+    X_train, Y_train, X_test, Y_test = load_bibtex(bibtex_dir, n_labels=2)
+    assert X_train.shape == (3, 3) and Y_train.shape == (3, 2)
+    assert X_test.shape == (1, 3) and Y_test.shape == (1, 2)
+    assert all(sp.isspmatrix_csr(m) and m.dtype == np.float32
+               for m in (X_train, Y_train, X_test, Y_test))
+    np.testing.assert_array_equal(X_train.toarray(), [[1, 0, 0.5], [0, 0, 0], [0, 1, 0]])
+    np.testing.assert_array_equal(Y_train.toarray(), [[0, 1], [0, 0], [1, 1]])
+    np.testing.assert_array_equal(Y_test.toarray(), [[1, 0]])
+
+
+@pytest.mark.parametrize("row, message", [
+    ("{0 1,9 1}\n", "index 9 outside the 5 attributes"),
+    ("{0 1,2}\n", "expected 'index value'"),
+    ("{0 1\n", "must end with"),
+    ("1,0,1\n", "expected 5 comma-separated values"),
+    ("{0 x}\n", "could not convert"),
+])
+def test_load_bibtex_malformed_line(bibtex_dir, row, message):
+    write(bibtex_dir / "bibtex" / "bibtex-train.arff", ARFF_HEADER + "{0 1}\n" + row)
+    with pytest.raises(ValueError, match=rf"bibtex-train\.arff, line 12: malformed.*{message}"):
+        load_bibtex(bibtex_dir, n_labels=2)
+
+
+def test_load_bibtex_bad_labels_and_files(bibtex_dir):
+    write(bibtex_dir / "bibtex" / "bibtex-test.arff", ARFF_HEADER + "{3 2}\n")
+    with pytest.raises(ValueError, match="label attributes must be 0 or 1; found 2"):
+        load_bibtex(bibtex_dir, n_labels=2)
+    with pytest.raises(ValueError, match="cannot hold 5 labels"):
+        load_bibtex(bibtex_dir, n_labels=5)
+    write(bibtex_dir / "bibtex" / "bibtex-test.arff", "@relation x\n@attribute a numeric\n")
+    with pytest.raises(ValueError, match="no @data section"):
+        load_bibtex(bibtex_dir, n_labels=2)
+    with pytest.raises(FileNotFoundError, match="bibtex-train.arff"):
+        load_bibtex(bibtex_dir / "nowhere")
+
+
+def test_load_a9a(tmp_path):
+    write(tmp_path / "a9a" / "a9a.train.svm", "0 3:1 11:1 123:1\n1 1:1\n")
+    write(tmp_path / "a9a" / "a9a.test.svm", "1 2:1\n")
+    X_train, y_train, X_test, y_test = load_a9a(tmp_path)
+    assert X_train.shape == (2, 123) and X_test.shape == (1, 123)
+    assert X_train.dtype == np.float32 and y_train.dtype == np.int64
+    np.testing.assert_array_equal(y_train, [0, 1])
+    assert X_train[0, 122] == 1.0 and X_train[1, 0] == 1.0  # svmlight ids start at 1
+    write(tmp_path / "a9a" / "a9a.test.svm", "-1 2:1\n")
+    with pytest.raises(ValueError, match="labels must be 0 or 1"):
+        load_a9a(tmp_path)
+    write(tmp_path / "a9a" / "a9a.test.svm", "1 2:x\n")
+    with pytest.raises(ValueError, match=r"a9a\.test\.svm: not a valid svmlight file"):
+        load_a9a(tmp_path)

@@ -550,3 +550,33 @@ def test_recommend_exclude(fitted, data):
         assert set(data[row].indices).isdisjoint(both[row])
     with pytest.raises(ValueError, match="exclude must have shape"):
         fitted.recommend(data, exclude=exclude[:3])
+
+
+@pytest.mark.parametrize("kind", ["multiclass", "binary-strings", "multilabel", "regression"])
+def test_mlp_estimators_round_trip_and_continue(tmp_path, kind):
+    """Classifier and regressor files predict identically and continue training
+    exactly as the estimator they were saved from."""
+    from sparse_deep import SparseMLPClassifier, SparseMLPRegressor
+
+    rng = np.random.default_rng(0)
+    X = sp.random(60, 30, density=0.2, random_state=0, format="csr", dtype=np.float32)
+    y = {"multiclass": rng.integers(0, 3, 60),
+         "binary-strings": np.array(["no", "yes"])[rng.integers(0, 2, 60)],
+         "multilabel": sp.csr_matrix(rng.random((60, 5)) < 0.3),
+         "regression": rng.random(60)}[kind]
+    cls = SparseMLPRegressor if kind == "regression" else SparseMLPClassifier
+    fitted = cls(epochs=3, hidden_layer_sizes=(8,), random_state=0).fit(X, y)
+    save_model(fitted, tmp_path / "mlp.nc")
+    loaded = load_model(tmp_path / "mlp.nc")
+    assert type(loaded) is cls
+    before, after = fitted.predict(X), loaded.predict(X)
+    if sp.issparse(before):
+        before, after = before.toarray(), after.toarray()
+    np.testing.assert_array_equal(after, before)
+    if cls is SparseMLPClassifier:
+        np.testing.assert_array_equal(loaded.classes_, fitted.classes_)
+        np.testing.assert_array_equal(loaded.predict_proba(X), fitted.predict_proba(X))
+    for model in (fitted, loaded):
+        model.set_params(warm_start=True, epochs=2).fit(X, y)
+    for a, b in zip(loaded.model_.weights, fitted.model_.weights):
+        np.testing.assert_array_equal(a, b)

@@ -118,3 +118,19 @@ def test_an_error_on_one_rank_ends_every_rank(tmp_path):
     assert done.returncode != 0
     assert "on rank 1 of 2" in done.stderr and "NaN" in done.stderr
     assert not (tmp_path / "nan.npz").exists()
+
+
+def test_sharded_classifier_trains_the_same_model(tmp_path):
+    """SparseMLPClassifier shares the sharding: multi-label (Sigmoid) and
+    multiclass (SoftMax) outputs split over 3 ranks, 23 and 5 units."""
+    one = fit(1, tmp_path, "--estimator", "mlp")
+    three = fit(3, tmp_path, "--estimator", "mlp")
+    assert int(three["ranks"]) == 3
+    for name in one:
+        if name == "ranks":
+            continue
+        if name.endswith("_top"):
+            np.testing.assert_array_equal(three[name], one[name], err_msg=name)
+        else:
+            np.testing.assert_allclose(three[name], one[name], rtol=1e-5, atol=1e-6,
+                                       err_msg=name)

@@ -21,3 +21,10 @@ def merge_topk(ids, scores, k):
     return (np.take_along_axis(flat_ids, order, axis=1),
             np.take_along_axis(flat_scores, order, axis=1))
 
+
+
+def merge_rank_topk(comm, ids, scores, first, k):
+    """Every rank's top-k of its own output units (local ids, this rank's units
+    starting at ``first``) -> the top-k of all units, the same on every rank."""
+    global_ids = np.where(ids >= 0, ids + first, -1)
+    return merge_topk(comm.allgather(global_ids), comm.allgather(scores), k)

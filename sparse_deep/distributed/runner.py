@@ -107,7 +107,7 @@ class ShardedRunner(Runner):
         else:
             super()._activate(layer, z)
 
-    def output_error(self, b):
+    def output_error(self, b, weights=None):
         out = self.model.output
         act, err = self.model.act_error
         bk = self.backend
@@ -123,7 +123,10 @@ class ShardedRunner(Runner):
             bk.output_pass(z, targets, act, err, self.output_hyper, 1.0 / b, delta,
                            self.row_error[:b])
         errors = self.comm.sum(np.ascontiguousarray(bk.to_host(self.row_error[:b])))
-        return float(np.sum(errors))
+        if weights is None:
+            return float(np.sum(errors))
+        bk.scale_rows(delta, bk.to_device(weights))
+        return float(np.sum(errors * weights))
 
     # -- backward -------------------------------------------------------------
     def _backpropagate(self, delta, weights, target, accumulate, into_hidden_from):

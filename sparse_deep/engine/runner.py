@@ -238,8 +238,13 @@ class Runner:
         """``z += batch @ weights`` for the sparse input layer."""
         self.backend.sparse_matmul_add(batch, weights, z)
 
-    def output_error(self, b):
-        """Fused output pass; returns the summed data error of the batch."""
+    def output_error(self, b, weights=None):
+        """Fused output pass; returns the summed data error of the batch.
+
+        With ``weights`` (host array, one per batch row) each row's error and
+        output delta are multiplied by its weight: the gradient of
+        ``(1/b) sum_rows weight * error``.
+        """
         out = self.model.output
         act, err = self.model.act_error
         targets = self._batch_view(self.targets, b)
@@ -247,7 +252,11 @@ class Runner:
             self.pre[out.index][:b], targets, act, err, self.output_hyper, 1.0 / b,
             self.delta[out.index][:b], self.row_error[:b],
         )
-        return float(np.sum(self.backend.to_host(self.row_error[:b])))
+        row_error = self.backend.to_host(self.row_error[:b])
+        if weights is None:
+            return float(np.sum(row_error))
+        self.backend.scale_rows(self.delta[out.index][:b], self.backend.to_device(weights))
+        return float(np.sum(row_error * weights))
 
     # -- backward -------------------------------------------------------------
     def backward(self, b, step=0, training=True):
@@ -347,12 +356,17 @@ class Runner:
                 s1, s2, code, bias_hyper,
             )
 
-    def train_step(self, inputs, targets, rows, step, optimizer):
+    def train_step(self, inputs, targets, rows, step, optimizer, row_weights=None):
         """Load, forward, error, backward and update one batch; returns the
-        summed data error and the sparseness penalty of the step."""
+        summed (weighted) data error and the sparseness penalty of the step.
+
+        ``row_weights``, optional, holds one loss weight per row of the data
+        set (host array); the batch's rows are weighted by ``row_weights[rows]``.
+        """
         b = self.load_batch(inputs, targets, rows, step, training=True)
         self.forward(b, step, training=True, stop_at_output=True)
-        error = self.output_error(b)
+        weights = None if row_weights is None else row_weights[rows]
+        error = self.output_error(b, weights)
         penalty = self.backward(b, step, training=True)
         self.update(optimizer, step)
         return error, penalty

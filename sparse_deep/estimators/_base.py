@@ -7,6 +7,7 @@ import time
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
+from tqdm import tqdm
 
 from ..backends import get_backend
 from ..distributed.comm import SerialComm, abort_on_error, ranks_agree
@@ -50,6 +51,144 @@ def epoch_order(seed, epoch, n_rows, shuffle):
     return rng.permutation(n_rows).astype(np.int64)
 
 
+class TrainingSession:
+    """A model being trained on one data set, one epoch at a time.
+
+    Holds what an epoch needs (runner, data blocks on the backend, optimizer
+    state) and the counters that key the randomness (step, epoch), so that
+    epochs run one call at a time (``partial_fit``) give the same model as
+    epochs run in one loop.
+
+    Parameters
+    ----------
+    runner : Runner
+    inputs, targets : CSRBlock
+        The data set on the runner's backend.
+    optimizer : OptimizerState
+    seed, step, epoch : int
+        Seed of the random streams; steps and epochs trained so far.
+    n_rows, batch_size : int
+    shuffle : bool
+        Visit rows in a (seed, epoch)-keyed random order.
+    row_weights : ndarray of shape (n_rows,), optional
+        Per-row loss weights, already normalised (mean 1 over the data set).
+    comm : communicator, optional
+        The ranks the model is sharded over (see :mod:`sparse_deep.distributed`).
+    """
+
+    def __init__(self, runner, inputs, targets, optimizer, seed, step, epoch, n_rows,
+                 batch_size, shuffle, row_weights=None, comm=None):
+        self.runner, self.inputs, self.targets = runner, inputs, targets
+        self.optimizer, self.seed, self.step, self.epoch = optimizer, seed, step, epoch
+        self.n_rows, self.batch_size, self.shuffle = n_rows, batch_size, shuffle
+        self.row_weights = row_weights
+        self.comm = SerialComm() if comm is None else comm
+
+    def run_epoch(self):
+        """Train one epoch; returns its mean loss per row.
+
+        The loss of a row is its summed output error times its weight (1 when
+        there are no weights); the epoch's loss is the sum over rows, plus the
+        sparseness penalty of each batch counted once per row, divided by the
+        number of rows.
+        """
+        order = epoch_order(self.seed, self.epoch, self.n_rows, self.shuffle)
+        n, batch = self.n_rows, self.batch_size
+        total = 0.0
+        for start in range(0, n, batch):
+            self.step += 1
+            error, penalty = self.runner.train_step(
+                self.inputs, self.targets, order[start:start + batch], self.step,
+                self.optimizer, row_weights=self.row_weights,
+            )
+            total += error + penalty * min(batch, n - start)
+        self.epoch += 1
+        return total / n
+
+
+class StoppingMonitor:
+    """scikit-learn's stopping rule for the epochs of one ``fit``.
+
+    After each epoch the monitored value is compared with the best so far: an
+    epoch that does not beat it by more than ``tol`` counts as one without
+    improvement, and training stops after ``n_iter_no_change`` such epochs in a
+    row. The value is the training loss, or, with ``validate``, a validation
+    score (higher is better); then the weights of the best-scoring epoch are
+    kept and restored by :meth:`restore_best` (as scikit-learn's MLP does).
+
+    Parameters
+    ----------
+    tol : float
+    n_iter_no_change : int
+    validate : callable, optional
+        ``validate(model) -> float``, the score of the current model.
+    """
+
+    def __init__(self, tol, n_iter_no_change, validate=None):
+        self.tol, self.n_iter_no_change, self.validate = tol, n_iter_no_change, validate
+        self.scores = []
+        self.best_score = -np.inf
+        self.best_loss = np.inf
+        self.no_improvement = 0
+        self.reason = ""
+        self._best_parameters = None
+
+    def epoch_done(self, session, loss):
+        """Record one epoch; returns True when training should stop."""
+        if self.validate is None:
+            value, best = -loss, -self.best_loss
+            self.best_loss = min(self.best_loss, loss)
+        else:
+            session.runner.sync_to_model()
+            value, best = float(self.validate(session.runner.model)), self.best_score
+            self.scores.append(value)
+            if value > self.best_score:
+                self.best_score = value
+                self._best_parameters = _copy_parameters(session.runner.model)
+        self.no_improvement = self.no_improvement + 1 if value < best + self.tol else 0
+        if self.no_improvement < self.n_iter_no_change:
+            return False
+        what = "Training loss" if self.validate is None else "Validation score"
+        self.reason = (f"{what} did not improve by more than tol={self.tol:g} for "
+                       f"{self.n_iter_no_change} consecutive epochs; stopping.")
+        return True
+
+    def restore_best(self, model):
+        """Put the best-scoring epoch's weights into ``model`` (validation only)."""
+        if self._best_parameters is None:
+            return
+        weights, biases = self._best_parameters
+        for host, best in zip(model.weights, weights):
+            host[...] = best
+        for t, host in model.biases.items():
+            host[...] = biases[t]
+
+
+def _copy_parameters(model):
+    return [w.copy() for w in model.weights], {t: b.copy() for t, b in model.biases.items()}
+
+
+def _progress(verbose, epochs):
+    """A progress bar over epochs on stderr; disabled when not ``verbose``."""
+    return tqdm(total=epochs, disable=not verbose, file=sys.stderr, unit="epoch",
+                dynamic_ncols=True)
+
+
+def _report_epoch(bar, verbose, epoch, loss, monitor, seconds):
+    """Show an epoch's loss (and validation score) on the bar; at ``verbose >= 2``
+    also one line per epoch, which stays in logs."""
+    if not verbose:
+        return
+    shown = {"loss": f"{loss:.5f}"}
+    if monitor is not None and monitor.scores:
+        shown["val"] = f"{monitor.scores[-1]:.5f}"
+    bar.set_postfix(shown, refresh=False)
+    bar.update(1)
+    if verbose >= 2:
+        extra = f"  validation {shown['val']}" if "val" in shown else ""
+        bar.write(f"epoch {epoch:4d}  loss {loss:.6f}{extra}  {seconds:.2f}s", file=sys.stderr)
+
+
 class SparseNetworkEstimator(BaseEstimator):
     """Base of the estimators: builds the network, trains it, runs it forward.
 
@@ -91,11 +230,25 @@ class SparseNetworkEstimator(BaseEstimator):
         return spec.resolve(n_inputs, n_outputs)
 
     # -- training -------------------------------------------------------------
-    def _fit_network(self, X_in, Y, spec):
-        """Train ``spec`` on inputs ``X_in`` and targets ``Y`` (CSR, same rows).
+    def _can_resume(self, spec):
+        """Whether training continues the fitted model: ``warm_start``, the same
+        network, and the same number of ranks."""
+        return (bool(self.warm_start) and hasattr(self, "model_") and self.model_.spec == spec
+                and getattr(self, "n_ranks_", 1) == self._communicator().size)
 
-        With ``warm_start`` and a fitted model of the same network, training
-        continues from its weights, optimizer state, step and epoch counters.
+    def _training_seed(self, resume):
+        """The seed of the model's random streams: kept when training resumes."""
+        if resume:
+            return self._seed_
+        return int(check_random_state(self.random_state).randint(0, 2**31 - 1))
+
+    def _start_training(self, X_in, Y, spec, row_weights=None, resume=None):
+        """Prepare a :class:`TrainingSession` of ``spec`` on ``X_in`` -> ``Y``.
+
+        With ``resume`` (default: :meth:`_can_resume`) the fitted model goes on
+        from its weights, optimizer state, step and epoch counters; otherwise a
+        new model is initialised and ``loss_curve_`` restarts. ``row_weights``
+        are per-row loss weights (see :meth:`TrainingSession.run_epoch`).
         Under MPI with more than one rank the model is sharded (see
         docs/distributed.md); every rank runs this with the same data.
         """
@@ -105,18 +258,19 @@ class SparseNetworkEstimator(BaseEstimator):
             self._validate_training_params()
             backend = get_backend(self.device)
             config = self._optimizer_config(spec.decay)
-            resume = (self.warm_start and hasattr(self, "model_") and self.model_.spec == spec
-                      and getattr(self, "n_ranks_", 1) == comm.size)
+            if resume is None:
+                resume = self._can_resume(spec)
+            seed = self._training_seed(resume)
             if resume:
-                model, seed = self.model_, self._seed_
+                model = self.model_
                 state, step, epoch = self._optimizer_state_, self.n_steps_, self.n_epochs_
                 if state.config != config:
                     state = OptimizerState(config, model.parameters(), backend)
             else:
                 placement.check_memory(spec, config.name, parse_bytes(self.weight_memory_limit))
-                seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
                 seed = placement.agree_on_seed(seed)
                 model = placement.new_model(spec, np.float32).initialize(seed)
+                self._initialize_output(model, Y, row_weights)
                 state = OptimizerState(config, model.parameters(), backend)
                 step, epoch, self.loss_curve_ = 0, 0, []
             X_in = placement.local_columns(X_in, *model.input_range)
@@ -127,68 +281,91 @@ class SparseNetworkEstimator(BaseEstimator):
                 max_batch_nnz(Y.indptr, batch_size), seed=seed,
                 sparse_input_update=bool(self.sparse_input_update))
             inputs, targets = CSRBlock.from_scipy(X_in, backend), CSRBlock.from_scipy(Y, backend)
-        # The loss is summed over ranks, so divergence is seen by all at once.
-        with abort_on_error(comm, shared=(FloatingPointError,)):
-            step, epoch = self._train_epochs(runner, inputs, targets, state, seed, step, epoch,
-                                             spec)
-        runner.sync_to_model()
-        self.model_, self._seed_, self._optimizer_state_ = model, seed, state
-        self.n_steps_, self.n_epochs_, self.n_ranks_ = step, epoch, comm.size
-        self.network_ = spec.to_dict()
+        return TrainingSession(runner, inputs, targets, state, seed, step, epoch,
+                               X_in.shape[0], batch_size, spec.shuffle_indices, row_weights,
+                               comm=comm)
+
+    def _initialize_output(self, model, Y, row_weights):
+        """Hook: adjust a freshly initialised model to its targets (default: nothing).
+
+        ``Y`` holds every output column; a sharded model holds the columns
+        ``model.output_range`` of the output layer."""
+
+    def _run_epoch(self, session):
+        """One epoch of ``session``; appends its loss to ``loss_curve_``."""
+        loss = session.run_epoch()
+        if not np.isfinite(loss):
+            raise FloatingPointError(
+                f"training diverged at epoch {session.epoch} (loss {loss}); lower "
+                f"learning_rate (now {self.learning_rate}) or check the data for extreme values"
+            )
+        self.loss_curve_.append(loss)
+        return loss
+
+    def _end_training(self, session):
+        """Publish the session's model and counters as fitted attributes."""
+        session.runner.sync_to_model()
+        self.model_, self._seed_ = session.runner.model, session.seed
+        self._optimizer_state_ = session.optimizer
+        self.n_steps_, self.n_epochs_ = session.step, session.epoch
+        self.n_ranks_ = session.comm.size
+        self.network_ = session.runner.model.spec.to_dict()
         return self
 
-    def _train_epochs(self, runner, inputs, targets, state, seed, step, epoch, spec):
-        """Run ``self.epochs`` epochs from the given step and epoch counters;
-        returns the counters after them."""
-        n = inputs.indptr.shape[0] - 1
-        batch_size = runner.batch_size
-        for _ in range(int(self.epochs)):
-            started = time.perf_counter()
-            order = epoch_order(seed, epoch, n, spec.shuffle_indices)
-            total = 0.0
-            for start in range(0, n, batch_size):
-                step += 1
-                error, penalty = runner.train_step(
-                    inputs, targets, order[start:start + batch_size], step, state
-                )
-                total += error + penalty * min(batch_size, n - start)
-            epoch += 1
-            loss = total / n
-            if not np.isfinite(loss):
-                raise FloatingPointError(
-                    f"training diverged at epoch {epoch} (loss {loss}); lower learning_rate "
-                    f"(now {self.learning_rate}) or check the data for extreme values"
-                )
-            self.loss_curve_.append(loss)
-            if self.verbose:
-                print(f"epoch {epoch:4d}  loss {loss:.6f}  {time.perf_counter() - started:.2f}s",
-                      file=sys.stderr)
-        return step, epoch
+    def _fit_network(self, X_in, Y, spec, row_weights=None, monitor=None):
+        """Train ``spec`` on inputs ``X_in`` and targets ``Y`` (CSR, same rows)
+        for ``epochs`` epochs, or until ``monitor`` says stop.
+
+        With ``warm_start`` and a fitted model of the same network, training
+        continues from its weights, optimizer state, step and epoch counters.
+        ``monitor`` (a :class:`StoppingMonitor`) sees the model after every epoch.
+        """
+        session = self._start_training(X_in, Y, spec, row_weights)
+        # Sharded: the loss is summed over ranks, so divergence is seen by all
+        # at once; any other failure of one rank inside the steps aborts the job.
+        with abort_on_error(session.comm, shared=(FloatingPointError,)), \
+                _progress(self.verbose, int(self.epochs)) as bar:
+            for _ in range(int(self.epochs)):
+                started = time.perf_counter()
+                loss = self._run_epoch(session)
+                stop = monitor is not None and monitor.epoch_done(session, loss)
+                _report_epoch(bar, self.verbose, session.epoch, loss, monitor,
+                              time.perf_counter() - started)
+                if stop:
+                    if self.verbose:
+                        bar.write(monitor.reason)
+                    break
+        self._end_training(session)
+        if monitor is not None:
+            monitor.restore_best(self.model_)
+        return self
 
     # -- inference ------------------------------------------------------------
-    def _forward_chunks(self, X_in):
-        """Run the fitted network forward over ``X_in`` in row chunks.
+    def _forward_chunks(self, X_in, activate_output=True, model=None):
+        """Run the fitted network (or ``model``) forward over ``X_in`` in row chunks.
 
         Yields ``(start, stop, runner)`` with every layer's activations of the
-        chunk in ``runner.out``.
+        chunk in ``runner.out``; without ``activate_output`` the output layer's
+        entry holds its pre-activations (the scores before Sigmoid/SoftMax).
         """
+        model = self.model_ if model is None else model
         backend = get_backend(self.device)
-        widest = max(p.n for p in self.model_.layers if not p.is_input)
+        widest = max(p.n for p in model.layers if not p.is_input)
         chunk = max(1, min(INFERENCE_CHUNK, INFERENCE_BLOCK // widest, X_in.shape[0]))
-        placement = self._placement()
-        X_in = placement.local_columns(X_in, *self.model_.input_range)
-        runner = placement.runner(self.model_, backend, chunk, max_batch_nnz(X_in.indptr, chunk),
+        placement = self._placement(model)
+        X_in = placement.local_columns(X_in, *model.input_range)
+        runner = placement.runner(model, backend, chunk, max_batch_nnz(X_in.indptr, chunk),
                                   inference=True)
         inputs = CSRBlock.from_scipy(X_in, backend)
         for start in range(0, X_in.shape[0], chunk):
             rows = np.arange(start, min(start + chunk, X_in.shape[0]), dtype=np.int64)
             b = runner.load_batch(inputs, None, rows, 0, training=False)
-            runner.forward(b, training=False)
+            runner.forward(b, training=False, stop_at_output=not activate_output)
             yield start, start + b, runner
 
-    def _placement(self):
-        """The placement of the fitted model: sharded over the ranks it was fitted on."""
-        comm = self._communicator() if self.model_.shards is not None else None
+    def _placement(self, model):
+        """The placement of a fitted ``model``: sharded over the ranks it was fitted on."""
+        comm = self._communicator() if model.shards is not None else None
         if comm is not None and comm.size != getattr(self, "n_ranks_", 1):
             raise ValueError(
                 f"this model was fitted sharded over {self.n_ranks_} ranks and can only run on "

@@ -8,7 +8,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .._validation import as_interactions, check_k, check_width, l2_normalize_rows
 from ..metrics import recall_at_k
 from ..distributed.comm import ranks_agree
-from ..distributed.merge import merge_topk
+from ..distributed.merge import merge_rank_topk
 from ..io.model_file import register_estimator
 from ..network import ACTIVATIONS, ERROR_FUNCTIONS
 from ._base import SparseNetworkEstimator, _check_number, _check_positive_int
@@ -90,7 +90,8 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
         Seeds weights, shuffling, dropout and denoising. The same value gives
         the same model.
     verbose : int, default=0
-        Print the loss of every epoch.
+        1: a progress bar over epochs on stderr with the loss; 2: also one
+        line per epoch.
 
     Attributes
     ----------
@@ -312,16 +313,10 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
             runner.backend.topk(block, k, runner.backend.to_device(ex_indptr),
                                 runner.backend.to_device(ex_indices), ids[start:stop],
                                 scores[start:stop])
-            if self.model_.shards is not None:
-                ids[start:stop], scores[start:stop] = self._merge_shard_topk(
+            if self.model_.shards is not None:  # each rank ranked its own items
+                ids[start:stop], scores[start:stop] = merge_rank_topk(
                     runner.comm, ids[start:stop], scores[start:stop], first, k)
         return (ids, scores) if return_scores else ids
-
-    @staticmethod
-    def _merge_shard_topk(comm, ids, scores, first, k):
-        """Every rank's top-k of its own items -> the top-k of all items."""
-        global_ids = np.where(ids >= 0, ids + first, -1)
-        return merge_topk(comm.allgather(global_ids), comm.allgather(scores), k)
 
     def _exclusions(self, seen, exclude, n_rows):
         """The union of the patterns of ``seen`` and ``exclude`` as a CSR matrix with

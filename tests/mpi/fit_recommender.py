@@ -15,7 +15,7 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-from sparse_deep import SparseAutoencoderRecommender
+from sparse_deep import SparseAutoencoderRecommender, SparseMLPClassifier
 from sparse_deep.distributed import world
 from sparse_deep.distributed.shards import gather_model
 from sparse_deep.io import load_model, save_model
@@ -34,12 +34,33 @@ def synthetic(n_users=90, n_items=61, seed=3):
     return sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n_users, n_items))
 
 
+def fit_classifier(comm, X, out):
+    """A multi-label classifier (labels: the 23 most popular items, a SoftMax-free
+    output) and a multiclass one, sharded like the recommender."""
+    labels = X[:, :23].copy()
+    X_in = X[:, 23:]
+    results = {}
+    for name, y in (("multilabel", labels), ("multiclass", np.asarray(X.argmax(axis=1)).ravel() % 5)):
+        model = SparseMLPClassifier(hidden_layer_sizes=(8,), epochs=3, batch_size=16,
+                                    random_state=0).fit(X_in, y)
+        whole = gather_model(model.model_, comm)
+        results[f"{name}_proba"] = model.predict_proba(X_in[:30])
+        results[f"{name}_top"] = model.predict_top_k(X_in[:30], 3)
+        results[f"{name}_loss"] = np.array(model.loss_curve_)
+        for i, w in enumerate(whole.weights):
+            results[f"{name}_w{i}"] = w
+    if comm.rank == 0:
+        np.savez(out, ranks=comm.size, **results)
+    return 0
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("out")
     parser.add_argument("--nan-on-rank", type=int, default=None)
     parser.add_argument("--limit", default=None)
     parser.add_argument("--network", default="default")
+    parser.add_argument("--estimator", default="recommender", choices=["recommender", "mlp"])
     args = parser.parse_args()
     comm = world()
     X = synthetic()
@@ -50,6 +71,8 @@ def main():
                   input_dropout=0.3, dropout=0.2, weight_memory_limit=args.limit)
     if args.network == "movielens":
         params.update(network=movielens_config(), normalize_input=False)
+    if args.estimator == "mlp":
+        return fit_classifier(comm, X, args.out)
     started = time.perf_counter()
     model = SparseAutoencoderRecommender(**params).fit(X)
     seconds = time.perf_counter() - started
