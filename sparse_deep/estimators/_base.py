@@ -11,7 +11,7 @@ from sklearn.utils import check_random_state
 from ..backends import get_backend
 from ..engine.model import Model
 from ..engine.optim import OptimizerConfig, OptimizerState, optimizer_code
-from ..engine.runner import CSRBlock, Runner, max_batch_nnz
+from ..engine.runner import Runner, max_batch_nnz
 from ..network import parse_network
 
 # Rows scored per inference chunk, at most; fewer when the widest layer is wide,
@@ -99,17 +99,17 @@ class SparseNetworkEstimator(BaseEstimator):
             model, seed = self.model_, self._seed_
             state, step, epoch = self._optimizer_state_, self.n_steps_, self.n_epochs_
             if state.config != config:
-                state = OptimizerState(config, model.parameters(), backend)
+                state = OptimizerState(config, model.parameters())
         else:
             seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
             model = Model(spec, np.float32).initialize(seed)
-            state = OptimizerState(config, model.parameters(), backend)
+            state = OptimizerState(config, model.parameters())
             step, epoch, self.loss_curve_ = 0, 0, []
         batch_size = min(int(self.batch_size), X_in.shape[0])
         runner = Runner(model, backend, batch_size, max_batch_nnz(X_in.indptr, batch_size),
                         max_batch_nnz(Y.indptr, batch_size), seed=seed,
-                        sparse_input_update=bool(self.sparse_input_update))
-        inputs, targets = CSRBlock.from_scipy(X_in, backend), CSRBlock.from_scipy(Y, backend)
+                        sparse_input_update=bool(self.sparse_input_update), optimizer=state)
+        inputs, targets = backend.batch_source(X_in), backend.batch_source(Y)
         n = X_in.shape[0]
         for _ in range(int(self.epochs)):
             started = time.perf_counter()
@@ -150,7 +150,7 @@ class SparseNetworkEstimator(BaseEstimator):
         chunk = max(1, min(INFERENCE_CHUNK, INFERENCE_BLOCK // widest, X_in.shape[0]))
         runner = Runner(self.model_, backend, chunk, max_batch_nnz(X_in.indptr, chunk),
                         inference=True)
-        inputs = CSRBlock.from_scipy(X_in, backend)
+        inputs = backend.batch_source(X_in)
         for start in range(0, X_in.shape[0], chunk):
             rows = np.arange(start, min(start + chunk, X_in.shape[0]), dtype=np.int64)
             b = runner.load_batch(inputs, None, rows, 0, training=False)
