@@ -71,8 +71,11 @@ def main():
     ]
     for trans_a in (False, True):
         for trans_b in (False, True):
-            kernels.append((gemm._make_gemm(np.dtype(np.float32), 16, 4, 16, trans_a, trans_b),
-                            (m2, m2, m2, f32, f32, f32)))
+            for split in (False, True):
+                kernels.append((gemm._make_gemm(np.dtype(np.float32), 16, 4, 16, trans_a,
+                                                trans_b, split),
+                                (m2, m2, m2, f32, f32, f32, i64, arr(f32, 3))))
+    kernels.append((gemm._add_chunks, (arr(f32, 3), i64, m2, f32, f32, f32)))
     # Every error function once; the activations' branches are all compiled above.
     for act, err in [("SoftMax", "CrossEntropy"), ("Sigmoid", "ScaledMarginalCrossEntropy"),
                      ("Sigmoid", "DataScaledMarginalCrossEntropy"), ("Tanh", "L2"),

@@ -18,7 +18,7 @@ from ..base import Backend
 from ..cpu import sparse as host_kernels
 from . import dense, memory, optim, sparse, topk
 from ._device import SIMULATED
-from .gemm import gemm
+from .gemm import gemm, scratch_elements
 
 
 class HostCSRSource:
@@ -150,14 +150,15 @@ class CUDABackend(Backend):
 
     def scratch_bytes(self, n_rows, max_input_nnz, max_target_nnz, itemsize):
         """Device memory this backend adds to a Runner's buffers for one fit:
-        two staging slots per data set, denoising and transpose scratch."""
+        two staging slots per data set, denoising and transpose scratch, and
+        the partial products of split GEMMs."""
         def batch(nnz):
             return (n_rows + 1) * 8 + max(nnz, 1) * (4 + itemsize)
 
         staging = 2 * (batch(max_input_nnz) + batch(max_target_nnz))
         denoise = n_rows * 16 + 8 + max(max_input_nnz, 1) * (4 + itemsize)
         transpose = max(max_input_nnz, 1) * (4 * 3 + 8 * 2) + 8
-        return staging + denoise + transpose
+        return staging + denoise + transpose + scratch_elements() * itemsize
 
     def check_memory(self, needed):
         free, total = memory.memory_info()
@@ -229,7 +230,8 @@ class CUDABackend(Backend):
                                  self.stream)
 
     def gemm(self, a, b, c, *, alpha=1.0, beta=0.0, trans_a=False, trans_b=False):
-        gemm(a, b, c, self.stream, alpha=alpha, beta=beta, trans_a=trans_a, trans_b=trans_b)
+        gemm(a, b, c, self.stream, self.scratch, alpha=alpha, beta=beta, trans_a=trans_a,
+             trans_b=trans_b)
 
     def add(self, out, other):
         dense.add(out, other, self.stream)

@@ -11,8 +11,9 @@ THREADS = 256
 # Most blocks one elementwise launch asks for; larger inputs loop.
 MAX_BLOCKS = 8192
 # Threads of the one-block-per-row kernels (SoftMax, the output pass, top-k).
-# A power of two: their reductions halve it.
-ROW_THREADS = 256
+# A power of two: their reductions halve it. Rows are output layers of
+# thousands to millions of items, so blocks are wide. (Not tuned on a GPU yet.)
+ROW_THREADS = 512
 # Threads of the single-block prefix sum (a power of two).
 SCAN_THREADS = 1024
 # GEMM: a block of GEMM_THREADS x GEMM_THREADS threads, each computing
@@ -20,6 +21,10 @@ SCAN_THREADS = 1024
 GEMM_THREADS = 16
 GEMM_WORK = 4
 GEMM_TILE_K = 16
+# A product with fewer output tiles than this (a long K, a small C: the
+# gradient passed back through the output layer) splits K across more blocks;
+# their partial products are added in a fixed order by a second kernel.
+GEMM_MIN_BLOCKS = 256
 
 
 def blocks_for(n, threads=None):
