@@ -178,6 +178,12 @@ def test_runner_refuses_a_model_larger_than_free_gpu_memory(bk, monkeypatch):
         Runner(model, bk, 4, 10, 10, optimizer=state)
     monkeypatch.setattr(memory, "memory_info", lambda: (total, 10 * total))
     Runner(model, bk, 4, 10, 10, optimizer=state)  # exactly enough
+    # Buffers sized by the call, as top-k's results, are checked when they grow.
+    monkeypatch.setattr(memory, "memory_info", lambda: (1000, 2000))
+    scores = bk.zeros((30, 9), np.float32)
+    with pytest.raises(MemoryError, match=r"scratch for topk ids 2\.1 KiB"):
+        bk.topk(scores, 9, np.zeros(31, np.int64), np.zeros(0, np.int32),
+                np.empty((30, 9), np.int64), np.empty((30, 9), np.float32))
 
 
 @pytest.mark.parametrize("sparse_input_update", [False, True])

@@ -141,10 +141,14 @@ class CUDABackend(Backend):
         return float(np.sum(self.to_host(x)))
 
     def scratch(self, name, size, dtype):
-        """A device array of ``size`` entries kept between calls (grown as needed)."""
+        """A device array of ``size`` entries kept between calls (grown as needed;
+        a growth that cannot fit raises the memory check's MemoryError)."""
         size = max(int(size), 1)
         buf = self._scratch.get(name)
         if buf is None or buf.shape[0] < size or buf.dtype != np.dtype(dtype):
+            self._scratch.pop(name, None)
+            self.check_memory({f"scratch for {name.replace('_', ' ')}":
+                               size * np.dtype(dtype).itemsize})
             buf = self._scratch[name] = cuda.device_array(size, dtype=dtype, stream=self.stream)
         return buf[:size]
 
