@@ -38,9 +38,12 @@ from sparse_deep.network import parse_network
 from . import naive
 from .test_kernels_cpu import (
     ACTIVATIONS,
+    BOOST,
     LAM,
     PAIRS,
     SLOPE,
+    SMCE,
+    TOPK_SCENARIOS,
     kernel_alpha,
     make_states,
     naive_act,
@@ -417,13 +420,8 @@ def test_output_pass_every_pair(bk, act, err):
     got, want = run_output_passes(bk, act, err, z, t)
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=1e-11, atol=1e-13)
-    errors = naive.output_error(err, act, naive_act(act, z), t, *_smce_boost())
+    errors = naive.output_error(err, act, naive_act(act, z), t, SMCE, BOOST)
     np.testing.assert_allclose(got[2], errors.sum(axis=1), rtol=1e-10, atol=1e-13)
-
-
-def _smce_boost():
-    from .test_kernels_cpu import BOOST, SMCE
-    return SMCE, BOOST
 
 
 @pytest.mark.parametrize("act,err", [("SoftMax", "CrossEntropy"), ("Sigmoid", "CrossEntropy"),
@@ -570,8 +568,6 @@ def test_cap_column_norms(bk):
 def test_topk_matches_cpu_for_any_k(bk, dtype):
     """Continuous scores, ties (the id decides) and -inf scores; no, some and
     heavy exclusions (rows padded with -1/-inf); k from 1 to every column."""
-    from .test_kernels_cpu import TOPK_SCENARIOS
-
     rng = np.random.default_rng(0)
     n_cols = 11
     blocks, ptr, idx = [], [0], []

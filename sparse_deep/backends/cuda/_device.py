@@ -9,6 +9,7 @@ sum over a block's threads is the same on every run.
 """
 
 import functools
+import threading
 
 import numpy as np
 from numba import cuda
@@ -48,6 +49,18 @@ regularised_gradient = _math.regularised_gradient
 uniform = _rng.uniform
 
 
+def _simulated_syncthreads():
+    threading.current_thread().syncthreads()
+
+
+# The simulator swaps the ``cuda`` global of a device function's module for its
+# fake module while the function runs, and puts the real one back on return:
+# with many threads in the same device function, one thread's return pulls
+# ``cuda.syncthreads`` from under the others. Device functions here that meet
+# at a barrier therefore call ``syncthreads`` through a name of their own.
+syncthreads = _simulated_syncthreads if SIMULATED else cuda.syncthreads
+
+
 @cuda.jit(device=True)
 def block_sum(buf, value, tid, threads):
     """Sum of ``value`` over the block's ``threads`` (a power of two) threads.
@@ -56,15 +69,15 @@ def block_sum(buf, value, tid, threads):
     the block must call this (it synchronises) and gets the total.
     """
     buf[tid] = value
-    cuda.syncthreads()
+    syncthreads()
     stride = threads // 2
     while stride > 0:
         if tid < stride:
             buf[tid] += buf[tid + stride]
-        cuda.syncthreads()
+        syncthreads()
         stride //= 2
     total = buf[0]
-    cuda.syncthreads()
+    syncthreads()
     return total
 
 
@@ -72,15 +85,15 @@ def block_sum(buf, value, tid, threads):
 def block_max(buf, value, tid, threads):
     """Largest ``value`` over the block's threads; as :func:`block_sum`."""
     buf[tid] = value
-    cuda.syncthreads()
+    syncthreads()
     stride = threads // 2
     while stride > 0:
         if tid < stride and buf[tid + stride] > buf[tid]:
             buf[tid] = buf[tid + stride]
-        cuda.syncthreads()
+        syncthreads()
         stride //= 2
     best = buf[0]
-    cuda.syncthreads()
+    syncthreads()
     return best
 
 

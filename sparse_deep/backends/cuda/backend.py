@@ -41,6 +41,9 @@ class HostCSRSource:
         """The staging slot for the next batch, sized like the ``batch`` buffers."""
         shape = (batch.indptr.shape[0], batch.indices.shape[0], batch.data.dtype)
         if not self._slots or self._slots[0].shape != shape:
+            for old in self._slots:  # let pending copies finish before the memory goes
+                old.copied.synchronize()
+                old.consumed.synchronize()
             self._slots = [_StagingSlot(*shape) for _ in range(2)]
         self._turn ^= 1
         return self._slots[self._turn]
@@ -69,6 +72,8 @@ class _UploadRing:
         key = (values.dtype, self._turn)
         entry = self._buffers.get(key)
         if entry is None or entry[0].shape[0] < values.shape[0]:
+            if entry is not None:
+                entry[1].synchronize()  # its pending copy finishes before the memory goes
             size = max(values.shape[0], 2 * entry[0].shape[0] if entry else 0)
             entry = self._buffers[key] = (cuda.pinned_array(size, values.dtype),
                                           _event())
