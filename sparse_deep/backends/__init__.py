@@ -18,7 +18,7 @@ def cuda_device_status():
         from numba.core import config
     except Exception as exc:  # a numba without its CUDA target
         return False, False, f"numba.cuda cannot be imported ({exc})"
-    if config.ENABLE_CUDASIM:
+    if config.ENABLE_CUDASIM or "simulator" in getattr(cuda.jit, "__module__", ""):
         return True, True, "numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1)"
     if not cuda.is_available():
         reason = cuda.cuda_error()
