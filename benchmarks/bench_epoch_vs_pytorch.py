@@ -1,7 +1,9 @@
 """Seconds per training epoch: sparse_deep against the same network in PyTorch.
 
 Both train the same autoencoder on the same data on the CPU, with every core
-(torch.set_num_threads(os.cpu_count()), numba's default), the same hidden size,
+(torch.set_num_threads(os.cpu_count()), numba's default), or with
+``--device cuda`` both on the GPU (ours with device="cuda", torch's tensors
+on "cuda", torch.cuda.synchronize() before each epoch's clock stops), the same hidden size,
 batch size, optimizer and learning rate. Epochs alternate between the two after
 one warm-up epoch each (which also compiles numba's kernels); the median of the
 timed epochs is reported with the ratio torch / sparse_deep (> 1: we are
@@ -37,9 +39,11 @@ matmul, torch's log_softmax / BCE-with-logits, torch.optim.Adam.
 Usage
     python benchmarks/bench_epoch_vs_pytorch.py [--data-dir DIR]
         [--datasets lastfm ml100k synth100k] [--networks default movielens]
-        [--epochs N] [--output benchmarks/results/epoch_vs_pytorch.json]
+        [--epochs N] [--device cpu|cuda]
+        [--output benchmarks/results/epoch_vs_pytorch[_cuda].json]
 
-Needs torch (``pip install torch``; benchmark-only, not a dependency).
+Needs torch (``pip install torch``; benchmark-only, not a dependency); for
+``--device cuda`` a CUDA build of torch and a GPU numba.cuda can use.
 """
 
 import argparse
@@ -105,28 +109,37 @@ def load(name, data_dir):
 class TorchAutoencoder:
     """The same network as sparse_deep's, written directly in PyTorch."""
 
-    def __init__(self, n_items, net, seed=0):
+    def __init__(self, n_items, net, seed=0, device="cpu"):
         torch.set_num_threads(os.cpu_count())
         torch.manual_seed(seed)
+        self.device = torch.device(device)
         h = net["hidden"]
         limit_1 = (6.0 / (n_items + h)) ** 0.5  # Xavier, as sparse_deep
-        self.w1 = torch.nn.Parameter(torch.empty(n_items, h).uniform_(-limit_1, limit_1))
-        self.b1 = torch.nn.Parameter(torch.zeros(h))
-        self.w2 = torch.nn.Parameter(torch.empty(h, n_items).uniform_(-limit_1, limit_1))
-        self.b2 = torch.nn.Parameter(torch.zeros(n_items))
+
+        def param(tensor):
+            return torch.nn.Parameter(tensor.to(self.device))
+
+        self.w1 = param(torch.empty(n_items, h).uniform_(-limit_1, limit_1))
+        self.b1 = param(torch.zeros(h))
+        self.w2 = param(torch.empty(h, n_items).uniform_(-limit_1, limit_1))
+        self.b2 = param(torch.zeros(n_items))
         self.params = [self.w1, self.b1, self.w2, self.b2]
         self.optimizer = torch.optim.Adam(self.params, lr=LEARNING_RATE)
         self.net = net
         self.act = torch.tanh if net["activation"] == "tanh" else torch.sigmoid
         self.epoch = 0
 
-    @staticmethod
-    def _batch(X):
+    def _batch(self, X):
         X = X.tocsr()
         return torch.sparse_csr_tensor(
             torch.from_numpy(X.indptr.astype(np.int64)), torch.from_numpy(X.indices.astype(np.int64)),
             torch.from_numpy(X.data.astype(np.float32)), size=X.shape,
-        )
+        ).to(self.device)
+
+    def synchronize(self):
+        """Wait for the GPU's queued work (a no-op on the CPU)."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
     def _hidden(self, x):
         return self.act(torch.sparse.mm(x, self.w1) + self.b1)
@@ -163,7 +176,7 @@ class TorchAutoencoder:
                 x = x.copy()
                 x.data = np.where(keep, x.data / (1 - p), 0).astype(np.float32)
                 x.eliminate_zeros()
-            targets = torch.from_numpy(X[rows].toarray())
+            targets = torch.from_numpy(X[rows].toarray()).to(self.device)
             hidden = self._hidden(self._batch(x))
             z = hidden @ self.w2 + self.b2
             loss = self._loss(z, hidden, targets)
@@ -178,29 +191,32 @@ class TorchAutoencoder:
 
     def _recommend(self, X, k):
         z = self._hidden(self._batch(self._inputs(X))) @ self.w2 + self.b2
-        z[torch.from_numpy(X.toarray() > 0)] = -torch.inf
-        return torch.topk(z, k, dim=1).indices.numpy()
+        z[torch.from_numpy(X.toarray() > 0).to(self.device)] = -torch.inf
+        return torch.topk(z, k, dim=1).indices.cpu().numpy()
 
 
 # -- the benchmark ------------------------------------------------------------------
 class OursAutoencoder:
     """SparseAutoencoderRecommender trained one epoch per call (warm start)."""
 
-    def __init__(self, n_items, net):
+    def __init__(self, n_items, net, device="cpu"):
         from sparse_deep import SparseAutoencoderRecommender
 
         self.model = SparseAutoencoderRecommender(
             hidden_layer_sizes=(net["hidden"],), batch_size=BATCH, learning_rate=LEARNING_RATE,
-            epochs=1, warm_start=True, random_state=0, **net["estimator"])
+            epochs=1, warm_start=True, random_state=0, device=device, **net["estimator"])
 
     def fit_epoch(self, X):
-        self.model.fit(X)
+        self.model.fit(X)  # returns once the weights are back on the host
+
+    def synchronize(self):
+        pass
 
     def recommend(self, X, k):
         return self.model.recommend(X, k)
 
 
-def worker(framework, dataset, network, data_dir, conn):
+def worker(framework, dataset, network, data_dir, device, conn):
     """Own one model in its own process; run what the parent asks, reply with results."""
     if framework == "pytorch":
         # Importing sparse_deep set OMP_WAIT_POLICY=PASSIVE for numba; torch,
@@ -211,12 +227,14 @@ def worker(framework, dataset, network, data_dir, conn):
     train, test = load(dataset, data_dir)
     train = train.astype(np.float32)
     cls = TorchAutoencoder if framework == "pytorch" else OursAutoencoder
-    model = cls(train.shape[1], NETWORKS[network])
+    model = cls(train.shape[1], NETWORKS[network], device=device)
     while True:
         command = conn.recv()
         if command == "epoch":
+            model.synchronize()
             start = time.perf_counter()
             model.fit_epoch(train)
+            model.synchronize()
             conn.send(time.perf_counter() - start)
         elif command == "recall":
             users = np.flatnonzero(test.getnnz(axis=1))
@@ -226,10 +244,10 @@ def worker(framework, dataset, network, data_dir, conn):
             return
 
 
-def start_worker(framework, dataset, network, data_dir):
+def start_worker(framework, dataset, network, data_dir, device):
     parent, child = multiprocessing.get_context("spawn").Pipe()
     process = multiprocessing.get_context("spawn").Process(
-        target=worker, args=(framework, dataset, network, data_dir, child))
+        target=worker, args=(framework, dataset, network, data_dir, device, child))
     process.start()
     child.close()  # so that a worker that dies reads as EOF here, not a hang
     return process, parent
@@ -240,8 +258,8 @@ def ask(conn, command):
     return conn.recv()
 
 
-def benchmark(dataset, network, data_dir, epochs, shape, nnz):
-    workers = {framework: start_worker(framework, dataset, network, data_dir)
+def benchmark(dataset, network, data_dir, epochs, shape, nnz, device="cpu"):
+    workers = {framework: start_worker(framework, dataset, network, data_dir, device)
                for framework in ("sparse_deep", "pytorch")}
     times = {framework: [] for framework in workers}
     for framework, (_, conn) in workers.items():
@@ -255,7 +273,8 @@ def benchmark(dataset, network, data_dir, epochs, shape, nnz):
         process.join()
     net = NETWORKS[network]
     row = {
-        "dataset": dataset, "network": network, "shape": list(shape), "nnz": int(nnz),
+        "dataset": dataset, "network": network, "device": device, "shape": list(shape),
+        "nnz": int(nnz),
         "hidden": net["hidden"], "batch_size": BATCH, "optimizer": "adam",
         "learning_rate": LEARNING_RATE, "epochs_trained": epochs + 1,
         "sparse_deep_s_per_epoch": statistics.median(times["sparse_deep"]),
@@ -283,6 +302,19 @@ def _torch_version():
     return torch.__version__
 
 
+def _check_gpus():
+    """Both frameworks must see a GPU, or the comparison means nothing."""
+    import torch
+
+    from sparse_deep.backends import cuda_device_status
+
+    if not torch.cuda.is_available():
+        sys.exit("--device cuda needs a CUDA build of torch and a GPU; torch sees none")
+    usable, simulated, report = cuda_device_status()
+    if not usable or simulated:
+        sys.exit(f"--device cuda needs a GPU numba.cuda can use; found {report}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=None)
@@ -292,9 +324,18 @@ def main(argv=None):
                         help="timed epochs per model (default: 29 on the real data sets, so "
                              "that recall is compared after the estimator's default 30 "
                              "epochs; 3 on synth100k)")
-    parser.add_argument("--output", default="benchmarks/results/epoch_vs_pytorch.json")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="where both frameworks train (default: cpu)")
+    parser.add_argument("--output", default=None,
+                        help="default: benchmarks/results/epoch_vs_pytorch.json, "
+                             "epoch_vs_pytorch_cuda.json with --device cuda")
     args = parser.parse_args(argv)
+    if args.output is None:
+        suffix = "_cuda" if args.device == "cuda" else ""
+        args.output = f"benchmarks/results/epoch_vs_pytorch{suffix}.json"
     _torch_version()
+    if args.device == "cuda":
+        _check_gpus()
     rows = []
     print(f"{'dataset':10s} {'network':10s} {'ours s/ep':>10s} {'torch s/ep':>10s} {'ratio':>6s} "
           f"{'R@20 ours':>10s} {'R@20 torch':>10s}")
@@ -305,14 +346,20 @@ def main(argv=None):
             sys.exit(f"{exc}\nPass --data-dir pointing at the shared data folder.")
         for network in args.networks:
             epochs = args.epochs or (3 if dataset == "synth100k" else 29)
-            r = benchmark(dataset, network, args.data_dir, epochs, train.shape, train.nnz)
+            r = benchmark(dataset, network, args.data_dir, epochs, train.shape, train.nnz,
+                          args.device)
             rows.append(r)
             print(f"{dataset:10s} {network:10s} {r['sparse_deep_s_per_epoch']:10.3f} "
                   f"{r['pytorch_s_per_epoch']:10.3f} {r['speedup']:6.2f} "
                   f"{r['sparse_deep_recall@20']:10.4f} {r['pytorch_recall@20']:10.4f}", flush=True)
+    machine = {"cpus": os.cpu_count(), "platform": platform.platform(),
+               "torch": _torch_version(), "threads": os.cpu_count(), "device": args.device}
+    if args.device == "cuda":
+        import torch
+
+        machine["gpu"] = torch.cuda.get_device_name(0)
     write_json(args.output, {
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                    "torch": _torch_version(), "threads": os.cpu_count()},
+        "machine": machine,
         "results": rows,
     })
     print(f"wrote {args.output}")

@@ -5,6 +5,11 @@ operations below; a backend supplies them for one kind of device. Arrays passed
 in are that backend's arrays (numpy for the CPU, device arrays for CUDA). Names
 and arguments are shared, so a backend can be swapped without touching the
 engine, and each backend's kernels are tested against the same slow reference.
+
+The engine never touches a backend's arrays with numpy itself: copies, fills
+and the sums it needs on the host are operations here too. Data sets stay
+where the backend wants them (:meth:`Backend.batch_source`); only batches are
+loaded into its buffers.
 """
 
 
@@ -26,13 +31,44 @@ class Backend:
     def to_host(self, array):
         raise NotImplementedError
 
+    def upload(self, dst, values):
+        """``dst[:len(values)] = values`` from a host array (asynchronous where it can be)."""
+        raise NotImplementedError
+
+    def copy(self, dst, src):
+        """``dst[...] = src`` for two arrays of this backend of one shape."""
+        raise NotImplementedError
+
+    def zero(self, x):
+        """``x[...] = 0``."""
+        raise NotImplementedError
+
+    def sum(self, x):
+        """``sum(x)`` as a Python float on the host."""
+        raise NotImplementedError
+
+    def scratch_bytes(self, n_rows, max_input_nnz, max_target_nnz, itemsize):
+        """Memory the backend adds to a Runner's buffers (staging, scratch)."""
+        raise NotImplementedError
+
+    def check_memory(self, needed):
+        """Raise MemoryError if buffers of ``needed`` (name -> bytes) cannot fit."""
+        raise NotImplementedError
+
     # Batches -----------------------------------------------------------------
+    def batch_source(self, matrix):
+        """A scipy CSR matrix in the form :meth:`gather_rows` loads batches from."""
+        raise NotImplementedError
+
     def gather_rows(self, source, rows, batch):
+        """Load rows ``rows`` of a :meth:`batch_source` into the batch buffers."""
         raise NotImplementedError
 
     def denoise(self, batch, row_ids, n_features, key, p, feature_offset=0):
-        """Drop each non-zero with probability ``p``; the draw of an entry is
-        keyed by (row id, ``feature_offset`` + its column) in ``n_features``."""
+        """Drop and rescale the batch's non-zeros in place; the draw of an entry
+        is keyed by (row id, ``feature_offset`` + its column) in ``n_features``.
+        The CPU returns the new nnz; the GPU does not (reading it back would
+        stall); the engine needs neither."""
         raise NotImplementedError
 
     def transpose_batch(self, batch, transposed):

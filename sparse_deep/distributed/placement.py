@@ -122,10 +122,11 @@ class Placement:
         return matrix[:, start:stop].tocsr()
 
     def runner(self, model, backend, batch_size, max_input_nnz, max_target_nnz=0, seed=0,
-               inference=False, sparse_input_update=False):
+               inference=False, sparse_input_update=False, optimizer=None):
+        """A :class:`Runner`, or a :class:`ShardedRunner` for a sharded model."""
+        options = dict(seed=seed, inference=inference, sparse_input_update=sparse_input_update,
+                       optimizer=optimizer)
         if model.shards is None:
-            return Runner(model, backend, batch_size, max_input_nnz, max_target_nnz, seed=seed,
-                          inference=inference, sparse_input_update=sparse_input_update)
+            return Runner(model, backend, batch_size, max_input_nnz, max_target_nnz, **options)
         return ShardedRunner(model, backend, self.comm, batch_size, max_input_nnz,
-                             max_target_nnz, seed=seed, inference=inference,
-                             sparse_input_update=sparse_input_update)
+                             max_target_nnz, **options)

@@ -51,14 +51,15 @@ class ShardedRunner(Runner):
     """
 
     def __init__(self, model, backend, comm, batch_size, max_input_nnz, max_target_nnz=0,
-                 seed=0, inference=False, sparse_input_update=False):
+                 seed=0, inference=False, sparse_input_update=False, optimizer=None):
         if model.shards is None:
             raise ValueError("ShardedRunner needs a sharded Model (Model(..., shards=...))")
         _check_shardable(model)
         self.comm = comm
         self.feature_offset = model.input_range[0]
         super().__init__(model, backend, batch_size, max_input_nnz, max_target_nnz, seed=seed,
-                         inference=inference, sparse_input_update=sparse_input_update)
+                         inference=inference, sparse_input_update=sparse_input_update,
+                         optimizer=optimizer)
         n = self.batch_size
         self._partials = np.zeros((n, 3), dtype=np.float64)
         self._no_targets = backend.to_device(np.zeros(n + 1, dtype=np.int64))

@@ -54,7 +54,7 @@ def gather_optimizer_state(state, model, whole_model, comm):
     """The whole optimizer state for ``whole_model`` from each rank's ``state``."""
     if model.shards is None:
         return state
-    whole = OptimizerState(state.config, whole_model.parameters(), _HostBackend())
+    whole = OptimizerState(state.config, whole_model.parameters())
     for mode, local_slots, whole_slots in zip(_modes(model), state.states, whole.states):
         # Slots past the optimizer's count are one-row placeholders: they stay zero.
         for local, target in list(zip(local_slots, whole_slots))[:state.uses_state]:
@@ -81,7 +81,7 @@ def scatter_optimizer_state(whole_state, whole, local, comm):
     """This rank's part of ``whole_state`` (the state of ``whole``) for ``local``."""
     if comm.size == 1:
         return whole_state
-    state = OptimizerState(whole_state.config, local.parameters(), _HostBackend())
+    state = OptimizerState(whole_state.config, local.parameters())
     ranges = [(shard.mode, shard.start, shard.stop) for shard in local.shards]
     ranges += [(COLUMNS, *local.output_range) if t == local.output.index
                else ("replicated", 0, 0) for t in local.biases]
@@ -95,11 +95,3 @@ def scatter_optimizer_state(whole_state, whole, local, comm):
             else:
                 target[...] = source
     return state
-
-
-class _HostBackend:
-    """Just enough of a backend to allocate optimizer state on the host."""
-
-    @staticmethod
-    def zeros(shape, dtype):
-        return np.zeros(shape, dtype=dtype)

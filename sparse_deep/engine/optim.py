@@ -50,17 +50,23 @@ class OptimizerState:
 
     Unused state slots get a one-row dummy so every optimizer shares one kernel
     signature; the kernel only ever writes row 0 of a dummy.
+
+    The arrays live in host memory by default, like the model's weights: the
+    engine's Runner works on a backend's copy during a fit and copies it back,
+    so a fitted estimator pickles and can resume training on another device.
+    ``backend`` allocates them on that backend instead.
     """
 
-    def __init__(self, config, params, backend):
+    def __init__(self, config, params, backend=None):
         self.config = config
         self.code = optimizer_code(config.name)
         n_states = _STATES.get(self.code, 1)
+        zeros = np.zeros if backend is None else backend.zeros
         self.states = []
         for _, array, _ in params:
             shape2d = array.shape if array.ndim == 2 else (1, array.size)  # biases: one row
-            s1 = backend.zeros(shape2d if n_states >= 1 else (1, shape2d[1]), array.dtype)
-            s2 = backend.zeros(shape2d if n_states >= 2 else (1, shape2d[1]), array.dtype)
+            s1 = zeros(shape2d if n_states >= 1 else (1, shape2d[1]), array.dtype)
+            s2 = zeros(shape2d if n_states >= 2 else (1, shape2d[1]), array.dtype)
             self.states.append((s1, s2))
         self.uses_state = n_states
 

@@ -61,3 +61,25 @@ uniform = njit(inline="always")(_uniform_py)
 def stream_key_host(seed, step, layer):
     """Host-side :func:`stream_key`, for passing a key into a kernel."""
     return np.uint64(stream_key(np.uint64(seed), np.uint64(step), np.uint64(layer)))
+
+
+def compile_with(jit):
+    """Compile :func:`mix64`, :func:`stream_key` and :func:`uniform` with ``jit``
+    (e.g. ``numba.cuda.jit(device=True)``); returns them as a namespace.
+
+    As in :func:`sparse_deep.engine.scalar.compile_with`, each copy gets private
+    globals in which ``mix64`` names the compiled copy, so the CUDA kernels draw
+    exactly the numbers the CPU kernels draw.
+    """
+    import types
+
+    namespace = dict(globals())
+    compiled = {}
+    for name, f in (("mix64", _mix64_py), ("stream_key", _stream_key_py),
+                    ("uniform", _uniform_py)):
+        clone = types.FunctionType(f.__code__, namespace, name, f.__defaults__, f.__closure__)
+        clone.__module__ = f.__module__
+        clone.__qualname__ = name
+        compiled[name] = jit(clone)
+    namespace.update(compiled)
+    return types.SimpleNamespace(**compiled)

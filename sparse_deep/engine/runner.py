@@ -11,6 +11,11 @@ batch, and runs forward, backward and update over a :class:`~.model.Model`:
 
 Random draws (dropout, denoising) are keyed by (seed, step, layer, example id),
 so a step is a pure function of the model, the batch and those numbers.
+
+The Runner keeps the backend's working copies of the parameters and of the
+optimizer's state for one fit; :meth:`Runner.sync_to_model` copies them back
+into the host arrays the estimator keeps. Data sets are read through
+``backend.batch_source``: only the current batch is loaded into the buffers.
 """
 
 from dataclasses import dataclass
@@ -76,6 +81,45 @@ def max_batch_nnz(indptr, batch_size):
     return int(np.partition(lengths, lengths.size - batch_size)[-batch_size:].sum())
 
 
+def runner_bytes(model, batch_size, max_input_nnz, max_target_nnz=0, optimizer=None,
+                 inference=False, sparse_input_update=False, backend_scratch=0):
+    """Bytes a :class:`Runner` allocates on its backend, by part.
+
+    Mirrors the allocations of ``Runner.__init__`` (and the row lists
+    ``update`` adds), so that a backend with little memory can refuse a model
+    before allocating any of it. ``optimizer`` is the :class:`OptimizerState`
+    whose arrays the Runner copies, ``backend_scratch`` what the backend adds
+    (:meth:`Backend.scratch_bytes`). Returns ``{"weights", "optimizer state",
+    "batch buffers"}`` in bytes.
+    """
+    item = np.dtype(model.dtype).itemsize
+    n = int(batch_size)
+    in_size, t_size = max(int(max_input_nnz), 1), max(int(max_target_nnz), 1)
+    layers = [p for p in model.layers if not p.is_input]
+    weights = sum(w.nbytes for w in model.weights) + sum(b.nbytes for b in model.biases.values())
+    states = 0 if optimizer is None else sum(a.nbytes + b.nbytes for a, b in optimizer.states)
+    csr = (n + 1) * 8 + in_size * (4 + item) + (n + 1) * 8 + t_size * (4 + item)
+    buffers = csr + n * 8 + sum(n * p.n * item for p in layers)
+    if not inference:
+        input_fed = [(w, s) for w, (s, _) in zip(model.weights, model.links)
+                     if model.layers[s].is_input]
+        buffers += model.input.n * 4 + in_size * (8 + 4 + item) + (in_size + 1) * 8  # transpose
+        buffers += n * 8  # row errors
+        buffers += sum(n * p.n * item * (2 if p.p_dropout > 0 else 1) for p in layers)
+        buffers += sum(p.n * item for p in layers if p.penalty is not None)
+        buffers += max(p.n for p in model.layers) * item
+        buffers += sum(in_size * w.shape[1] * item if model.layers[s].is_input else w.nbytes
+                       for w, (s, _) in zip(model.weights, model.links))
+        buffers += sum(b.nbytes for b in model.biases.values())
+        if not sparse_input_update:
+            buffers += sum(w.nbytes for w, _ in input_fed)
+        row_lists = {1} | {w.shape[0] for w, (s, _) in zip(model.weights, model.links)
+                           if not model.layers[s].is_input or not sparse_input_update}
+        buffers += 8 * sum(row_lists)
+    return {"weights": weights, "optimizer state": states,
+            "batch buffers": buffers + int(backend_scratch)}
+
+
 # Offsets that keep the random streams of denoising and of each layer's dropout apart.
 _DENOISE_STREAM = 0
 
@@ -99,10 +143,19 @@ class Runner:
         Update only the input-layer rows of features present in the batch
         ("lazy", as sparse Adam). Otherwise every row takes its optimizer step,
         absent rows with a zero gradient, as in DSSTNE and PyTorch.
+    optimizer : OptimizerState, optional
+        The optimizer state the fit will pass to :meth:`update`: counted in the
+        memory check and copied to the backend now rather than at the first step.
+
+    Raises
+    ------
+    MemoryError
+        When the backend cannot hold the model and buffers (a GPU's memory is
+        checked before anything is allocated on it).
     """
 
     def __init__(self, model, backend, batch_size, max_input_nnz, max_target_nnz=0, seed=0,
-                 inference=False, sparse_input_update=False):
+                 inference=False, sparse_input_update=False, optimizer=None):
         self.model = model
         self.backend = backend
         self.batch_size = int(batch_size)
@@ -110,12 +163,20 @@ class Runner:
         self.sparse_input_update = bool(sparse_input_update)
         dt = model.dtype
         bk = backend
+        n = self.batch_size
+        bk.check_memory(runner_bytes(
+            model, n, max_input_nnz, max_target_nnz, optimizer, inference,
+            self.sparse_input_update,
+            bk.scratch_bytes(n, max_input_nnz, max_target_nnz, np.dtype(dt).itemsize),
+        ))
         self.weights = [bk.to_device(w) for w in model.weights]
         self.biases = {t: bk.to_device(b) for t, b in model.biases.items()}
-        n = self.batch_size
+        self._optimizer, self._states = None, []
+        if optimizer is not None:
+            self._optimizer_states(optimizer)
         self.inputs = CSRBlock.empty(n, max_input_nnz, dt, bk)
         self.targets = CSRBlock.empty(n, max_target_nnz, dt, bk)
-        self.row_ids = np.zeros(n, dtype=np.int64)
+        self.row_ids = bk.zeros(n, np.int64)
         # Per layer: z/activation before dropout ("pre") and after it ("out").
         self.pre, self.out = {}, {}
         for p in model.layers:
@@ -176,12 +237,12 @@ class Runner:
     def load_batch(self, inputs, targets, rows, step, training):
         """Gather ``rows`` of the CSR sources into the batch buffers; returns the row count.
 
-        ``inputs``/``targets`` are :class:`CSRBlock` on this backend; ``targets``
+        ``inputs``/``targets`` come from ``backend.batch_source``; ``targets``
         may be None (inference). Denoising is applied here when training.
         """
         bk = self.backend
         b = rows.shape[0]
-        self.row_ids[:b] = rows
+        bk.upload(self.row_ids, rows)
         bk.gather_rows(inputs, rows, self.inputs)
         p = self.model.spec.denoising_p
         if training and p > 0:
@@ -229,7 +290,7 @@ class Runner:
                     key = self._dropout_key(step, p)
                     bk.dropout(z, self.out[p.index][:b], key, self.row_ids[:b], p.p_dropout)
                 else:
-                    self.out[p.index][:b] = z
+                    bk.copy(self.out[p.index][:b], z)
 
     def _activate(self, layer, z):
         self.backend.activate(z, layer.act, layer.slope, layer.alpha, layer.lam)
@@ -252,9 +313,9 @@ class Runner:
             self.pre[out.index][:b], targets, act, err, self.output_hyper, 1.0 / b,
             self.delta[out.index][:b], self.row_error[:b],
         )
-        row_error = self.backend.to_host(self.row_error[:b])
         if weights is None:
-            return float(np.sum(row_error))
+            return self.backend.sum(self.row_error[:b])
+        row_error = self.backend.to_host(self.row_error[:b])
         self.backend.scale_rows(self.delta[out.index][:b], self.backend.to_device(weights))
         return float(np.sum(row_error * weights))
 
@@ -275,7 +336,7 @@ class Runner:
                 continue
             delta = self.delta[p.index][:b]
             if p.index not in written:
-                delta[...] = 0
+                bk.zero(delta)
             if not p.is_output:
                 penalty = self._no_penalty[: p.n]
                 if p.penalty is not None:
@@ -308,7 +369,7 @@ class Runner:
                 if skip in written:
                     bk.add(target, delta)
                 else:
-                    target[...] = delta
+                    bk.copy(target, delta)
                     written.add(skip)
         return penalty_loss
 
@@ -323,14 +384,24 @@ class Runner:
             self._all_rows[n] = self.backend.to_device(np.arange(n, dtype=np.int64))
         return self._all_rows[n]
 
+    def _optimizer_states(self, optimizer):
+        """The backend's copies of ``optimizer``'s state arrays (the arrays
+        themselves on the CPU), made when a new optimizer state is first seen."""
+        if optimizer is not self._optimizer:
+            self._optimizer = optimizer
+            self._states = [(self.backend.to_device(s1), self.backend.to_device(s2))
+                            for s1, s2 in optimizer.states]
+        return self._states
+
     def update(self, optimizer, step):
         """Apply one optimizer step (``step`` is 1-based) to every parameter."""
         bk = self.backend
         code = optimizer.code
+        states = self._optimizer_states(optimizer)
         weight_hyper = optimizer.hyper(step)
         bias_hyper = optimizer.hyper(step, l2=0.0, l1=0.0)
         for i, (w, (source, target)) in enumerate(zip(self.weights, self.model.links)):
-            s1, s2 = optimizer.states[i]
+            s1, s2 = states[i]
             grad = self.weight_grads[i]
             if i in self.full_input_grads:
                 grad = self.full_input_grads[i]
@@ -350,7 +421,7 @@ class Runner:
                 bk.cap_column_norms(w, norm)
         n_weights = len(self.weights)
         for j, (t, bias) in enumerate(self.biases.items()):
-            s1, s2 = optimizer.states[n_weights + j]
+            s1, s2 = states[n_weights + j]
             bk.update_rows(
                 bias.reshape(1, -1), self.bias_grads[t].reshape(1, -1), self._rows(1), 1,
                 s1, s2, code, bias_hyper,
@@ -372,10 +443,13 @@ class Runner:
         return error, penalty
 
     def sync_to_model(self):
-        """Copy the backend's parameters back into the model's host arrays."""
-        for host, dev in zip(self.model.weights, self.weights):
+        """Copy the backend's parameters, and the optimizer state last used,
+        back into the host arrays of the model and of that state."""
+        pairs = list(zip(self.model.weights, self.weights))
+        pairs += [(host, self.biases[t]) for t, host in self.model.biases.items()]
+        if self._optimizer is not None:
+            for host, dev in zip(self._optimizer.states, self._states):
+                pairs += list(zip(host, dev))
+        for host, dev in pairs:
             if dev is not host:
                 host[...] = self.backend.to_host(dev)
-        for t, host in self.model.biases.items():
-            if self.biases[t] is not host:
-                host[...] = self.backend.to_host(self.biases[t])

@@ -96,8 +96,21 @@ def is_unit_interval_error(err):
     )
 
 
+def _clamped(x):
+    """``x`` clamped to [LOG_EPSILON, 1 - LOG_EPSILON].
+
+    Written with conditionals rather than min/max: numba's CUDA target fails on
+    two-argument min and max since 0.66 (numba issue #10753).
+    """
+    if x < LOG_EPSILON:
+        return LOG_EPSILON
+    if x > 1.0 - LOG_EPSILON:
+        return 1.0 - LOG_EPSILON
+    return x
+
+
 def _clamped_log(x):
-    return math.log(min(max(x, LOG_EPSILON), 1.0 - LOG_EPSILON))
+    return math.log(_clamped(x))
 
 
 def hinge_sign(is_one):
@@ -132,7 +145,7 @@ def elementwise_error(err, a, t, is_one, one_target, zero_target, one_scale, zer
     # Cross-entropy family on a (0, 1) output.
     if err == CROSS_ENTROPY:
         e = -(t * _clamped_log(a) + (1.0 - t) * _clamped_log(1.0 - a))
-        ac = min(max(a, LOG_EPSILON), 1.0 - LOG_EPSILON)
+        ac = _clamped(a)
         return e, (ac - t) / (ac * (1.0 - ac))
     return marginal_error(err, a, t, is_one, one_target, zero_target, one_scale, zero_scale)
 
@@ -228,6 +241,7 @@ _KERNEL_FUNCTIONS = (
     "activate",
     "derivative",
     "is_unit_interval_error",
+    "_clamped",
     "_clamped_log",
     "hinge_sign",
     "elementwise_error",

@@ -13,7 +13,7 @@ from ..backends import get_backend
 from ..distributed.comm import SerialComm, abort_on_error, ranks_agree
 from ..distributed.placement import Placement, communicator, parse_bytes
 from ..engine.optim import OptimizerConfig, OptimizerState, optimizer_code
-from ..engine.runner import CSRBlock, max_batch_nnz
+from ..engine.runner import max_batch_nnz
 from ..network import parse_network
 
 # Rows scored per inference chunk, at most; fewer when the widest layer is wide,
@@ -62,8 +62,8 @@ class TrainingSession:
     Parameters
     ----------
     runner : Runner
-    inputs, targets : CSRBlock
-        The data set on the runner's backend.
+    inputs, targets
+        The data set as the backend's ``batch_source``.
     optimizer : OptimizerState
     seed, step, epoch : int
         Seed of the random streams; steps and epochs trained so far.
@@ -265,13 +265,13 @@ class SparseNetworkEstimator(BaseEstimator):
                 model = self.model_
                 state, step, epoch = self._optimizer_state_, self.n_steps_, self.n_epochs_
                 if state.config != config:
-                    state = OptimizerState(config, model.parameters(), backend)
+                    state = OptimizerState(config, model.parameters())
             else:
                 placement.check_memory(spec, config.name, parse_bytes(self.weight_memory_limit))
                 seed = placement.agree_on_seed(seed)
                 model = placement.new_model(spec, np.float32).initialize(seed)
                 self._initialize_output(model, Y, row_weights)
-                state = OptimizerState(config, model.parameters(), backend)
+                state = OptimizerState(config, model.parameters())
                 step, epoch, self.loss_curve_ = 0, 0, []
             X_in = placement.local_columns(X_in, *model.input_range)
             Y = placement.local_columns(Y, *model.output_range)
@@ -279,8 +279,8 @@ class SparseNetworkEstimator(BaseEstimator):
             runner = placement.runner(
                 model, backend, batch_size, max_batch_nnz(X_in.indptr, batch_size),
                 max_batch_nnz(Y.indptr, batch_size), seed=seed,
-                sparse_input_update=bool(self.sparse_input_update))
-            inputs, targets = CSRBlock.from_scipy(X_in, backend), CSRBlock.from_scipy(Y, backend)
+                sparse_input_update=bool(self.sparse_input_update), optimizer=state)
+            inputs, targets = backend.batch_source(X_in), backend.batch_source(Y)
         return TrainingSession(runner, inputs, targets, state, seed, step, epoch,
                                X_in.shape[0], batch_size, spec.shuffle_indices, row_weights,
                                comm=comm)
@@ -356,7 +356,7 @@ class SparseNetworkEstimator(BaseEstimator):
         X_in = placement.local_columns(X_in, *model.input_range)
         runner = placement.runner(model, backend, chunk, max_batch_nnz(X_in.indptr, chunk),
                                   inference=True)
-        inputs = CSRBlock.from_scipy(X_in, backend)
+        inputs = backend.batch_source(X_in)
         for start in range(0, X_in.shape[0], chunk):
             rows = np.arange(start, min(start + chunk, X_in.shape[0]), dtype=np.int64)
             b = runner.load_batch(inputs, None, rows, 0, training=False)

@@ -77,6 +77,10 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
         Continue training the fitted model (weights, optimizer state, epoch
         count) on the next ``fit`` instead of starting again.
     device : {"cpu", "cuda", "auto"}, default="cpu"
+        Where fit and inference run: the CPU, an NVIDIA GPU through numba.cuda
+        (an error saying what numba.cuda found when it cannot use one), or the
+        GPU when there is one and the CPU otherwise. The fitted model is the
+        same kind of object either way (docs/gpu.md).
     distributed : {"auto", "off"}, default="auto"
         Under ``mpiexec -n R`` with R > 1, "auto" shards the model over the R
         ranks (input features and output items split, DSSTNE's model

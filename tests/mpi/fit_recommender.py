@@ -61,6 +61,7 @@ def main():
     parser.add_argument("--limit", default=None)
     parser.add_argument("--network", default="default")
     parser.add_argument("--estimator", default="recommender", choices=["recommender", "mlp"])
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     comm = world()
     X = synthetic()
@@ -68,7 +69,8 @@ def main():
         X = X.copy()
         X.data[0] = np.nan
     params = dict(hidden_layer_sizes=(8,), epochs=3, batch_size=16, random_state=0,
-                  input_dropout=0.3, dropout=0.2, weight_memory_limit=args.limit)
+                  input_dropout=0.3, dropout=0.2, weight_memory_limit=args.limit,
+                  device=args.device)
     if args.network == "movielens":
         params.update(network=movielens_config(), normalize_input=False)
     if args.estimator == "mlp":

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from ...engine.runner import CSRBlock
 from ..base import Backend
 from . import dense, optim, sparse, topk
 from .blas import gemm
@@ -23,6 +24,29 @@ class CPUBackend(Backend):
 
     def to_host(self, array):
         return array
+
+    def upload(self, dst, values):
+        dst[: len(values)] = values
+
+    def copy(self, dst, src):
+        dst[...] = src
+
+    def zero(self, x):
+        x[...] = 0
+
+    def sum(self, x):
+        return float(np.sum(x))
+
+    def scratch_bytes(self, n_rows, max_input_nnz, max_target_nnz, itemsize):
+        return 0
+
+    def check_memory(self, needed):
+        """Host memory is the operating system's to manage: nothing is checked."""
+        return sum(needed.values())
+
+    def batch_source(self, matrix):
+        """The CSR arrays themselves (no copy when they are int64/int32 already)."""
+        return CSRBlock.from_scipy(matrix, self)
 
     def gather_rows(self, source, rows, batch):
         return sparse.gather_rows(

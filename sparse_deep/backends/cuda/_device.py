@@ -1,0 +1,112 @@
+"""Device functions shared by the CUDA kernels.
+
+The per-element maths (:mod:`sparse_deep.engine.scalar`) and the counter RNG
+(:mod:`sparse_deep.engine.rng`) are the CPU backend's own definitions, compiled
+a second time with ``numba.cuda.jit(device=True)``: one source, so dropout and
+denoising masks are bit-identical across backends and activations/errors
+follow the same formulas. The block reductions below use a fixed tree, so a
+sum over a block's threads is the same on every run.
+"""
+
+import functools
+import threading
+
+import numpy as np
+from numba import cuda
+from numba.core import config
+
+from ...engine import rng, scalar
+
+#: True when numba runs CUDA kernels in its Python simulator (NUMBA_ENABLE_CUDASIM=1).
+#: (The second test covers a numba.cuda that keeps its own copy of the setting.)
+SIMULATED = bool(config.ENABLE_CUDASIM) or "simulator" in getattr(cuda.jit, "__module__", "")
+
+
+def _quiet(f):
+    """The simulator runs device functions as Python on numpy scalars, where a
+    wrapping uint64 product (which the hash relies on, as the GPU does) raises
+    an overflow warning; silence it there. Compiled code never warns."""
+    if not SIMULATED:
+        return f
+
+    @functools.wraps(f)
+    def quiet(*args):
+        with np.errstate(over="ignore"):
+            return f(*args)
+
+    return quiet
+
+
+_math = scalar.compile_with(cuda.jit(device=True))
+_rng = rng.compile_with(lambda f: cuda.jit(device=True)(_quiet(f)))
+
+activate = _math.activate
+derivative = _math.derivative
+elementwise_error = _math.elementwise_error
+sigmoid_delta = _math.sigmoid_delta
+multinomial_error = _math.multinomial_error
+optimizer_step = _math.optimizer_step
+regularised_gradient = _math.regularised_gradient
+uniform = _rng.uniform
+
+
+def _simulated_syncthreads():
+    threading.current_thread().syncthreads()
+
+
+# The simulator swaps the ``cuda`` global of a device function's module for its
+# fake module while the function runs, and puts the real one back on return:
+# with many threads in the same device function, one thread's return pulls
+# ``cuda.syncthreads`` from under the others. Device functions here that meet
+# at a barrier therefore call ``syncthreads`` through a name of their own.
+syncthreads = _simulated_syncthreads if SIMULATED else cuda.syncthreads
+
+
+@cuda.jit(device=True)
+def block_sum(buf, value, tid, threads):
+    """Sum of ``value`` over the block's ``threads`` (a power of two) threads.
+
+    ``buf`` is a shared array of at least ``threads`` entries. Every thread of
+    the block must call this (it synchronises) and gets the total.
+    """
+    buf[tid] = value
+    syncthreads()
+    stride = threads // 2
+    while stride > 0:
+        if tid < stride:
+            buf[tid] += buf[tid + stride]
+        syncthreads()
+        stride //= 2
+    total = buf[0]
+    syncthreads()
+    return total
+
+
+@cuda.jit(device=True)
+def block_max(buf, value, tid, threads):
+    """Largest ``value`` over the block's threads; as :func:`block_sum`."""
+    buf[tid] = value
+    syncthreads()
+    stride = threads // 2
+    while stride > 0:
+        if tid < stride and buf[tid + stride] > buf[tid]:
+            buf[tid] = buf[tid + stride]
+        syncthreads()
+        stride //= 2
+    best = buf[0]
+    syncthreads()
+    return best
+
+
+@cuda.jit(device=True)
+def row_of(indptr, n_rows, p):
+    """The row of CSR position ``p``: the last r < n_rows with indptr[r] <= p."""
+    lo = 0
+    hi = n_rows - 1
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if indptr[mid] <= p:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo

@@ -1,0 +1,340 @@
+"""The CUDA backend: numba.cuda device arrays and kernels.
+
+Everything a fit needs on the GPU (weights, optimizer state, the buffers of
+one batch) is allocated once, when the engine's Runner is built, after a check
+that it fits. The data set stays in host memory: each batch is gathered on the
+host into pinned memory and copied to the GPU on a second stream while the
+previous step's kernels run (see :meth:`CUDABackend.gather_rows`).
+
+All kernels run in order on one stream; the host waits for the GPU only where
+it needs a number back (a batch's summed error, the count of features present,
+the sparseness penalty's value).
+"""
+
+import numpy as np
+from numba import cuda
+
+from ..base import Backend
+from ..cpu import sparse as host_kernels
+from . import dense, memory, optim, sparse, topk
+from ._device import SIMULATED
+from .gemm import gemm, scratch_elements
+
+
+class HostCSRSource:
+    """A CSR data set kept in host memory, from which the backend copies batches.
+
+    Holds the three CSR arrays (as the CPU backend would) and two staging
+    slots, used in turn: pinned host buffers a batch is gathered into, device
+    buffers it is copied to ahead of use, and the events that say when each
+    may be reused.
+    """
+
+    def __init__(self, matrix):
+        self.indptr = np.ascontiguousarray(matrix.indptr, dtype=np.int64)
+        self.indices = np.ascontiguousarray(matrix.indices, dtype=np.int32)
+        self.data = np.ascontiguousarray(matrix.data)
+        self._slots = []
+        self._turn = 0
+
+    def next_slot(self, batch):
+        """The staging slot for the next batch, sized like the ``batch`` buffers."""
+        shape = (batch.indptr.shape[0], batch.indices.shape[0], batch.data.dtype)
+        if not self._slots or self._slots[0].shape != shape:
+            for old in self._slots:  # let pending copies finish before the memory goes
+                old.copied.synchronize()
+                old.consumed.synchronize()
+            self._slots = [_StagingSlot(*shape) for _ in range(2)]
+        self._turn ^= 1
+        return self._slots[self._turn]
+
+
+class _StagingSlot:
+    def __init__(self, n_indptr, capacity, dtype):
+        self.shape = (n_indptr, capacity, dtype)
+        self.host = (cuda.pinned_array(n_indptr, np.int64), cuda.pinned_array(capacity, np.int32),
+                     cuda.pinned_array(capacity, dtype))
+        self.device = (cuda.device_array(n_indptr, np.int64),
+                       cuda.device_array(capacity, np.int32), cuda.device_array(capacity, dtype))
+        self.copied = _event()  # host -> device copy done: pinned buffers free
+        self.consumed = _event()  # copied into the batch: device buffers free
+
+
+class _UploadRing:
+    """Two pinned buffers for small asynchronous host-to-device copies."""
+
+    def __init__(self):
+        self._buffers = {}
+        self._turn = 0
+
+    def stage(self, values):
+        self._turn ^= 1
+        key = (values.dtype, self._turn)
+        entry = self._buffers.get(key)
+        if entry is None or entry[0].shape[0] < values.shape[0]:
+            if entry is not None:
+                entry[1].synchronize()  # its pending copy finishes before the memory goes
+            size = max(values.shape[0], 2 * entry[0].shape[0] if entry else 0)
+            entry = self._buffers[key] = (cuda.pinned_array(size, values.dtype),
+                                          _event())
+        host, done = entry
+        done.synchronize()  # its previous copy has left
+        host[: values.shape[0]] = values
+        return host[: values.shape[0]], done
+
+
+def _is_device_array(x):
+    return hasattr(x, "copy_to_host")
+
+
+def _event():
+    # Events only order work here; the simulator's take no timing argument.
+    return cuda.event() if SIMULATED else cuda.event(timing=False)
+
+
+class CUDABackend(Backend):
+    """Kernels compiled with ``numba.cuda.jit``; device arrays throughout.
+
+    Build it through :func:`sparse_deep.backends.get_backend` (``device="cuda"``),
+    which first checks that a GPU is usable.
+    """
+
+    name = "cuda"
+
+    def __init__(self):
+        self.stream = cuda.stream()
+        self.copy_stream = cuda.stream()
+        self._scratch = {}
+        self._constants = {}
+        self._uploads = _UploadRing()
+
+    # -- memory -------------------------------------------------------------------
+    def zeros(self, shape, dtype):
+        out = cuda.device_array(shape, dtype=dtype, stream=self.stream)
+        dense.fill(out.reshape(-1), 0, self.stream)
+        return out
+
+    def empty(self, shape, dtype):
+        return cuda.device_array(shape, dtype=dtype, stream=self.stream)
+
+    def to_device(self, array):
+        if _is_device_array(array):
+            return array
+        return cuda.to_device(np.ascontiguousarray(array), stream=self.stream)
+
+    def to_host(self, array):
+        if isinstance(array, np.ndarray):
+            return array
+        host = array.copy_to_host(stream=self.stream)
+        self.stream.synchronize()
+        return host
+
+    def upload(self, dst, values):
+        values = np.ascontiguousarray(values, dtype=dst.dtype)
+        if values.shape[0]:
+            staged, done = self._uploads.stage(values)
+            dst[: values.shape[0]].copy_to_device(staged, stream=self.stream)
+            done.record(self.stream)
+
+    def copy(self, dst, src):
+        dense.copy(dst, src, self.stream)
+
+    def zero(self, x):
+        dense.fill(x, 0, self.stream)
+
+    def sum(self, x):
+        return float(np.sum(self.to_host(x)))
+
+    def scratch(self, name, size, dtype):
+        """A device array of ``size`` entries kept between calls (grown as needed;
+        a growth that cannot fit raises the memory check's MemoryError)."""
+        size = max(int(size), 1)
+        buf = self._scratch.get(name)
+        if buf is None or buf.shape[0] < size or buf.dtype != np.dtype(dtype):
+            self._scratch.pop(name, None)
+            self.check_memory({f"scratch for {name.replace('_', ' ')}":
+                               size * np.dtype(dtype).itemsize})
+            buf = self._scratch[name] = cuda.device_array(size, dtype=dtype, stream=self.stream)
+        return buf[:size]
+
+    def scratch_bytes(self, n_rows, max_input_nnz, max_target_nnz, itemsize):
+        """Device memory this backend adds to a Runner's buffers for one fit:
+        two staging slots per data set, denoising and transpose scratch, and
+        the partial products of split GEMMs."""
+        def batch(nnz):
+            return (n_rows + 1) * 8 + max(nnz, 1) * (4 + itemsize)
+
+        staging = 2 * (batch(max_input_nnz) + batch(max_target_nnz))
+        denoise = n_rows * 16 + 8 + max(max_input_nnz, 1) * (4 + itemsize)
+        transpose = max(max_input_nnz, 1) * (4 * 3 + 8 * 2) + 8
+        return staging + denoise + transpose + scratch_elements() * itemsize
+
+    def check_memory(self, needed):
+        free, total = memory.memory_info()
+        return memory.check_fits(needed, free, total)
+
+    def _constant(self, values, dtype):
+        """A small constant array on the device, uploaded once and kept."""
+        values = np.asarray(values, dtype=dtype)
+        key = (values.dtype.str, values.tobytes())
+        out = self._constants.get(key)
+        if out is None:
+            out = self._constants[key] = self.to_device(values)
+        return out
+
+    # -- batches ------------------------------------------------------------------
+    def batch_source(self, matrix):
+        return HostCSRSource(matrix)
+
+    def gather_rows(self, source, rows, batch):
+        """Copy rows ``rows`` of a host data set into the device ``batch`` buffers.
+
+        The rows are gathered on the host (the CPU backend's kernel) into a
+        pinned staging slot and copied to the slot's device buffers on the copy
+        stream; the compute stream waits for that copy only, then moves the batch
+        into place. Two slots alternate, so gathering and copying batch s + 1
+        overlaps the kernels still running for batch s. Returns the nnz.
+        """
+        if not isinstance(source, HostCSRSource):
+            raise TypeError("the CUDA backend loads batches from backend.batch_source(matrix); "
+                            f"got {type(source).__name__}")
+        rows = np.ascontiguousarray(rows, dtype=np.int64)
+        b = rows.shape[0]
+        slot = source.next_slot(batch)
+        h_indptr, h_indices, h_data = slot.host
+        d_indptr, d_indices, d_data = slot.device
+        slot.copied.synchronize()  # the slot's pinned buffers are free
+        nnz = host_kernels.gather_rows(source.indptr, source.indices, source.data, rows,
+                                       h_indptr, h_indices, h_data)
+        slot.consumed.wait(self.copy_stream)  # ... and its device buffers
+        d_indptr[: b + 1].copy_to_device(h_indptr[: b + 1], stream=self.copy_stream)
+        if nnz:
+            d_indices[:nnz].copy_to_device(h_indices[:nnz], stream=self.copy_stream)
+            d_data[:nnz].copy_to_device(h_data[:nnz], stream=self.copy_stream)
+        slot.copied.record(self.copy_stream)
+        slot.copied.wait(self.stream)
+        batch.indptr[: b + 1].copy_to_device(d_indptr[: b + 1], stream=self.stream)
+        if nnz:
+            batch.indices[:nnz].copy_to_device(d_indices[:nnz], stream=self.stream)
+            batch.data[:nnz].copy_to_device(d_data[:nnz], stream=self.stream)
+        slot.consumed.record(self.stream)
+        return nnz
+
+    def denoise(self, batch, row_ids, n_features, key, p, feature_offset=0):
+        sparse.denoise(batch.indptr, batch.indices, batch.data, row_ids, n_features, key, p,
+                       self.scratch, self.stream, feature_offset)
+
+    def transpose_batch(self, batch, transposed):
+        return sparse.transpose_batch(
+            batch.indptr, batch.indices, batch.data, transposed.slot, transposed.features,
+            transposed.indptr, transposed.rows, transposed.data, self.scratch, self.stream,
+        )
+
+    # -- forward ------------------------------------------------------------------
+    def fill_rows(self, out, bias):
+        dense.fill_rows(out, bias, self.stream)
+
+    def sparse_matmul_add(self, batch, weights, out):
+        sparse.sparse_matmul_add(batch.indptr, batch.indices, batch.data, weights, out,
+                                 self.stream)
+
+    def gemm(self, a, b, c, *, alpha=1.0, beta=0.0, trans_a=False, trans_b=False):
+        gemm(a, b, c, self.stream, self.scratch, alpha=alpha, beta=beta, trans_a=trans_a,
+             trans_b=trans_b)
+
+    def add(self, out, other):
+        dense.add(out, other, self.stream)
+
+    def activate(self, z, act, slope, alpha, lam):
+        dense.activate_rows(z, act, slope, alpha, lam, self.stream)
+
+    def dropout(self, a, out, key, row_ids, p):
+        dense.dropout_forward(a, out, key, row_ids, p, self.stream)
+
+    def output_pass(self, z, targets, act, err, hyper, inv_batch, delta, row_error,
+                    row_stats=None):
+        stats = None if row_stats is None else self._stats_to_device(row_stats)
+        dense.output_pass(z, targets.indptr, targets.indices, targets.data, act, err,
+                          self._constant(np.asarray(hyper)[:9], z.dtype), inv_batch, delta,
+                          row_error, self.stream, stats)
+        if stats is not None:  # this slice's sum of h, for the Jacobian over all slices
+            row_stats[:, 3] = self.to_host(stats)[:, 3]
+
+    # Model parallelism: row statistics of a sharded SoftMax travel through the
+    # host (they are summed over ranks by MPI there); rows x 4 float64 each.
+    def _stats_to_device(self, row_stats):
+        stats = self.scratch("row_stats", row_stats.size, np.float64)
+        stats = stats.reshape(row_stats.shape)
+        stats.copy_to_device(np.ascontiguousarray(row_stats), stream=self.stream)
+        return stats
+
+    def softmax_partials(self, z, targets, row_stats):
+        stats = self.scratch("row_stats", z.shape[0] * 3, np.float64).reshape(z.shape[0], 3)
+        dense.softmax_partials(z, targets.indptr, targets.data, stats, self.stream)
+        row_stats[...] = self.to_host(stats)
+
+    def softmax_apply(self, z, row_stats):
+        dense.softmax_apply(z, self._stats_to_device(row_stats), self.stream)
+
+    def softmax_jacobian(self, delta, a, h_sum, inv_batch):
+        dense.softmax_jacobian(delta, a, h_sum, inv_batch, self.stream)
+
+    # -- backward -----------------------------------------------------------------
+    def sparseness_penalty(self, a, p, beta, inv_batch, grad_out):
+        return dense.sparseness_penalty(a, p, beta, inv_batch, grad_out, self.scratch,
+                                        self.stream)
+
+    def hidden_delta(self, delta, a, act, slope, alpha, lam, key, row_ids, p, penalty):
+        dense.hidden_delta(delta, a, act, slope, alpha, lam, key, row_ids, p, penalty,
+                           self.stream)
+
+    def column_sums(self, x, out):
+        dense.column_sums(x, out, self.stream)
+
+    def scale_rows(self, x, weights):
+        if not _is_device_array(weights) or weights.dtype != x.dtype:
+            host = np.asarray(self.to_host(weights), dtype=x.dtype)
+            weights = self.scratch("row_weights", host.shape[0], x.dtype)
+            self.upload(weights, host)
+        dense.scale_rows(x, weights, self.stream)
+
+    def sparse_weight_gradient(self, transposed, n_present, delta, grad):
+        sparse.sparse_weight_gradient(transposed.indptr, transposed.rows, transposed.data,
+                                      n_present, delta, grad, self.stream)
+
+    # -- update -------------------------------------------------------------------
+    def update_rows(self, param, grad, rows, n_rows, state1, state2, code, hyper):
+        optim.update_rows(param, grad, rows, n_rows, state1, state2, code, hyper, self.stream)
+
+    def cap_column_norms(self, weights, max_norm):
+        optim.cap_column_norms(weights, max_norm, self.stream)
+
+    def scatter_rows(self, dst, rows, src):
+        sparse.scatter_rows(dst, rows, src, self.stream)
+
+    def zero_rows(self, dst, rows):
+        sparse.zero_rows(dst, rows, self.stream)
+
+    # -- inference ----------------------------------------------------------------
+    def topk(self, scores, k, exclude_indptr, exclude_indices, out_ids, out_scores):
+        """As the CPU's; ``out_ids``/``out_scores`` may be host arrays (the result
+        is then copied into them)."""
+        ex_indptr = self.to_device(np.asarray(exclude_indptr, dtype=np.int64)
+                                   if not _is_device_array(exclude_indptr) else exclude_indptr)
+        ex_indices = self.to_device(np.asarray(exclude_indices, dtype=np.int32)
+                                    if not _is_device_array(exclude_indices) else exclude_indices)
+        if ex_indices.shape[0] == 0:  # a kernel argument cannot be empty everywhere
+            ex_indices = self._constant(np.zeros(1, np.int32), np.int32)
+        on_host = isinstance(out_ids, np.ndarray)
+        d_ids, d_scores = out_ids, out_scores
+        if on_host:
+            n = scores.shape[0] * k
+            d_ids = self.scratch("topk_ids", n, np.int64).reshape(scores.shape[0], k)
+            d_scores = self.scratch("topk_scores", n, scores.dtype).reshape(scores.shape[0], k)
+        topk.topk_rows(scores, k, ex_indptr, ex_indices, d_ids, d_scores, self.stream)
+        if on_host:
+            out_ids[...] = self.to_host(d_ids)
+            out_scores[...] = self.to_host(d_scores)
+
+
+__all__ = ["CUDABackend", "HostCSRSource"]

@@ -1,0 +1,470 @@
+"""CUDA kernels over dense ``batch x units`` blocks: fills and copies,
+activations, the fused output pass, dropout, the hidden-layer delta, column
+sums, the sparseness penalty and per-row scaling.
+
+Elementwise kernels use grid-stride loops over the block's entries. Row-wise
+work (SoftMax, the output pass) takes one block per row and reduces with the
+fixed-tree block reductions of :mod:`._device`; column-wise sums give one
+thread per column that adds the rows in order. Either way no floating-point
+atomics are used, so every result repeats exactly from run to run.
+"""
+
+import math
+
+import numpy as np
+from numba import cuda, float64, uint64
+
+from ...engine.codes import SIGMOID, SOFTMAX
+from ...engine.scalar import is_unit_interval_error
+from . import launch
+from ._device import (
+    activate,
+    block_max,
+    block_sum,
+    derivative,
+    elementwise_error,
+    multinomial_error,
+    sigmoid_delta,
+    uniform,
+)
+
+
+def _grid(n):
+    return launch.elementwise(n)
+
+
+# -- fills and copies --------------------------------------------------------------
+@cuda.jit
+def _fill_rows(out, bias):
+    n = out.shape[1]
+    for idx in range(cuda.grid(1), out.shape[0] * n, cuda.gridsize(1)):
+        i = idx // n
+        j = idx - i * n
+        out[i, j] = bias[j]
+
+
+@cuda.jit
+def _fill(out, value):
+    n = out.shape[1]
+    for idx in range(cuda.grid(1), out.shape[0] * n, cuda.gridsize(1)):
+        i = idx // n
+        out[i, idx - i * n] = value
+
+
+@cuda.jit
+def _copy(dst, src):
+    n = dst.shape[1]
+    for idx in range(cuda.grid(1), dst.shape[0] * n, cuda.gridsize(1)):
+        i = idx // n
+        j = idx - i * n
+        dst[i, j] = src[i, j]
+
+
+@cuda.jit
+def _add(out, other):
+    n = out.shape[1]
+    for idx in range(cuda.grid(1), out.shape[0] * n, cuda.gridsize(1)):
+        i = idx // n
+        j = idx - i * n
+        out[i, j] += other[i, j]
+
+
+def _as_2d(x):
+    return x.reshape(1, x.shape[0]) if x.ndim == 1 else x
+
+
+def fill_rows(out, bias, stream):
+    """Every row of ``out`` becomes ``bias``."""
+    blocks, threads = _grid(out.size)
+    _fill_rows[blocks, threads, stream](out, bias)
+
+
+def fill(out, value, stream):
+    """Every entry of ``out`` (1-D or 2-D) becomes ``value``."""
+    out = _as_2d(out)
+    if out.size:
+        blocks, threads = _grid(out.size)
+        _fill[blocks, threads, stream](out, out.dtype.type(value))
+
+
+def copy(dst, src, stream):
+    """``dst[...] = src`` for arrays of one shape (1-D or 2-D, any strides)."""
+    dst, src = _as_2d(dst), _as_2d(src)
+    if dst.size:
+        blocks, threads = _grid(dst.size)
+        _copy[blocks, threads, stream](dst, src)
+
+
+def add(out, other, stream):
+    blocks, threads = _grid(out.size)
+    _add[blocks, threads, stream](out, other)
+
+
+# -- activations -------------------------------------------------------------------
+@cuda.jit
+def _activate(z, act, slope, alpha, lam):
+    n = z.shape[1]
+    for idx in range(cuda.grid(1), z.shape[0] * n, cuda.gridsize(1)):
+        i = idx // n
+        j = idx - i * n
+        z[i, j] = activate(act, z[i, j], slope, alpha, lam)
+
+
+@cuda.jit(device=True)
+def _softmax_row(z, i, buf, tid, threads):
+    """SoftMax of row ``i`` in place by the whole block; returns nothing."""
+    n = z.shape[1]
+    m = float64(-math.inf)
+    for j in range(tid, n, threads):
+        if z[i, j] > m:
+            m = float64(z[i, j])
+    m = block_max(buf, m, tid, threads)
+    s = float64(0.0)
+    for j in range(tid, n, threads):
+        e = math.exp(z[i, j] - m)
+        z[i, j] = e
+        s += e
+    s = block_sum(buf, s, tid, threads)
+    inv = 1.0 / s
+    for j in range(tid, n, threads):
+        z[i, j] = z[i, j] * inv
+
+
+_SOFTMAX = {}
+
+
+def _softmax_kernel(threads):
+    kernel = _SOFTMAX.get(threads)
+    if kernel is None:
+        @cuda.jit
+        def softmax(z):
+            buf = cuda.shared.array(threads, float64)
+            for i in range(cuda.blockIdx.x, z.shape[0], cuda.gridDim.x):
+                _softmax_row(z, i, buf, cuda.threadIdx.x, threads)
+
+        kernel = _SOFTMAX[threads] = softmax
+    return kernel
+
+
+def activate_rows(z, act, slope, alpha, lam, stream):
+    """Replace pre-activations ``z`` by activations, in place."""
+    if z.shape[0] == 0:
+        return
+    if act == SOFTMAX:
+        blocks, threads = launch.rows(z.shape[0])
+        _softmax_kernel(threads)[blocks, threads, stream](z)
+        return
+    blocks, threads = _grid(z.size)
+    _activate[blocks, threads, stream](z, act, float(slope), float(alpha), float(lam))
+
+
+# -- the output pass ---------------------------------------------------------------
+def _make_output_pass(act, err, threads, sharded=False):
+    """The fused output kernel for one (activation, error) pair and block size.
+
+    ``act`` and ``err`` are compile-time constants inside, so the branches of
+    the shared scalar functions fold away. One block per row: activation, a
+    raw sweep that treats every output as a missing target, the fix-ups at the
+    row's target entries, then (SoftMax) the Jacobian sweep, as on the CPU.
+    ``sharded``: the CPU kernel's sharded SoftMax form (``row_stats``).
+    """
+    unit = is_unit_interval_error(err)
+    softmax = act == SOFTMAX
+    fused_sigmoid = act == SIGMOID and unit
+
+    @cuda.jit(device=True)
+    def element(a, t, is_one, hp):
+        """(error, delta-or-h) of one output; h = a * dE/da for SoftMax."""
+        if softmax:
+            if unit:
+                return multinomial_error(err, a, t, is_one, hp[3], hp[5])
+            e, g = elementwise_error(err, a, t, is_one, hp[3], hp[4], hp[5], hp[6])
+            return e, a * g
+        if fused_sigmoid:
+            return sigmoid_delta(err, a, t, is_one, hp[3], hp[4], hp[5], hp[6])
+        e, g = elementwise_error(err, a, t, is_one, hp[3], hp[4], hp[5], hp[6])
+        return e, g * derivative(act, a, hp[0], hp[1], hp[2])
+
+    @cuda.jit
+    def output_pass(z, t_indptr, t_indices, t_data, hp, inv_batch, delta, row_error,
+                    row_stats):
+        buf = cuda.shared.array(threads, float64)
+        tid = cuda.threadIdx.x
+        n = z.shape[1]
+        boost_one, boost_zero = hp[7], hp[8]
+        for i in range(cuda.blockIdx.x, z.shape[0], cuda.gridDim.x):
+            if softmax and sharded:
+                m, inv = row_stats[i, 0], 1.0 / row_stats[i, 1]
+                for j in range(tid, n, threads):
+                    z[i, j] = math.exp(z[i, j] - m) * inv
+            elif softmax:
+                _softmax_row(z, i, buf, tid, threads)
+            else:
+                for j in range(tid, n, threads):
+                    z[i, j] = activate(act, z[i, j], hp[0], hp[1], hp[2])
+            total = float64(0.0)
+            for j in range(tid, n, threads):  # raw sweep: no target anywhere
+                e, g = element(z[i, j], 0.0, False, hp)
+                delta[i, j] = boost_zero * g
+                total += boost_zero * e
+            start, end = t_indptr[i], t_indptr[i + 1]
+            t_scale = 1.0
+            if softmax and unit:  # multinomial: a row's targets form one distribution
+                t_sum = float64(0.0)
+                for p in range(start + tid, end, threads):
+                    t_sum += t_data[p]
+                t_sum = block_sum(buf, t_sum, tid, threads)
+                if sharded:
+                    t_sum = row_stats[i, 2]
+                t_scale = 1.0 / t_sum if t_sum != 0.0 else 0.0
+            else:
+                cuda.syncthreads()  # the raw sweep is done before any fix-up
+            for p in range(start + tid, end, threads):  # fix-ups at the target entries
+                j, t = t_indices[p], t_data[p]
+                if t != 0.0:
+                    e0, _ = element(z[i, j], 0.0, False, hp)
+                    e1, g1 = element(z[i, j], t * t_scale, True, hp)
+                    total += boost_one * e1 - boost_zero * e0
+                    delta[i, j] = boost_one * g1
+            total = block_sum(buf, total, tid, threads)
+            if tid == 0:
+                row_error[i] = total
+            if softmax and sharded:  # the Jacobian waits for every slice's sum of h
+                h_sum = float64(0.0)
+                for j in range(tid, n, threads):
+                    h_sum += delta[i, j]
+                h_sum = block_sum(buf, h_sum, tid, threads)
+                if tid == 0:
+                    row_stats[i, 3] = h_sum
+            elif softmax:
+                # dE/dz_j = a_j * (g_j - sum_k a_k g_k) = h_j - a_j * sum_k h_k.
+                h_sum = float64(0.0)
+                for j in range(tid, n, threads):
+                    h_sum += delta[i, j]
+                h_sum = block_sum(buf, h_sum, tid, threads)
+                for j in range(tid, n, threads):
+                    delta[i, j] = (delta[i, j] - z[i, j] * h_sum) * inv_batch
+            else:
+                for j in range(tid, n, threads):
+                    delta[i, j] = delta[i, j] * inv_batch
+            cuda.syncthreads()
+
+    return output_pass
+
+
+_OUTPUT_KERNELS = {}
+
+
+def output_pass(z, t_indptr, t_indices, t_data, act, err, hp, inv_batch, delta, row_error,
+                stream, row_stats=None):
+    """Fused output step (see :func:`sparse_deep.backends.cpu.dense.output_pass`).
+
+    ``hp`` is a device array of the nine hyper-parameters in ``z``'s dtype;
+    ``row_stats`` a device (rows x 4) float64 array for the sharded SoftMax form.
+    """
+    if z.shape[0] == 0:
+        return
+    sharded = row_stats is not None and act == SOFTMAX
+    blocks, threads = launch.rows(z.shape[0])
+    kernel = _OUTPUT_KERNELS.get((act, err, threads, sharded))
+    if kernel is None:
+        kernel = _make_output_pass(act, err, threads, sharded)
+        _OUTPUT_KERNELS[act, err, threads, sharded] = kernel
+    if row_stats is None:
+        row_stats = _no_stats()
+    kernel[blocks, threads, stream](z, t_indptr, t_indices, t_data, hp, float(inv_batch), delta,
+                                    row_error, row_stats)
+
+
+_NO_STATS = []
+
+
+def _no_stats():
+    """A one-row placeholder for ``row_stats`` when the pass is not sharded."""
+    if not _NO_STATS:
+        _NO_STATS.append(cuda.to_device(np.zeros((1, 4), dtype=np.float64)))
+    return _NO_STATS[0]
+
+
+# -- the sharded SoftMax (model parallelism) ---------------------------------------
+_PARTIALS = {}
+
+
+def _partials_kernel(threads):
+    kernel = _PARTIALS.get(threads)
+    if kernel is None:
+        @cuda.jit
+        def partials(z, t_indptr, t_data, row_stats):
+            buf = cuda.shared.array(threads, float64)
+            tid = cuda.threadIdx.x
+            n = z.shape[1]
+            for i in range(cuda.blockIdx.x, z.shape[0], cuda.gridDim.x):
+                m = float64(-math.inf)
+                for j in range(tid, n, threads):
+                    if z[i, j] > m:
+                        m = float64(z[i, j])
+                m = block_max(buf, m, tid, threads)
+                s = float64(0.0)
+                for j in range(tid, n, threads):
+                    s += math.exp(z[i, j] - m)
+                s = block_sum(buf, s, tid, threads)
+                t = float64(0.0)
+                for p in range(t_indptr[i] + tid, t_indptr[i + 1], threads):
+                    t += t_data[p]
+                t = block_sum(buf, t, tid, threads)
+                if tid == 0:
+                    row_stats[i, 0] = m
+                    row_stats[i, 1] = s
+                    row_stats[i, 2] = t
+                cuda.syncthreads()
+
+        kernel = _PARTIALS[threads] = partials
+    return kernel
+
+
+def softmax_partials(z, t_indptr, t_data, row_stats, stream):
+    """This slice's (max, exp sum, target sum) of each row (CPU kernel's contract)."""
+    if z.shape[0] == 0:
+        return
+    blocks, threads = launch.rows(z.shape[0])
+    _partials_kernel(threads)[blocks, threads, stream](z, t_indptr, t_data, row_stats)
+
+
+@cuda.jit
+def _softmax_apply(z, row_stats):
+    n = z.shape[1]
+    for idx in range(cuda.grid(1), z.shape[0] * n, cuda.gridsize(1)):
+        i = idx // n
+        j = idx - i * n
+        z[i, j] = math.exp(z[i, j] - row_stats[i, 0]) / row_stats[i, 1]
+
+
+def softmax_apply(z, row_stats, stream):
+    if z.size == 0:
+        return
+    blocks, threads = _grid(z.size)
+    _softmax_apply[blocks, threads, stream](z, row_stats)
+
+
+@cuda.jit
+def _softmax_jacobian(delta, a, h_sum, inv_batch):
+    n = delta.shape[1]
+    for idx in range(cuda.grid(1), delta.shape[0] * n, cuda.gridsize(1)):
+        i = idx // n
+        j = idx - i * n
+        delta[i, j] = (delta[i, j] - a[i, j] * h_sum[i]) * inv_batch
+
+
+def softmax_jacobian(delta, a, h_sum, inv_batch, stream):
+    if delta.size == 0:
+        return
+    blocks, threads = _grid(delta.size)
+    _softmax_jacobian[blocks, threads, stream](delta, a, h_sum, float(inv_batch))
+
+
+# -- dropout and the hidden delta --------------------------------------------------
+@cuda.jit
+def _dropout(a, out, key, row_ids, p, scale):
+    n = a.shape[1]
+    for idx in range(cuda.grid(1), a.shape[0] * n, cuda.gridsize(1)):
+        i = idx // n
+        j = idx - i * n
+        if uniform(key, uint64(row_ids[i]) * uint64(n) + uint64(j)) < p:
+            out[i, j] = 0.0
+        else:
+            out[i, j] = float64(a[i, j]) * scale
+
+
+def dropout_forward(a, out, key, row_ids, p, stream):
+    """Inverted dropout with the CPU kernel's counter-keyed mask."""
+    blocks, threads = _grid(a.size)
+    _dropout[blocks, threads, stream](a, out, np.uint64(key), row_ids, float(p), 1.0 / (1.0 - p))
+
+
+@cuda.jit
+def _hidden_delta(delta, a, act, slope, alpha, lam, key, row_ids, p_dropout, scale, penalty):
+    n = a.shape[1]
+    for idx in range(cuda.grid(1), a.shape[0] * n, cuda.gridsize(1)):
+        i = idx // n
+        j = idx - i * n
+        g = float64(delta[i, j])
+        if p_dropout > 0.0:
+            if uniform(key, uint64(row_ids[i]) * uint64(n) + uint64(j)) < p_dropout:
+                g = 0.0
+            else:
+                g *= scale
+        g += penalty[j]
+        delta[i, j] = g * derivative(act, a[i, j], slope, alpha, lam)
+
+
+def hidden_delta(delta, a, act, slope, alpha, lam, key, row_ids, p_dropout, penalty, stream):
+    """dL/d(output) -> dL/dz through dropout, the penalty and f' (as the CPU)."""
+    scale = 1.0 / (1.0 - p_dropout) if p_dropout > 0.0 else 1.0
+    blocks, threads = _grid(a.size)
+    _hidden_delta[blocks, threads, stream](delta, a, act, float(slope), float(alpha), float(lam),
+                                           np.uint64(key), row_ids, float(p_dropout), scale,
+                                           penalty)
+
+
+# -- column-wise -------------------------------------------------------------------
+@cuda.jit
+def _column_sums(x, zero, out):
+    for j in range(cuda.grid(1), x.shape[1], cuda.gridsize(1)):
+        s = zero
+        for i in range(x.shape[0]):
+            s += x[i, j]
+        out[j] = s
+
+
+def column_sums(x, out, stream):
+    """``out[j] = sum_i x[i, j]``, rows added in order by one thread per column."""
+    blocks, threads = _grid(x.shape[1])
+    _column_sums[blocks, threads, stream](x, out.dtype.type(0), out)
+
+
+@cuda.jit
+def _sparseness_penalty(a, p, beta, inv_batch, grad_out, kl):
+    for j in range(cuda.grid(1), a.shape[1], cuda.gridsize(1)):
+        s = float64(0.0)
+        for i in range(a.shape[0]):
+            s += a[i, j]
+        rho = s * inv_batch  # clamped to [1e-6, 1 - 1e-6], without min/max (see scalar.py)
+        if rho < 1.0e-6:
+            rho = 1.0e-6
+        if rho > 1.0 - 1.0e-6:
+            rho = 1.0 - 1.0e-6
+        term = 0.0
+        if p > 0.0:
+            term += p * math.log(p / rho)
+        if p < 1.0:
+            term += (1.0 - p) * math.log((1.0 - p) / (1.0 - rho))
+        kl[j] = term
+        grad_out[j] = beta * (-p / rho + (1.0 - p) / (1.0 - rho)) * inv_batch
+
+
+def sparseness_penalty(a, p, beta, inv_batch, grad_out, scratch, stream):
+    """KL sparseness penalty: writes each unit's gradient, returns the loss term
+    (the per-unit terms come back to the host and are added there)."""
+    kl = scratch("penalty_kl", a.shape[1], np.float64)
+    blocks, threads = _grid(a.shape[1])
+    _sparseness_penalty[blocks, threads, stream](a, float(p), float(beta), float(inv_batch),
+                                                 grad_out, kl)
+    terms = kl.copy_to_host(stream=stream)
+    stream.synchronize()
+    return float(beta * terms.sum())
+
+
+@cuda.jit
+def _scale_rows(x, weights):
+    n = x.shape[1]
+    for idx in range(cuda.grid(1), weights.shape[0] * n, cuda.gridsize(1)):
+        r = idx // n
+        j = idx - r * n
+        x[r, j] = x[r, j] * weights[r]
+
+
+def scale_rows(x, weights, stream):
+    """``x[r, :] *= weights[r]`` for r < len(weights); ``weights`` in x's dtype."""
+    if weights.shape[0]:
+        blocks, threads = _grid(weights.shape[0] * x.shape[1])
+        _scale_rows[blocks, threads, stream](x, weights)

@@ -1,0 +1,92 @@
+"""Compile the CUDA backend's kernels to PTX for a real GPU, without one.
+
+The simulator runs kernels as Python, so it would accept code that numba's
+CUDA compiler rejects (numba 0.66+ fails on two-argument min/max, for one).
+``tests/test_kernels_cuda.py`` runs this file in a subprocess with the
+simulator off: it types and compiles every kernel for compute capability 9.0
+through NVVM and prints "compiled N kernels". numba asks the current device
+for its compute capability, and there is no device here, so the two places
+that ask are given a stand-in that answers (9, 0). Exit status 3 means NVVM
+itself is missing (nothing to check on this machine).
+"""
+
+import sys
+
+import numba.cuda.compiler as cuda_compiler
+import numba.cuda.dispatcher as cuda_dispatcher
+import numpy as np
+from numba import cuda, types
+
+CC = (9, 0)
+
+
+class _Device:
+    compute_capability = CC
+
+
+def main():
+    cuda_compiler.get_current_device = cuda_dispatcher.get_current_device = _Device
+    try:
+        cuda.compile_ptx(lambda x: None, (types.float32[:],), cc=CC)
+    except Exception as exc:  # no libNVVM: the CUDA toolkit is not installed
+        print(f"NVVM unavailable: {exc}")
+        return 3
+    from sparse_deep.backends.cuda import dense, gemm, optim, scan, sparse, topk
+    from sparse_deep.engine.codes import ACTIVATION_CODES as ACT
+    from sparse_deep.engine.codes import ERROR_CODES as ERR
+
+    f32, f64, i32, i64, u64 = (types.float32, types.float64, types.int32, types.int64,
+                               types.uint64)
+
+    def arr(dtype, ndim=1):
+        return types.Array(dtype, ndim, "C")
+
+    m2, v, i64v, i32v = arr(f32, 2), arr(f32), arr(i64), arr(i32)
+    kernels = [
+        (dense._fill_rows, (m2, v)), (dense._fill, (m2, f32)), (dense._copy, (m2, m2)),
+        (dense._add, (m2, m2)), (dense._activate, (m2, i64, f64, f64, f64)),
+        (dense._softmax_kernel(256), (m2,)),
+        (dense._dropout, (m2, m2, u64, i64v, f64, f64)),
+        (dense._hidden_delta, (m2, m2, i64, f64, f64, f64, u64, i64v, f64, f64, v)),
+        (dense._column_sums, (m2, f32, v)),
+        (dense._sparseness_penalty, (m2, f64, f64, f64, v, arr(f64))),
+        (dense._scale_rows, (m2, v)),
+        (sparse._denoise_count, (i64v, i32v, i64v, i64, i64, u64, f64, i64v)),
+        (sparse._denoise_compact, (i64v, i32v, v, i64v, i64, i64, u64, f64, f64, i64v, i32v, v)),
+        (sparse._denoise_commit, (i64v, i64, i32v, v, i64, i64v, i32v, v)),
+        (sparse._sparse_matmul_add, (i64v, i32v, v, m2, m2)),
+        (sparse._first_appearance, (i64v, i64, i32v, i32v, i32v, i32v)),
+        (sparse._flag_first, (i64v, i64, i32v, i32v, i32v)),
+        (sparse._assign_slots, (i64v, i64, i32v, i32v, i64v, i32v, i64v)),
+        (sparse._count_per_feature, (i64v, i64, i32v, i32v, i32v)),
+        (sparse._bucket_by_feature, (i64v, i64, i32v, i32v, i64v, i32v, i64v)),
+        (sparse._sort_buckets, (i64v, i64, v, i32v, i32v, i64v, i64v, i32v, v)),
+        (sparse._reset_slots, (i64v, i64v, i64, i32v)),
+        (sparse._sparse_weight_gradient, (i64v, i32v, v, i64, m2, f32, m2)),
+        (sparse._scatter_rows, (m2, i64v, m2)), (sparse._zero_rows, (m2, i64v)),
+        (optim._update_rows, (m2, m2, i64v, i64, m2, m2, i64) + (f64,) * 10),
+        (optim._cap_column_norms, (m2, f64)),
+        (scan._scan_kernel(1024), (i32v, i64, i64v)),
+        (topk._make_topk(32, 256), (m2, arr(types.uint32, 2), i64, i64v, i32v, arr(i64, 2), m2)),
+    ]
+    for trans_a in (False, True):
+        for trans_b in (False, True):
+            for split in (False, True):
+                kernels.append((gemm._make_gemm(np.dtype(np.float32), 16, 4, 16, trans_a,
+                                                trans_b, split),
+                                (m2, m2, m2, f32, f32, f32, i64, arr(f32, 3))))
+    kernels.append((gemm._add_chunks, (arr(f32, 3), i64, m2, f32, f32, f32)))
+    # Every error function once; the activations' branches are all compiled above.
+    for act, err in [("SoftMax", "CrossEntropy"), ("Sigmoid", "ScaledMarginalCrossEntropy"),
+                     ("Sigmoid", "DataScaledMarginalCrossEntropy"), ("Tanh", "L2"),
+                     ("Relu", "L1"), ("ELU", "Hinge"), ("SoftPlus", "L2Hinge")]:
+        kernels.append((dense._make_output_pass(ACT[act], ERR[err], 256),
+                        (m2, i64v, i32v, v, v, f64, m2, arr(f64))))
+    for kernel, signature in kernels:
+        cuda.compile_ptx(kernel.py_func, signature, cc=CC)
+    print(f"compiled {len(kernels)} kernels")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

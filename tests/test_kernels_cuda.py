@@ -1,0 +1,778 @@
+"""The CUDA backend, kernel by kernel, against the CPU backend and the references.
+
+These tests run in numba's CUDA simulator (tests/conftest.py turns it on; set
+SPARSE_DEEP_REAL_GPU=1 to run them on a GPU). The simulator executes every
+thread as Python, so inputs are a few rows by a few columns and the launch
+sizes of :mod:`sparse_deep.backends.cuda.launch` are shrunk (blocks of 4
+threads, at most 3 blocks, 4 x 4 GEMM tiles): every kernel then runs its
+multi-block, grid-stride and multi-tile paths. Where the CUDA kernel makes the
+same floating-point operations in the same order as the CPU kernel, results
+are compared exactly; elsewhere to a tolerance that fits a different
+summation order.
+"""
+
+import itertools
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from sparse_deep import SparseAutoencoderRecommender
+from sparse_deep.backends import CPUBackend, cuda_device_status, get_backend
+from sparse_deep.backends.cpu import dense as cpu_dense
+from sparse_deep.backends.cpu import optim as cpu_optim
+from sparse_deep.backends.cpu import sparse as cpu_sparse
+from sparse_deep.backends.cpu import topk as cpu_topk
+from sparse_deep.engine import rng as crng
+from sparse_deep.engine.codes import ACTIVATION_CODES, ERROR_CODES, OPTIMIZER_CODES
+from sparse_deep.engine.model import Model
+from sparse_deep.engine.optim import OptimizerConfig, OptimizerState
+from sparse_deep.engine.runner import CSRBlock, Runner, TransposedBlock, runner_bytes
+from sparse_deep.network import parse_network
+
+from . import naive
+from .test_kernels_cpu import (
+    ACTIVATIONS,
+    BOOST,
+    LAM,
+    PAIRS,
+    SLOPE,
+    SMCE,
+    TOPK_SCENARIOS,
+    kernel_alpha,
+    make_states,
+    naive_act,
+    output_hyper,
+    pack_hyper,
+    pre_activations,
+    random_csr,
+    random_exclusions,
+    random_param,
+    random_targets,
+    ref_topk,
+    ref_update_rows,
+    score_matrix,
+    to_dense,
+)
+
+usable, simulated, report = cuda_device_status()
+pytestmark = pytest.mark.skipif(not usable, reason=f"no CUDA device: {report}")
+
+DTYPES = [np.float32, np.float64]
+
+
+def close(dtype):
+    """A different summation order (or fused multiply-adds on a real GPU)."""
+    return {"rtol": 2e-6, "atol": 1e-6} if dtype == np.float32 else {"rtol": 1e-12,
+                                                                      "atol": 1e-13}
+
+
+@pytest.fixture(autouse=True)
+def small_launches(monkeypatch):
+    """Tiny blocks and grids, so that tiny inputs span several of them."""
+    from sparse_deep.backends.cuda import launch
+
+    for name, value in dict(THREADS=4, MAX_BLOCKS=3, ROW_THREADS=4, SCAN_THREADS=4,
+                            GEMM_THREADS=2, GEMM_WORK=2, GEMM_TILE_K=2).items():
+        monkeypatch.setattr(launch, name, value)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def fast_thread_switches():
+    """The simulator's threads meet at every syncthreads; Python's default 5 ms
+    switch interval would make each meeting slow."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-4)
+    yield
+    sys.setswitchinterval(old)
+
+
+@pytest.fixture
+def bk():
+    return get_backend("cuda")
+
+
+def dev(bk, x):
+    return bk.to_device(np.ascontiguousarray(x))
+
+
+def device_csr(bk, indptr, indices, data):
+    return CSRBlock(dev(bk, indptr), dev(bk, indices), dev(bk, data))
+
+
+# --------------------------------------------------------------------------------------
+# Device selection, memory check
+# --------------------------------------------------------------------------------------
+
+def test_cuda_without_a_usable_gpu_says_what_was_found(monkeypatch):
+    import sparse_deep.backends as backends
+
+    found = (False, False, "numba.cuda found no usable GPU: CUDA driver library cannot be found")
+    monkeypatch.setattr(backends, "cuda_device_status", lambda: found)
+    with pytest.raises(ValueError, match="device='cuda' was requested, but numba.cuda found no "
+                                         "usable GPU: CUDA driver library cannot be found"):
+        get_backend("cuda")
+    assert isinstance(get_backend("auto"), CPUBackend)
+    est = SparseAutoencoderRecommender(device="cuda", epochs=1)
+    with pytest.raises(ValueError, match="driver library"):
+        est.fit(sp.eye(4, format="csr", dtype=np.float32))
+    assert not hasattr(est, "model_")
+
+
+def test_auto_never_picks_the_simulator(bk):
+    assert bk.name == "cuda"
+    if simulated:
+        assert isinstance(get_backend("auto"), CPUBackend)
+    else:
+        assert get_backend("auto").name == "cuda"
+
+
+def test_every_kernel_compiles_for_a_real_gpu():
+    """The simulator runs kernels as Python and would accept code numba's CUDA
+    compiler rejects: compile them all to PTX (sm_90) in a process without it."""
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    env["PYTHONPATH"] = os.pathsep.join([str(root)] + [p for p in [env.get("PYTHONPATH")] if p])
+    result = subprocess.run([sys.executable, str(root / "tests" / "_cuda_compile.py")], env=env,
+                            capture_output=True, text=True, timeout=900)
+    if result.returncode == 3:
+        pytest.skip(result.stdout.strip())
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"compiled \d+ kernels", result.stdout), result.stdout
+
+
+def tiny_model(n_items=9, hidden=4):
+    spec = parse_network(SparseAutoencoderRecommender(hidden_layer_sizes=(hidden,))
+                         ._default_network()).resolve(n_items, n_items)
+    return Model(spec, np.float32).initialize(0)
+
+
+def test_check_fits_reports_every_part_and_both_totals():
+    from sparse_deep.backends.cuda.memory import check_fits, format_bytes
+
+    needed = {"weights": 3 << 30, "optimizer state": 6 << 30, "batch buffers": 5 << 20}
+    assert check_fits(needed, free=10 << 30, total=16 << 30) == sum(needed.values())
+    with pytest.raises(MemoryError) as info:
+        check_fits(needed, free=8 << 30, total=16 << 30)
+    message = str(info.value)
+    for part in ("needs 9.00 GiB", "weights 3.00 GiB", "optimizer state 6.00 GiB",
+                 "batch buffers 5.0 MiB", "8.00 GiB free of 16.00 GiB"):
+        assert part in message
+    assert format_bytes(512 << 10) == "512.0 KiB"
+
+
+def test_runner_refuses_a_model_larger_than_free_gpu_memory(bk, monkeypatch):
+    from sparse_deep.backends.cuda import memory
+
+    model = tiny_model()
+    state = OptimizerState(OptimizerConfig(), model.parameters())
+    needed = runner_bytes(model, 4, 10, 10, state, backend_scratch=bk.scratch_bytes(4, 10, 10, 4))
+    total = sum(needed.values())
+    monkeypatch.setattr(memory, "memory_info", lambda: (total - 1, 10 * total))
+    from sparse_deep.backends.cuda.memory import format_bytes
+
+    with pytest.raises(MemoryError, match=f"needs {format_bytes(total)} .*"
+                                          f"{format_bytes(total - 1)} free of"):
+        Runner(model, bk, 4, 10, 10, optimizer=state)
+    monkeypatch.setattr(memory, "memory_info", lambda: (total, 10 * total))
+    Runner(model, bk, 4, 10, 10, optimizer=state)  # exactly enough
+    # Buffers sized by the call, as top-k's results, are checked when they grow.
+    monkeypatch.setattr(memory, "memory_info", lambda: (1000, 2000))
+    scores = bk.zeros((30, 9), np.float32)
+    with pytest.raises(MemoryError, match=r"scratch for topk ids 2\.1 KiB"):
+        bk.topk(scores, 9, np.zeros(31, np.int64), np.zeros(0, np.int32),
+                np.empty((30, 9), np.int64), np.empty((30, 9), np.float32))
+
+
+@pytest.mark.parametrize("sparse_input_update", [False, True])
+def test_runner_bytes_counts_what_the_runner_allocates(sparse_input_update):
+    """On the CPU every buffer is a numpy array: their sizes must add up to the
+    estimate the GPU's memory check uses."""
+    spec = parse_network({
+        "Version": 0.9, "ErrorFunction": "CrossEntropy",
+        "SparsenessPenalty": {"p": 0.2, "beta": 0.5},
+        "Layers": [{"Name": "in", "Kind": "Input", "N": "auto", "Sparse": True},
+                   {"Name": "h", "Kind": "Hidden", "N": 5, "Activation": "Sigmoid",
+                    "Sparse": True, "pDropout": 0.2},
+                   {"Name": "out", "Kind": "Output", "N": "auto", "Activation": "Sigmoid",
+                    "Source": ["h", "in"]}]}).resolve(11, 7)
+    model = Model(spec, np.float32).initialize(1)
+    state = OptimizerState(OptimizerConfig(name="adam"), model.parameters())
+    runner = Runner(model, CPUBackend(), 4, 13, 9, optimizer=state,
+                    sparse_input_update=sparse_input_update)
+    x = sp.random(6, 11, density=0.4, format="csr", dtype=np.float32, random_state=0)
+    t = sp.random(6, 7, density=0.3, format="csr", dtype=np.float32, random_state=1)
+    bk = runner.backend
+    runner.train_step(bk.batch_source(x), bk.batch_source(t), np.arange(4), 1, state)
+    arrays = {}
+
+    def collect(obj):
+        if isinstance(obj, np.ndarray):
+            arrays[id(obj)] = obj
+        elif isinstance(obj, (list, tuple)):
+            for item in obj:
+                collect(item)
+        elif isinstance(obj, dict):
+            for item in obj.values():
+                collect(item)
+        elif isinstance(obj, (CSRBlock, TransposedBlock)):
+            collect(list(vars(obj).values()))
+
+    collect([v for k, v in vars(runner).items() if k not in ("model", "backend", "output_hyper",
+                                                             "_optimizer")])
+    expected = runner_bytes(model, 4, 13, 9, state, sparse_input_update=sparse_input_update)
+    assert sum(a.nbytes for a in arrays.values()) == sum(expected.values())
+    assert expected["optimizer state"] == 2 * expected["weights"]
+
+
+# --------------------------------------------------------------------------------------
+# Batches: gather, denoise, transpose
+# --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gather_rows_and_upload(bk, dtype):
+    """Batches come from the host data set through alternating staging slots."""
+    rng = np.random.default_rng(0)
+    x = sp.csr_matrix(np.where(rng.random((10, 8)) < 0.4, rng.uniform(0.5, 2, (10, 8)), 0)
+                      .astype(dtype))
+    source = bk.batch_source(x)
+    batch = CSRBlock.empty(6, 40, dtype, bk)
+    row_ids = bk.zeros(6, np.int64)
+    for rows in ([3, 1, 4, 1, 5, 9], [2, 7], [0, 8, 6]):  # three loads: both slots, reused
+        rows = np.array(rows, dtype=np.int64)
+        nnz = bk.gather_rows(source, rows, batch)
+        bk.upload(row_ids, rows)
+        want = x[rows]
+        assert nnz == want.nnz
+        assert np.array_equal(bk.to_host(batch.indptr)[: len(rows) + 1], want.indptr)
+        assert np.array_equal(bk.to_host(batch.indices)[:nnz], want.indices)
+        assert np.array_equal(bk.to_host(batch.data)[:nnz], want.data)
+        assert np.array_equal(bk.to_host(row_ids)[: len(rows)], rows)
+    with pytest.raises(TypeError, match="batch_source"):
+        bk.gather_rows(CSRBlock.from_scipy(x, CPUBackend()), rows, batch)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("seed,p", [(0, 0.3), (1, 0.6)])
+def test_denoise_matches_cpu_exactly(bk, dtype, seed, p):
+    rng = np.random.default_rng(seed)
+    indptr, indices, data = random_csr(rng, 7, 13, 0.5, dtype, shuffle=True)
+    capacity = int(indptr[-1]) + 3
+    indices = np.concatenate([indices, np.full(3, -7, np.int32)])  # a larger buffer
+    data = np.concatenate([data, np.full(3, -7, dtype)])
+    row_ids = rng.choice(1000, 7, replace=False).astype(np.int64)
+    key = crng.stream_key_host(seed, 17, 0)
+    want = [indptr.copy(), indices.copy(), data.copy()]
+    nnz = cpu_sparse.denoise(*want, row_ids, 13, key, p)
+    batch = device_csr(bk, indptr, indices, data)
+    bk.denoise(batch, dev(bk, row_ids), 13, key, p)
+    got = [bk.to_host(a) for a in (batch.indptr, batch.indices, batch.data)]
+    assert 0 < nnz < indptr[-1] and len(got[1]) == capacity
+    assert np.array_equal(got[0], want[0])
+    assert np.array_equal(got[1][:nnz], want[1][:nnz])
+    assert np.array_equal(got[2][:nnz], want[2][:nnz])  # the same mask and the same scaling
+
+
+def run_cuda_transpose(bk, indptr, indices, data, n_features):
+    size = int(indptr[-1]) + 3  # buffers sized for a larger batch, as the runner's
+    t = TransposedBlock.empty(n_features, size, data.dtype, bk)
+    big = [np.concatenate([indices, np.zeros(3, np.int32)]),
+           np.concatenate([data, np.zeros(3, data.dtype)])]
+    n_present = bk.transpose_batch(device_csr(bk, indptr, *big), t)
+    return n_present, [bk.to_host(a) for a in (t.slot, t.features, t.indptr, t.rows, t.data)]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_transpose_batch_matches_cpu_exactly(bk, seed):
+    rng = np.random.default_rng(seed)
+    indptr, indices, data = random_csr(rng, 6, 15, 0.35, np.float32, shuffle=True)
+    nnz = int(indptr[-1])
+    want_slot = np.full(15, -1, np.int32)
+    want = [np.zeros(nnz + 3, np.int64), np.zeros(nnz + 4, np.int64),
+            np.zeros(nnz + 3, np.int32), np.zeros(nnz + 3, np.float32)]
+    want_n = cpu_sparse.transpose_batch(indptr, indices, data, want_slot, *want)
+    for _ in range(2):  # the slot scratch is left clean: a second batch sees the same
+        n_present, (slot, features, t_indptr, t_rows, t_data) = run_cuda_transpose(
+            bk, indptr, indices, data, 15)
+        assert n_present == want_n and (slot == -1).all()
+        assert np.array_equal(features[:n_present], want[0][:n_present])  # first appearance
+        assert np.array_equal(t_indptr[: n_present + 1], want[1][: n_present + 1])
+        assert np.array_equal(t_rows[:nnz], want[2][:nnz])  # row order within a feature
+        assert np.array_equal(t_data[:nnz], want[3][:nnz])
+
+
+def test_transpose_of_an_empty_batch(bk):
+    n_present, (slot, *_) = run_cuda_transpose(bk, np.zeros(4, np.int64), np.zeros(0, np.int32),
+                                               np.zeros(0, np.float32), 5)
+    assert n_present == 0 and (slot == -1).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sparse_matmul_add_and_weight_gradient(bk, dtype):
+    rng = np.random.default_rng(3)
+    b, n_in, n_out = 5, 12, 7
+    indptr, indices, data = random_csr(rng, b, n_in, 0.4, dtype, shuffle=True)
+    w = rng.normal(0, 1, (n_in, n_out)).astype(dtype)
+    buf = rng.normal(0, 1, (b + 2, n_out)).astype(dtype)
+    want = buf.copy()
+    cpu_sparse.sparse_matmul_add(indptr, indices, data, w, want[:b])
+    out = dev(bk, buf)
+    batch = device_csr(bk, indptr, indices, data)
+    bk.sparse_matmul_add(batch, dev(bk, w), out[:b])
+    got = bk.to_host(out)
+    np.testing.assert_allclose(got, want, **close(dtype))
+    assert np.array_equal(got[b:], buf[b:])
+    dense_x = to_dense(indptr, indices, data, n_in)
+    np.testing.assert_allclose(got[:b], buf[:b] + dense_x @ w, **close(dtype))
+    # The input layer's gradient, for the present features only.
+    delta = rng.normal(0, 1, (b, n_out)).astype(dtype)
+    t = TransposedBlock.empty(n_in, int(indptr[-1]), dtype, bk)
+    n_present = bk.transpose_batch(batch, t)
+    grad = dev(bk, np.full((int(indptr[-1]) + 2, n_out), 7.0, dtype))
+    bk.sparse_weight_gradient(t, n_present, dev(bk, delta), grad)
+    got = bk.to_host(grad)
+    features = bk.to_host(t.features)[:n_present]
+    np.testing.assert_allclose(got[:n_present], (dense_x.T @ delta)[features], **close(dtype))
+    assert (got[n_present:] == 7.0).all()
+
+
+def test_scatter_and_zero_rows(bk):
+    rng = np.random.default_rng(5)
+    rows = rng.permutation(20)[:9].astype(np.int64)
+    src = rng.standard_normal((12, 3)).astype(np.float32)
+    dst = bk.zeros((20, 3), np.float32)
+    bk.scatter_rows(dst, dev(bk, rows), dev(bk, src))
+    want = np.zeros((20, 3), np.float32)
+    cpu_sparse.scatter_rows(want, rows, src)
+    assert np.array_equal(bk.to_host(dst), want)
+    bk.zero_rows(dst, dev(bk, rows))
+    assert not bk.to_host(dst).any()
+
+
+# --------------------------------------------------------------------------------------
+# Dense kernels
+# --------------------------------------------------------------------------------------
+
+def test_fills_copies_adds_and_sums(bk):
+    rng = np.random.default_rng(1)
+    x = rng.normal(0, 1, (7, 5)).astype(np.float32)
+    bias = rng.normal(0, 1, 5).astype(np.float32)
+    d = dev(bk, x)
+    bk.fill_rows(d[:4], dev(bk, bias))
+    bk.add(d[4:], dev(bk, x[:3]))
+    got = bk.to_host(d)
+    assert np.array_equal(got[:4], np.tile(bias, (4, 1)))
+    assert np.array_equal(got[4:], x[4:] + x[:3])
+    other = bk.zeros((7, 5), np.float32)
+    bk.copy(other[1:3], d[5:7])
+    assert np.array_equal(bk.to_host(other)[1:3], got[5:7]) and not bk.to_host(other)[3:].any()
+    bk.zero(d[2:5])
+    assert not bk.to_host(d)[2:5].any()
+    values = rng.random(6)
+    assert bk.sum(dev(bk, values)[:5]) == float(np.sum(values[:5]))
+    col = bk.zeros(5, np.float32)
+    bk.column_sums(dev(bk, x), col)
+    np.testing.assert_allclose(bk.to_host(col), x.sum(axis=0), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", ACTIVATIONS)
+def test_activate(bk, act, dtype):
+    rng = np.random.default_rng(ACTIVATION_CODES[act])
+    buf = pre_activations(rng, (5, 6), dtype, spread=4.0)
+    buf[0, :3] = [30.0, -30.0, 0.0]
+    want = buf.copy()
+    cpu_dense.activate_rows(want[:4], ACTIVATION_CODES[act], SLOPE, kernel_alpha(act), LAM)
+    d = dev(bk, buf)
+    bk.activate(d[:4], ACTIVATION_CODES[act], SLOPE, kernel_alpha(act), LAM)
+    got = bk.to_host(d)
+    np.testing.assert_allclose(got, want, **close(dtype))
+    np.testing.assert_allclose(got[:4], naive_act(act, buf[:4].astype(np.float64)),
+                               **close(dtype))
+    assert np.array_equal(got[4:], buf[4:])
+
+
+def run_output_passes(bk, act, err, z, t):
+    tc = sp.csr_matrix(t)
+    parts = (tc.indptr.astype(np.int64), tc.indices.astype(np.int32), tc.data.astype(z.dtype))
+    want = [z.copy(), np.full_like(z, np.nan), np.full(z.shape[0], np.nan)]
+    cpu_dense.output_pass(want[0], *parts, ACTIVATION_CODES[act], ERROR_CODES[err],
+                          output_hyper(act), 1.0 / z.shape[0], want[1], want[2])
+    got = [dev(bk, z), dev(bk, want[1]), dev(bk, want[2])]
+    bk.output_pass(got[0], device_csr(bk, *parts), ACTIVATION_CODES[act], ERROR_CODES[err],
+                   output_hyper(act), 1.0 / z.shape[0], got[1], got[2])
+    return [bk.to_host(g) for g in got], want
+
+
+@pytest.mark.parametrize("act,err", PAIRS)
+def test_output_pass_every_pair(bk, act, err):
+    """Activation, row error and delta of every (activation, error) pair, in
+    float64 (the CPU kernel is checked against the reference and numerical
+    derivatives in test_kernels_cpu.py)."""
+    rng = np.random.default_rng(ACTIVATION_CODES[act] * 10 + ERROR_CODES[err])
+    z = pre_activations(rng, (5, 6), np.float64)
+    t = random_targets(rng, z.shape, np.float64, err)
+    got, want = run_output_passes(bk, act, err, z, t)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-11, atol=1e-13)
+    errors = naive.output_error(err, act, naive_act(act, z), t, SMCE, BOOST)
+    np.testing.assert_allclose(got[2], errors.sum(axis=1), rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("act,err", [("SoftMax", "CrossEntropy"), ("Sigmoid", "CrossEntropy"),
+                                     ("Sigmoid", "ScaledMarginalCrossEntropy"), ("Relu", "L2")])
+def test_output_pass_float32(bk, act, err):
+    rng = np.random.default_rng(ERROR_CODES[err])
+    z = pre_activations(rng, (5, 7), np.float32)
+    t = random_targets(rng, z.shape, np.float32, err)
+    got, want = run_output_passes(bk, act, err, z, t)
+    np.testing.assert_allclose(got[0], want[0], rtol=2e-6, atol=1e-7)
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(got[2], want[2], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dropout_mask_is_the_cpus(bk, dtype):
+    rng = np.random.default_rng(2)
+    a = rng.uniform(0.1, 2.0, (6, 9)).astype(dtype)
+    row_ids = rng.choice(500, 6, replace=False).astype(np.int64)
+    key = crng.stream_key_host(4, 21, 2)
+    want = np.full_like(a, np.nan)
+    cpu_dense.dropout_forward(a, want, key, row_ids, 0.4)
+    out = dev(bk, np.full_like(a, np.nan))
+    bk.dropout(dev(bk, a), out, key, dev(bk, row_ids), 0.4)
+    got = bk.to_host(out)
+    assert np.array_equal(got, want)  # same mask, same scaling, bit for bit
+    assert np.array_equal(got != 0, naive.mask(4, 21, 2, row_ids, 9, 0.4))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("p", [0.0, 0.35])
+@pytest.mark.parametrize("act", [a for a in ACTIVATIONS if a != "SoftMax"])
+def test_hidden_delta(bk, act, p, dtype):
+    rng = np.random.default_rng(ACTIVATION_CODES[act])
+    z = pre_activations(rng, (4, 6), np.float64)
+    a = naive_act(act, z).astype(dtype)
+    delta = rng.normal(0, 1, (4, 6)).astype(dtype)
+    penalty = rng.normal(0, 0.1, 6).astype(dtype)
+    row_ids = rng.choice(300, 4, replace=False).astype(np.int64)
+    key = crng.stream_key_host(4, 21, 3)
+    code = ACTIVATION_CODES[act]
+    want = delta.copy()
+    cpu_dense.hidden_delta(want, a, code, SLOPE, kernel_alpha(act), LAM, key, row_ids, p, penalty)
+    got = dev(bk, delta)
+    bk.hidden_delta(got, dev(bk, a), code, SLOPE, kernel_alpha(act), LAM, key, dev(bk, row_ids),
+                    p, dev(bk, penalty))
+    np.testing.assert_allclose(bk.to_host(got), want, **close(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sparseness_penalty_and_scale_rows(bk, dtype):
+    rng = np.random.default_rng(7)
+    a = rng.uniform(0, 1, (6, 7)).astype(dtype)
+    a[:, 0] = 0
+    want_grad = np.full(7, np.nan, dtype)
+    want = cpu_dense.sparseness_penalty(a, 0.1, 2.0, 1 / 6, want_grad)
+    grad = dev(bk, np.full(7, np.nan, dtype))
+    got = bk.sparseness_penalty(dev(bk, a), 0.1, 2.0, 1 / 6, grad)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    np.testing.assert_allclose(bk.to_host(grad), want_grad, **close(dtype))
+    weights = rng.random(4)
+    want_x = a.copy()
+    cpu_dense.scale_rows(want_x, weights)
+    x = dev(bk, a)
+    bk.scale_rows(x, weights)
+    assert np.array_equal(bk.to_host(x), want_x)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("trans_a,trans_b", list(itertools.product([False, True], repeat=2)))
+@pytest.mark.parametrize("min_blocks", [1, 64], ids=["whole-K", "split-K"])
+def test_gemm(bk, dtype, trans_a, trans_b, min_blocks, monkeypatch):
+    """Shapes that are not multiples of the 4 x 4 tile or of the K step; C a row
+    slice of a larger buffer (rows past it untouched); beta 0 ignores NaN in C.
+    With min_blocks 64 every product here splits K (its chunks added by a
+    second kernel); with 1 none does."""
+    from sparse_deep.backends.cuda import gemm, launch
+
+    monkeypatch.setattr(launch, "GEMM_MIN_BLOCKS", min_blocks)
+    assert (gemm.split_k(5, 7, 9)[0] > 1) == (min_blocks > 1)
+    rng = np.random.default_rng(int(trans_a) * 2 + int(trans_b))
+    for (m, n, k), (alpha, beta) in zip([(5, 7, 9), (9, 2, 5), (1, 6, 1)],
+                                        [(1.0, 0.0), (1.0, 1.0), (-0.5, 0.3)]):
+        a = rng.normal(0, 1, (k, m) if trans_a else (m, k)).astype(dtype)
+        b = rng.normal(0, 1, (n, k) if trans_b else (k, n)).astype(dtype)
+        buf = rng.normal(0, 1, (m + 2, n)).astype(dtype)
+        if beta == 0:
+            buf[:m] = np.nan
+        c = dev(bk, buf)
+        bk.gemm(dev(bk, a), dev(bk, b), c[:m], alpha=alpha, beta=beta, trans_a=trans_a,
+                trans_b=trans_b)
+        want = alpha * ((a.T if trans_a else a).astype(np.float64)
+                        @ (b.T if trans_b else b).astype(np.float64))
+        if beta:
+            want += beta * buf[:m]
+        got = bk.to_host(c)
+        np.testing.assert_allclose(got[:m], want, **close(dtype))
+        assert np.array_equal(got[m:], buf[m:])
+
+
+# --------------------------------------------------------------------------------------
+# Optimizers
+# --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", list(OPTIMIZER_CODES))
+def test_update_rows_every_optimizer(bk, name):
+    """Dense rows, then a row subset (stale entries past n_rows), over three
+    steps; dummy states of optimizers that keep fewer stay untouched."""
+    rng = np.random.default_rng(OPTIMIZER_CODES[name])
+    shape = (7, 5)
+    param = random_param(rng, shape, np.float64)
+    s1, s2 = make_states(name, shape, np.float64)
+    d = [dev(bk, a) for a in (param, s1, s2)]
+    for step in range(1, 4):
+        n_rows = shape[0] if step == 1 else 4
+        rows = (np.arange(shape[0]) if step == 1 else rng.permutation(shape[0])).astype(np.int64)
+        grad = rng.normal(0, 1, shape)
+        want = ref_update_rows(param, grad, rows, n_rows, s1, s2, name, pack_hyper(step))
+        cpu_optim.update_rows(param, grad, rows, n_rows, s1, s2, OPTIMIZER_CODES[name],
+                              pack_hyper(step))
+        bk.update_rows(d[0], dev(bk, grad), dev(bk, rows), n_rows, d[1], d[2],
+                       OPTIMIZER_CODES[name], pack_hyper(step))
+        for got, cpu, ref in zip(d, (param, s1, s2), want):
+            np.testing.assert_allclose(bk.to_host(got), ref, rtol=1e-12, atol=1e-14)
+            np.testing.assert_allclose(bk.to_host(got), cpu, rtol=1e-12, atol=1e-14)
+
+
+def test_cap_column_norms(bk):
+    rng = np.random.default_rng(4)
+    w = rng.normal(0, 1, (6, 9)).astype(np.float32)
+    w[:, 0] = 0
+    want = w.copy()
+    cpu_optim.cap_column_norms(want, 1.5)
+    d = dev(bk, w)
+    bk.cap_column_norms(d, 1.5)
+    assert np.array_equal(bk.to_host(d), want)
+
+
+# --------------------------------------------------------------------------------------
+# Top-k
+# --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_topk_matches_cpu_for_any_k(bk, dtype):
+    """Continuous scores, ties (the id decides) and -inf scores; no, some and
+    heavy exclusions (rows padded with -1/-inf); k from 1 to every column."""
+    rng = np.random.default_rng(0)
+    n_cols = 11
+    blocks, ptr, idx = [], [0], []
+    for kind, exclusions in TOPK_SCENARIOS:
+        blocks.append(score_matrix(rng, kind, (1, n_cols), dtype))
+        p, i = random_exclusions(rng, 1, n_cols, exclusions == "heavy")
+        if exclusions == "none":
+            p, i = np.zeros(2, np.int64), i[:0]
+        ptr.append(ptr[-1] + int(p[1]))
+        idx.extend(i.tolist())
+    scores = np.vstack(blocks)
+    scores[0, :4] = [0.0, -0.0, 0.0, -0.0]  # -0 ties +0: the lower id wins, as on the CPU
+    ex_indptr, ex_indices = np.array(ptr, np.int64), np.array(idx, np.int32)
+    d_scores = dev(bk, scores)
+    d_ptr, d_idx = dev(bk, ex_indptr), dev(bk, ex_indices)
+    for k in (1, 3, 6, n_cols):
+        want_ids = np.empty((len(scores), k), np.int64)
+        want_vals = np.empty((len(scores), k), dtype)
+        cpu_topk.topk_rows(scores, k, ex_indptr, ex_indices, want_ids, want_vals)
+        ids = np.full((len(scores), k), 12345, np.int64)
+        vals = np.full((len(scores), k), np.nan, dtype)
+        bk.topk(d_scores, k, d_ptr, d_idx, ids, vals)
+        assert np.array_equal(ids, want_ids), k
+        assert np.array_equal(vals, want_vals), k
+        ref_ids, _ = ref_topk(scores, k, ex_indptr, ex_indices)
+        assert np.array_equal(ids, ref_ids)
+
+
+def test_topk_with_many_tied_scores_and_no_exclusions(bk):
+    """The k-th score shared by more candidates than places left: the tie is
+    settled by id inside the selection, across several radix passes."""
+    rng = np.random.default_rng(3)
+    scores = np.full((3, 40), 0.5, np.float32)
+    scores[0, rng.choice(40, 5, replace=False)] = 1.0
+    scores[2] = rng.choice([0.25, 0.5], 40)
+    ids = np.empty((3, 9), np.int64)
+    vals = np.empty((3, 9), np.float32)
+    bk.topk(dev(bk, scores), 9, np.zeros(4, np.int64), np.zeros(0, np.int32), ids, vals)
+    want_ids, want_vals = ref_topk(scores, 9, np.zeros(4, np.int64), np.zeros(0, np.int32))
+    assert np.array_equal(ids, want_ids) and np.array_equal(vals, want_vals)
+
+
+# --------------------------------------------------------------------------------------
+# Whole steps, whole fits, determinism
+# --------------------------------------------------------------------------------------
+
+def busy_network():
+    """Denoising, dropout, a sparseness penalty, two input-fed layers, a Skip
+    and a WeightNorm: every branch of the Runner."""
+    return parse_network({
+        "Version": 0.9, "ErrorFunction": "CrossEntropy",
+        "Denoising": {"p": 0.25}, "SparsenessPenalty": {"p": 0.2, "beta": 0.5},
+        "DeltaBoost": {"one": 1.5, "zero": 0.8},
+        "Layers": [
+            {"Name": "in", "Kind": "Input", "N": "auto", "Sparse": True},
+            {"Name": "h1", "Kind": "Hidden", "N": 6, "Activation": "Sigmoid", "Sparse": True,
+             "pDropout": 0.3},
+            {"Name": "h2", "Kind": "Hidden", "N": 6, "Activation": "Tanh", "Source": "h1",
+             "WeightNorm": 0.8},
+            {"Name": "h3", "Kind": "Hidden", "N": 6, "Activation": "ELU",
+             "Source": ["in", "h2"], "Skip": "h1"},
+            {"Name": "out", "Kind": "Output", "N": "auto", "Activation": "Sigmoid",
+             "Source": ["h3", "h1"]}]}).resolve(9, 8)
+
+
+def train_steps(backend, sparse_input_update, n_steps=2):
+    rng = np.random.default_rng(3)
+    x = sp.csr_matrix(np.where(rng.random((7, 9)) < 0.5, rng.uniform(0.5, 1.5, (7, 9)), 0.0))
+    t = sp.csr_matrix((rng.random((7, 8)) < 0.3).astype(np.float64))
+    model = Model(busy_network(), np.float64).initialize(11)
+    state = OptimizerState(OptimizerConfig(name="adam", learning_rate=0.01, l2=0.01, l1=0.001),
+                           model.parameters())
+    runner = Runner(model, backend, 4, 30, 30, seed=5, optimizer=state,
+                    sparse_input_update=sparse_input_update)
+    xs, ts = backend.batch_source(x), backend.batch_source(t)
+    losses = [runner.train_step(xs, ts, rows, step, state)
+              for step, rows in enumerate([np.array([6, 0, 3, 2]), np.array([1, 5, 4])][:n_steps],
+                                          start=1)]
+    runner.sync_to_model()
+    runner.load_batch(xs, None, np.arange(4), 0, training=False)
+    runner.forward(4, training=False)
+    outputs = backend.to_host(runner.out[model.output.index])[:4]
+    return model, state, losses, outputs
+
+
+@pytest.mark.parametrize("sparse_input_update", [False, True])
+def test_training_steps_match_the_cpu(bk, sparse_input_update):
+    """Two float64 training steps through every Runner branch, then inference:
+    losses, weights, optimizer state and outputs agree with the CPU."""
+    cpu = train_steps(CPUBackend(), sparse_input_update)
+    gpu = train_steps(bk, sparse_input_update)
+    np.testing.assert_allclose(gpu[2], cpu[2], rtol=1e-10)
+    for a, b in zip(gpu[0].weights + list(gpu[0].biases.values()),
+                    cpu[0].weights + list(cpu[0].biases.values())):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    for (a1, a2), (b1, b2) in zip(gpu[1].states, cpu[1].states):
+        assert isinstance(a1, np.ndarray)  # copied back to the host
+        np.testing.assert_allclose(a1, b1, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(a2, b2, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(gpu[3], cpu[3], rtol=1e-9, atol=1e-12)
+
+
+def test_same_seed_gives_the_same_weights_run_after_run(bk):
+    """The simulator schedules its threads differently on every run; atomics
+    (transpose buckets, top-k counters) must not let that reach the results."""
+    first = train_steps(bk, False, n_steps=1)
+    again = train_steps(bk, False, n_steps=1)
+    for a, b in zip(first[0].weights, again[0].weights):
+        assert np.array_equal(a, b)
+    assert first[2] == again[2]
+
+
+def interactions(seed=0, n_users=10, n_items=9):
+    rng = np.random.default_rng(seed)
+    dense = rng.random((n_users, n_items)) < 0.35
+    dense[np.arange(n_users), rng.integers(0, n_items, n_users)] = True
+    return sp.csr_matrix(dense.astype(np.float32))
+
+
+def test_fit_on_cuda_matches_cpu_and_predicts_anywhere(bk):
+    """SparseAutoencoderRecommender's defaults (float32, Adam, denoising, SoftMax
+    output), 2 epochs of 3 steps: weights within 1e-5 of the CPU's, the same
+    recommendations; the GPU's model predicts on the CPU and continues there."""
+    X = interactions()
+    params = dict(hidden_layer_sizes=(4,), epochs=2, batch_size=4, random_state=0)
+    cpu = SparseAutoencoderRecommender(device="cpu", **params).fit(X)
+    gpu = SparseAutoencoderRecommender(device="cuda", **params).fit(X)
+    np.testing.assert_allclose(gpu.loss_curve_, cpu.loss_curve_, rtol=1e-5)
+    for a, b in zip(gpu.model_.weights, cpu.model_.weights):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+    on_gpu = gpu.recommend(X, k=4, return_scores=True)
+    np.testing.assert_allclose(on_gpu[1], cpu.recommend(X, k=4, return_scores=True)[1],
+                               rtol=1e-4)
+    gpu.set_params(device="cpu")
+    on_cpu = gpu.recommend(X, k=4, return_scores=True)
+    assert np.array_equal(on_cpu[0], on_gpu[0])
+    np.testing.assert_allclose(on_cpu[1], on_gpu[1], rtol=1e-5)
+    gpu.set_params(warm_start=True, epochs=1).fit(X)  # resumes on the CPU from GPU state
+    assert gpu.n_epochs_ == 3
+
+
+def sharded_softmax_flow(bk, err, z, t, bounds, inv_batch):
+    """The output pass of a SoftMax split in column slices, through a backend's
+    ops, as ShardedRunner runs it on each rank (the sums over ranks on the host)."""
+    from sparse_deep.distributed.runner import combine_softmax_partials
+
+    slices = []
+    for lo, hi in zip(bounds, bounds[1:]):
+        ts = sp.csr_matrix(t[:, lo:hi])
+        targets = device_csr(bk, ts.indptr.astype(np.int64), ts.indices.astype(np.int32),
+                             ts.data.astype(z.dtype))
+        slices.append((dev(bk, np.ascontiguousarray(z[:, lo:hi])), targets))
+    parts = np.zeros((len(slices), z.shape[0], 3))
+    for r, (zs, targets) in enumerate(slices):
+        bk.softmax_partials(zs, targets, parts[r])
+    stats = combine_softmax_partials(parts)
+    outs, h_sums, errors = [], [], []
+    for zs, targets in slices:
+        delta, row_error = dev(bk, np.zeros(zs.shape, z.dtype)), dev(bk, np.zeros(z.shape[0]))
+        own = stats.copy()
+        bk.output_pass(zs, targets, ACTIVATION_CODES["SoftMax"], ERROR_CODES[err],
+                       output_hyper("SoftMax"), inv_batch, delta, row_error, own)
+        outs.append((zs, delta))
+        h_sums.append(own[:, 3])
+        errors.append(bk.to_host(row_error))
+    h_sum = np.sum(h_sums, axis=0)
+    for zs, delta in outs:
+        bk.softmax_jacobian(delta, zs, bk.to_device(h_sum), inv_batch)
+    inference = [dev(bk, np.ascontiguousarray(z[:, lo:hi])) for lo, hi in zip(bounds, bounds[1:])]
+    for zs in inference:
+        bk.softmax_apply(zs, stats)
+    return (np.hstack([bk.to_host(a) for a, _ in outs]),
+            np.hstack([bk.to_host(d) for _, d in outs]), np.sum(errors, axis=0),
+            np.hstack([bk.to_host(a) for a in inference]))
+
+
+@pytest.mark.parametrize("err", ["CrossEntropy", "L2"])
+def test_sharded_softmax_ops_match_the_cpu_and_the_whole_row(bk, err):
+    """Model parallelism's SoftMax ops (partials, sharded output pass, Jacobian,
+    inference) on 3 uneven slices, one empty: as the CPU backend, and as the
+    whole row's output pass."""
+    rng = np.random.default_rng(ERROR_CODES[err])
+    z = pre_activations(rng, (5, 9), np.float64)
+    t = random_targets(rng, z.shape, np.float64, err)
+    bounds = [0, 4, 4, 9]
+    got = sharded_softmax_flow(bk, err, z, t, bounds, 0.2)
+    want = sharded_softmax_flow(CPUBackend(), err, z, t, bounds, 0.2)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-11, atol=1e-13)
+    whole = run_output_passes(bk, "SoftMax", err, z, t)[1]
+    np.testing.assert_allclose(got[0], whole[0], rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(got[3], whole[0], rtol=1e-11, atol=1e-13)
+
+
+def test_denoise_of_a_feature_slice_matches_cpu(bk):
+    """A model-parallel slice keys its draws by the global feature id."""
+    rng = np.random.default_rng(3)
+    indptr, indices, data = random_csr(rng, 6, 10, 0.6, np.float32, shuffle=False)
+    row_ids = np.arange(40, 46, dtype=np.int64)
+    key = crng.stream_key_host(1, 5, 0)
+    want = [indptr.copy(), indices.copy(), data.copy()]
+    nnz = cpu_sparse.denoise(*want, row_ids, 30, key, 0.4, 20)
+    batch = device_csr(bk, indptr, indices, data)
+    bk.denoise(batch, dev(bk, row_ids), 30, key, 0.4, 20)
+    got = [bk.to_host(a) for a in (batch.indptr, batch.indices, batch.data)]
+    assert np.array_equal(got[0], want[0])
+    assert np.array_equal(got[1][:nnz], want[1][:nnz])
+    assert np.array_equal(got[2][:nnz], want[2][:nnz])
