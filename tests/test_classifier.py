@@ -442,3 +442,11 @@ def test_unsupported_combinations(multiclass, multilabel):
         small(class_weight="balanced").fit(*multilabel)
     with pytest.raises(ValueError, match="stratified"):
         small(early_stopping=True, validation_fraction=0.02).fit(X, y)
+
+
+def test_partial_fit_continues_an_early_stopped_fit(multiclass):
+    X, y = multiclass
+    est = small(epochs=3, early_stopping=True, validation_fraction=0.3).fit(X, y)
+    assert est.best_loss_ is None
+    est.set_params(early_stopping=False).partial_fit(X, y)
+    assert est.n_iter_ == 4 and est.best_loss_ == est.loss_curve_[-1]

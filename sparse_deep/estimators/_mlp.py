@@ -10,8 +10,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils.validation import _check_sample_weight, validate_data
 
 from .._validation import l2_normalize_rows
-from ..network import ACTIVATIONS, ERROR_FUNCTIONS, parse_network
 from ..distributed.comm import ranks_agree
+from ..network import ACTIVATIONS, parse_network
 from ._base import (
     SparseNetworkEstimator,
     StoppingMonitor,
@@ -290,8 +290,8 @@ class SparseMLPBase(SparseNetworkEstimator):
         self.n_iter_ = self.n_epochs_
         if first:
             self.validation_scores_ = self.best_validation_score_ = None
-            self.best_loss_ = np.inf
-        self.best_loss_ = min(self.best_loss_, loss)
+        previous = getattr(self, "best_loss_", None)  # None after an early-stopped fit
+        self.best_loss_ = loss if previous is None else min(previous, loss)
         return self
 
     # -- inference ------------------------------------------------------------
