@@ -51,8 +51,9 @@ def main():
         (dense._column_sums, (m2, f32, v)),
         (dense._sparseness_penalty, (m2, f64, f64, f64, v, arr(f64))),
         (dense._scale_rows, (m2, v)),
-        (sparse._denoise_count, (i64v, i32v, i64v, i64, i64, u64, f64, i64v)),
-        (sparse._denoise_compact, (i64v, i32v, v, i64v, i64, i64, u64, f64, f64, i64v, i32v, v)),
+        (sparse._denoise_count, (i64v, i32v, i64v, i64, i64, u64, u64, f64, i64v)),
+        (sparse._denoise_compact, (i64v, i32v, v, i64v, i64, i64, u64, u64, f64, f64, i64v,
+                                    i32v, v)),
         (sparse._denoise_commit, (i64v, i64, i32v, v, i64, i64v, i32v, v)),
         (sparse._sparse_matmul_add, (i64v, i32v, v, m2, m2)),
         (sparse._first_appearance, (i64v, i64, i32v, i32v, i32v, i32v)),
@@ -81,7 +82,15 @@ def main():
                      ("Sigmoid", "DataScaledMarginalCrossEntropy"), ("Tanh", "L2"),
                      ("Relu", "L1"), ("ELU", "Hinge"), ("SoftPlus", "L2Hinge")]:
         kernels.append((dense._make_output_pass(ACT[act], ERR[err], 256),
-                        (m2, i64v, i32v, v, v, f64, m2, arr(f64))))
+                        (m2, i64v, i32v, v, v, f64, m2, arr(f64), arr(f64, 2))))
+    # Model parallelism: the sharded SoftMax pass and its helpers.
+    kernels += [
+        (dense._make_output_pass(ACT["SoftMax"], ERR["CrossEntropy"], 256, True),
+         (m2, i64v, i32v, v, v, f64, m2, arr(f64), arr(f64, 2))),
+        (dense._partials_kernel(256), (m2, i64v, v, arr(f64, 2))),
+        (dense._softmax_apply, (m2, arr(f64, 2))),
+        (dense._softmax_jacobian, (m2, m2, arr(f64), f64)),
+    ]
     for kernel, signature in kernels:
         cuda.compile_ptx(kernel.py_func, signature, cc=CC)
     print(f"compiled {len(kernels)} kernels")
