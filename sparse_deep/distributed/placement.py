@@ -60,10 +60,6 @@ class _Layout:
         self.full_shapes = [(layers[s].n, layers[t].n) for s, t in self.links]
 
 
-def _layout(spec):
-    return _Layout(spec)
-
-
 def _gib(n):
     return f"{n / 2**30:.3g} GiB"
 
@@ -86,7 +82,7 @@ class Placement:
         """An uninitialised model holding this rank's shard (all of it on one rank)."""
         if not self.sharded:
             return Model(spec, dtype)
-        plan = _layout(spec)
+        plan = _Layout(spec)
         shards = shard_weights(plan.links, plan.full_shapes, plan.input.index, plan.output.index,
                                self.comm.size, self.comm.rank)
         return Model(spec, dtype, shards)
@@ -99,7 +95,7 @@ class Placement:
         """
         if limit is None:
             return
-        plan = _layout(spec)
+        plan = _Layout(spec)
         modes = link_modes(plan.links, plan.input.index, plan.output.index) if self.sharded \
             else [REPLICATED] * len(plan.links)
         per_value = np.dtype(dtype).itemsize * (2 + _STATES.get(optimizer_code(optimizer), 1))

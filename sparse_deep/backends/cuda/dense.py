@@ -111,14 +111,20 @@ def _activate(z, act, slope, alpha, lam):
 
 
 @cuda.jit(device=True)
+def _row_max(z, i, buf, tid, threads):
+    """Max of row ``i`` (-inf when empty), reduced over the whole block."""
+    m = float64(-math.inf)
+    for j in range(tid, z.shape[1], threads):
+        if z[i, j] > m:
+            m = float64(z[i, j])
+    return block_max(buf, m, tid, threads)
+
+
+@cuda.jit(device=True)
 def _softmax_row(z, i, buf, tid, threads):
     """SoftMax of row ``i`` in place by the whole block; returns nothing."""
     n = z.shape[1]
-    m = float64(-math.inf)
-    for j in range(tid, n, threads):
-        if z[i, j] > m:
-            m = float64(z[i, j])
-    m = block_max(buf, m, tid, threads)
+    m = _row_max(z, i, buf, tid, threads)
     s = float64(0.0)
     for j in range(tid, n, threads):
         e = math.exp(z[i, j] - m)
@@ -299,11 +305,7 @@ def _partials_kernel(threads):
             tid = cuda.threadIdx.x
             n = z.shape[1]
             for i in range(cuda.blockIdx.x, z.shape[0], cuda.gridDim.x):
-                m = float64(-math.inf)
-                for j in range(tid, n, threads):
-                    if z[i, j] > m:
-                        m = float64(z[i, j])
-                m = block_max(buf, m, tid, threads)
+                m = _row_max(z, i, buf, tid, threads)
                 s = float64(0.0)
                 for j in range(tid, n, threads):
                     s += math.exp(z[i, j] - m)
