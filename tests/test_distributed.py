@@ -129,3 +129,24 @@ def test_raise_together_raises_on_every_rank():
     with pytest.raises(comm_module.RankFailed, match="on rank 0 of 2: Custom: boom"):
         comm_module.raise_together(_FakeComm([("Custom", "boom"), None]), None)
     comm_module.raise_together(_FakeComm([None, None]), None)  # nobody failed
+
+
+def test_uncaught_error_aborts_unless_every_rank_raised_it(monkeypatch):
+    """An error one rank hits alone must end the others (MPI Abort); an error
+    raise_together raised on every rank must not, or the first rank to abort
+    kills the others before they print their message."""
+    aborted = []
+
+    class _Recorder:
+        def abort(self, code=1):
+            aborted.append(code)
+
+    monkeypatch.setattr(comm_module.sys, "excepthook", lambda *args: None)
+    comm_module._install_abort_on_uncaught_exception(_Recorder())
+    hook = comm_module.sys.excepthook
+    hook(RuntimeError, RuntimeError("alone"), None)
+    assert aborted == [1]
+    with pytest.raises(ValueError) as shared:
+        comm_module.raise_together(_FakeComm([None, ("ValueError", "X has NaN")]), None)
+    hook(ValueError, shared.value, None)
+    assert aborted == [1]

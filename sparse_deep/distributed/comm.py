@@ -146,9 +146,24 @@ def _install_abort_on_uncaught_exception(comm):
     def hook(kind, value, traceback):
         previous(kind, value, traceback)
         sys.stderr.flush()
-        comm.abort(1)
+        # An error every rank raised together (see raise_together) ends each
+        # rank on its own; aborting would kill the others before they print.
+        if not getattr(value, _RAISED_ON_EVERY_RANK, False):
+            comm.abort(1)
 
     sys.excepthook = hook
+
+
+# Marks an exception that raise_together raised on every rank at once.
+_RAISED_ON_EVERY_RANK = "_sparse_deep_raised_on_every_rank"
+
+
+def _mark_raised_on_every_rank(error):
+    try:
+        setattr(error, _RAISED_ON_EVERY_RANK, True)
+    except AttributeError:  # an exception type with __slots__: it will abort instead
+        pass
+    return error
 
 
 class RankFailed(RuntimeError):
@@ -173,14 +188,14 @@ def raise_together(comm, error):
         None if error is None else (type(error).__name__, str(error))
     )
     if error is not None:
-        raise error
+        raise _mark_raised_on_every_rank(error)
     for rank, report in enumerate(reports):
         if report is not None:
             name, message = report
             kind = getattr(builtins, name, None)
             if not (isinstance(kind, type) and issubclass(kind, Exception)):
                 kind, message = RankFailed, f"{name}: {message}"
-            raise kind(f"on rank {rank} of {comm.size}: {message}")
+            raise _mark_raised_on_every_rank(kind(f"on rank {rank} of {comm.size}: {message}"))
 
 
 @contextmanager
