@@ -19,8 +19,13 @@ from .estimators import (  # noqa: E402
     SparseMLPClassifier,
     SparseMLPRegressor,
 )
+from .backends.cpu.blas import sleep_idle_openblas_threads  # noqa: E402
 from .io import load_model, save_model  # noqa: E402
 from .network import NetworkSpec, load_network, parse_network, save_network  # noqa: E402
+
+# OpenBLAS's idle workers spin likewise, between every two GEMMs of a step;
+# see sleep_idle_openblas_threads. Done at import, before any BLAS work of ours.
+sleep_idle_openblas_threads()
 
 __version__ = "0.1.0"
 
