@@ -166,6 +166,34 @@ def test_update_rows_row_subset(name, dtype):
         assert not np.array_equal(param[rows[:n_rows]], before[0][rows[:n_rows]])
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_update_all_rows_equals_a_scattered_full_gradient(name, dtype):
+    """The dense input update: every row steps, rows without a gradient with
+    zero. Bit for bit what scattering into a zero full-size gradient and
+    updating every row gives (the generic backend's way), and slots reset."""
+    rng = np.random.default_rng(11)
+    shape = (13, 6)
+    param = random_param(rng, shape, dtype)
+    s1, s2 = make_states(name, shape, dtype)
+    want = [x.copy() for x in (param, s1, s2)]
+    slots = np.full(shape[0], -1, dtype=np.int64)
+    all_rows = np.arange(shape[0], dtype=np.int64)
+    for step in range(1, 5):
+        n_rows = int(rng.integers(0, 9))
+        rows = rng.permutation(shape[0]).astype(np.int64)  # stale ids past n_rows
+        row_grads = rng.normal(0, 1, shape).astype(dtype)
+        full = np.zeros(shape, dtype)
+        full[rows[:n_rows]] = row_grads[:n_rows]
+        optim.update_rows(want[0], full, all_rows, shape[0], want[1], want[2],
+                          OPTIMIZER_CODES[name], pack_hyper(step))
+        optim.update_all_rows(param, row_grads, rows[:n_rows], all_rows, slots, s1, s2,
+                              OPTIMIZER_CODES[name], pack_hyper(step))
+        for got, expected in zip((param, s1, s2), want):
+            assert np.array_equal(got, expected)
+        assert (slots == -1).all()
+
+
 def test_update_rows_zero_rows_is_a_no_op():
     rng = np.random.default_rng(3)
     param = random_param(rng, (4, 3), np.float64)

@@ -225,8 +225,15 @@ def test_runner_bytes_counts_what_the_runner_allocates(sparse_input_update):
 
     collect([v for k, v in vars(runner).items() if k not in ("model", "backend", "output_hyper",
                                                              "_optimizer")])
-    expected = runner_bytes(model, 4, 13, 9, state, sparse_input_update=sparse_input_update)
+    expected = runner_bytes(model, 4, 13, 9, state, sparse_input_update=sparse_input_update,
+                            backend=bk)
     assert sum(a.nbytes for a in arrays.values()) == sum(expected.values())
+    # A backend without its own dense input update keeps a full-size gradient
+    # per input-fed weight (11 x 5 and 11 x 7 float32) where the CPU keeps one
+    # int64 slot per input row.
+    generic = runner_bytes(model, 4, 13, 9, state, sparse_input_update=sparse_input_update)
+    extra = 0 if sparse_input_update else (11 * 5 * 4 - 11 * 8) + (11 * 7 * 4 - 11 * 8)
+    assert sum(generic.values()) - sum(expected.values()) == extra
     assert expected["optimizer state"] == 2 * expected["weights"]
 
 
@@ -547,6 +554,28 @@ def test_update_rows_every_optimizer(bk, name):
         for got, cpu, ref in zip(d, (param, s1, s2), want):
             np.testing.assert_allclose(bk.to_host(got), ref, rtol=1e-12, atol=1e-14)
             np.testing.assert_allclose(bk.to_host(got), cpu, rtol=1e-12, atol=1e-14)
+
+
+def test_update_all_rows_matches_the_cpu(bk):
+    """The dense input update through the generic scatter / update / zero."""
+    rng = np.random.default_rng(5)
+    shape = (9, 4)
+    param = random_param(rng, shape, np.float64)
+    s1, s2 = make_states("adam", shape, np.float64)
+    d = [dev(bk, a) for a in (param, s1, s2)]
+    cpu_slots = CPUBackend().all_rows_scratch(shape, np.float64)
+    scratch = bk.all_rows_scratch(shape, np.float64)
+    all_rows = np.arange(shape[0], dtype=np.int64)
+    for step in range(1, 4):
+        rows = rng.permutation(shape[0]).astype(np.int64)
+        row_grads = rng.normal(0, 1, shape)
+        cpu_optim.update_all_rows(param, row_grads, rows[:3], all_rows, cpu_slots, s1, s2,
+                                  OPTIMIZER_CODES["adam"], pack_hyper(step))
+        bk.update_all_rows(d[0], dev(bk, row_grads), dev(bk, rows), 3, dev(bk, all_rows),
+                           scratch, d[1], d[2], OPTIMIZER_CODES["adam"], pack_hyper(step))
+        for got, cpu in zip(d, (param, s1, s2)):
+            np.testing.assert_allclose(bk.to_host(got), cpu, rtol=1e-12, atol=1e-14)
+    assert not bk.to_host(scratch).any()
 
 
 def test_cap_column_norms(bk):

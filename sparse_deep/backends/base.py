@@ -12,6 +12,8 @@ where the backend wants them (:meth:`Backend.batch_source`); only batches are
 loaded into its buffers.
 """
 
+import math
+
 
 class Backend:
     """Interface of a compute backend. See :class:`~sparse_deep.backends.cpu.CPUBackend`."""
@@ -132,6 +134,30 @@ class Backend:
     # Update ------------------------------------------------------------------
     def update_rows(self, param, grad, rows, n_rows, state1, state2, code, hyper):
         raise NotImplementedError
+
+    def all_rows_scratch(self, shape, dtype):
+        """Scratch that :meth:`update_all_rows` needs for a parameter of
+        ``shape``: here a full-size gradient, zero between steps."""
+        return self.zeros(shape, dtype)
+
+    def all_rows_scratch_bytes(self, shape, itemsize):
+        return math.prod(shape) * itemsize
+
+    def update_all_rows(self, param, row_grads, rows, n_rows, all_rows, scratch, state1, state2,
+                        code, hyper):
+        """One optimizer step for every row of ``param``: rows ``rows[:n_rows]``
+        with the gradients ``row_grads[:n_rows]``, every other row with a zero
+        gradient (the dense update of an input layer whose batch touched a
+        few of its rows). ``all_rows`` is ``arange(len(param))`` on the device.
+
+        Here: scatter the rows into the zero full-size ``scratch``, update
+        every row, zero the rows again. A backend may do it without the
+        full-size gradient, with the same arithmetic.
+        """
+        present = rows[:n_rows]
+        self.scatter_rows(scratch, present, row_grads)
+        self.update_rows(param, scratch, all_rows, param.shape[0], state1, state2, code, hyper)
+        self.zero_rows(scratch, present)
 
     def cap_column_norms(self, weights, max_norm):
         raise NotImplementedError

@@ -82,14 +82,15 @@ def max_batch_nnz(indptr, batch_size):
 
 
 def runner_bytes(model, batch_size, max_input_nnz, max_target_nnz=0, optimizer=None,
-                 inference=False, sparse_input_update=False, backend_scratch=0):
+                 inference=False, sparse_input_update=False, backend_scratch=0, backend=None):
     """Bytes a :class:`Runner` allocates on its backend, by part.
 
     Mirrors the allocations of ``Runner.__init__`` (and the row lists
     ``update`` adds), so that a backend with little memory can refuse a model
     before allocating any of it. ``optimizer`` is the :class:`OptimizerState`
     whose arrays the Runner copies, ``backend_scratch`` what the backend adds
-    (:meth:`Backend.scratch_bytes`). Returns ``{"weights", "optimizer state",
+    (:meth:`Backend.scratch_bytes`); ``backend``, if given, sizes the dense
+    input update's scratch (else a full-size gradient is counted). Returns ``{"weights", "optimizer state",
     "batch buffers"}`` in bytes.
     """
     item = np.dtype(model.dtype).itemsize
@@ -112,7 +113,9 @@ def runner_bytes(model, batch_size, max_input_nnz, max_target_nnz=0, optimizer=N
                        for w, (s, _) in zip(model.weights, model.links))
         buffers += sum(b.nbytes for b in model.biases.values())
         if not sparse_input_update:
-            buffers += sum(w.nbytes for w, _ in input_fed)
+            buffers += sum(w.nbytes if backend is None
+                           else backend.all_rows_scratch_bytes(w.shape, item)
+                           for w, _ in input_fed)
         row_lists = {1} | {w.shape[0] for w, (s, _) in zip(model.weights, model.links)
                            if not model.layers[s].is_input or not sparse_input_update}
         buffers += 8 * sum(row_lists)
@@ -167,7 +170,7 @@ class Runner:
         bk.check_memory(runner_bytes(
             model, n, max_input_nnz, max_target_nnz, optimizer, inference,
             self.sparse_input_update,
-            bk.scratch_bytes(n, max_input_nnz, max_target_nnz, np.dtype(dt).itemsize),
+            bk.scratch_bytes(n, max_input_nnz, max_target_nnz, np.dtype(dt).itemsize), bk,
         ))
         self.weights = [bk.to_device(w) for w in model.weights]
         self.biases = {t: bk.to_device(b) for t, b in model.biases.items()}
@@ -207,10 +210,11 @@ class Runner:
             for w, (s, _) in zip(model.weights, model.links)
         ]
         self.bias_grads = {t: bk.zeros(b.shape, dt) for t, b in model.biases.items()}
-        # For the dense input update: a full-size gradient, zero except for the
-        # rows scattered into it during a step (and zeroed again after it).
-        self.full_input_grads = {
-            i: bk.zeros(w.shape, dt) for i, (w, (s, _)) in enumerate(zip(model.weights, model.links))
+        # For the dense input update (every row steps, most with a zero
+        # gradient): what the backend's update_all_rows needs.
+        self.all_rows_scratch = {
+            i: bk.all_rows_scratch(w.shape, dt)
+            for i, (w, (s, _)) in enumerate(zip(model.weights, model.links))
             if model.layers[s].is_input and not self.sparse_input_update
         }
         self.n_present = 0
@@ -403,13 +407,10 @@ class Runner:
         for i, (w, (source, target)) in enumerate(zip(self.weights, self.model.links)):
             s1, s2 = states[i]
             grad = self.weight_grads[i]
-            if i in self.full_input_grads:
-                grad = self.full_input_grads[i]
-                present = self.transposed.features[: self.n_present]
-                bk.scatter_rows(grad, present, self.weight_grads[i])
-                bk.update_rows(w, grad, self._rows(w.shape[0]), w.shape[0], s1, s2, code,
-                               weight_hyper)
-                bk.zero_rows(grad, present)
+            if i in self.all_rows_scratch:
+                bk.update_all_rows(w, grad, self.transposed.features, self.n_present,
+                                   self._rows(w.shape[0]), self.all_rows_scratch[i], s1, s2,
+                                   code, weight_hyper)
             else:
                 if self.model.layers[source].is_input:
                     rows, n_rows = self.transposed.features, self.n_present

@@ -118,6 +118,18 @@ class CPUBackend(Backend):
     def update_rows(self, param, grad, rows, n_rows, state1, state2, code, hyper):
         optim.update_rows(param, grad, rows, n_rows, state1, state2, code, hyper)
 
+    def all_rows_scratch(self, shape, dtype):
+        # Not a full-size gradient: each row's place among the row gradients.
+        return np.full(shape[0], -1, dtype=np.int64)
+
+    def all_rows_scratch_bytes(self, shape, itemsize):
+        return int(shape[0]) * 8
+
+    def update_all_rows(self, param, row_grads, rows, n_rows, all_rows, scratch, state1, state2,
+                        code, hyper):
+        optim.update_all_rows(param, row_grads, rows[:n_rows], all_rows, scratch, state1, state2,
+                              code, hyper)
+
     def cap_column_norms(self, weights, max_norm):
         optim.cap_column_norms(weights, max_norm)
 

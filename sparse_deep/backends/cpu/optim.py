@@ -22,21 +22,34 @@ def _penalised(g, w, l2, l1):
     return g + l2 * w + (l1 if w > zero else (-l1 if w < zero else zero))
 
 
+@njit(inline="always")
+def _grad_row(grad, slots, r, zero):
+    """The gradient of the r-th row updated: ``grad[r]``, or, given ``slots``,
+    ``grad[slots[r]]``, with ``zero`` where the slot is -1 (a row no example of
+    the batch touched)."""
+    if slots.shape[0] == 0:
+        return grad[r]
+    s = slots[r]
+    return grad[s] if s >= 0 else zero
+
+
 @njit(parallel=True, cache=True)
-def _sgd(param, grad, rows, n_rows, s1, s2, c):
+def _sgd(param, grad, rows, slots, n_rows, s1, s2, c):
+    zero = np.zeros(param.shape[1], param.dtype)
     lr, l2, l1 = c[0], c[8], c[9]
     for r in prange(n_rows):
-        w, g = param[rows[r]], grad[r]
+        w, g = param[rows[r]], _grad_row(grad, slots, r, zero)
         for j in range(w.shape[0]):
             w[j] -= lr * _penalised(g[j], w[j], l2, l1)
 
 
 @njit(parallel=True, cache=True)
-def _momentum(param, grad, rows, n_rows, s1, s2, c):
+def _momentum(param, grad, rows, slots, n_rows, s1, s2, c):
+    zero = np.zeros(param.shape[1], param.dtype)
     lr, mu, l2, l1 = c[0], c[1], c[8], c[9]
     for r in prange(n_rows):
         row = rows[r]
-        w, g, v = param[row], grad[r], s1[row]
+        w, g, v = param[row], _grad_row(grad, slots, r, zero), s1[row]
         for j in range(w.shape[0]):
             vj = mu * v[j] - lr * _penalised(g[j], w[j], l2, l1)
             v[j] = vj
@@ -44,11 +57,12 @@ def _momentum(param, grad, rows, n_rows, s1, s2, c):
 
 
 @njit(parallel=True, cache=True)
-def _nesterov(param, grad, rows, n_rows, s1, s2, c):
+def _nesterov(param, grad, rows, slots, n_rows, s1, s2, c):
+    zero = np.zeros(param.shape[1], param.dtype)
     lr, mu, l2, l1 = c[0], c[1], c[8], c[9]
     for r in prange(n_rows):
         row = rows[r]
-        w, g, v = param[row], grad[r], s1[row]
+        w, g, v = param[row], _grad_row(grad, slots, r, zero), s1[row]
         for j in range(w.shape[0]):
             old = v[j]
             vj = mu * old - lr * _penalised(g[j], w[j], l2, l1)
@@ -57,11 +71,12 @@ def _nesterov(param, grad, rows, n_rows, s1, s2, c):
 
 
 @njit(parallel=True, cache=True)
-def _adagrad(param, grad, rows, n_rows, s1, s2, c):
+def _adagrad(param, grad, rows, slots, n_rows, s1, s2, c):
+    zero = np.zeros(param.shape[1], param.dtype)
     lr, eps, l2, l1 = c[0], c[5], c[8], c[9]
     for r in prange(n_rows):
         row = rows[r]
-        w, g, s = param[row], grad[r], s1[row]
+        w, g, s = param[row], _grad_row(grad, slots, r, zero), s1[row]
         for j in range(w.shape[0]):
             gj = _penalised(g[j], w[j], l2, l1)
             sj = s[j] + gj * gj
@@ -70,11 +85,12 @@ def _adagrad(param, grad, rows, n_rows, s1, s2, c):
 
 
 @njit(parallel=True, cache=True)
-def _rmsprop(param, grad, rows, n_rows, s1, s2, c):
+def _rmsprop(param, grad, rows, slots, n_rows, s1, s2, c):
+    zero = np.zeros(param.shape[1], param.dtype)
     lr, rho, one_minus_rho, eps, l2, l1 = c[0], c[2], c[10], c[5], c[8], c[9]
     for r in prange(n_rows):
         row = rows[r]
-        w, g, s = param[row], grad[r], s1[row]
+        w, g, s = param[row], _grad_row(grad, slots, r, zero), s1[row]
         for j in range(w.shape[0]):
             gj = _penalised(g[j], w[j], l2, l1)
             sj = rho * s[j] + one_minus_rho * gj * gj
@@ -83,11 +99,12 @@ def _rmsprop(param, grad, rows, n_rows, s1, s2, c):
 
 
 @njit(parallel=True, cache=True)
-def _adadelta(param, grad, rows, n_rows, s1, s2, c):
+def _adadelta(param, grad, rows, slots, n_rows, s1, s2, c):
+    zero = np.zeros(param.shape[1], param.dtype)
     rho, one_minus_rho, eps, l2, l1 = c[2], c[10], c[5], c[8], c[9]
     for r in prange(n_rows):
         row = rows[r]
-        w, g, s, d = param[row], grad[r], s1[row], s2[row]
+        w, g, s, d = param[row], _grad_row(grad, slots, r, zero), s1[row], s2[row]
         for j in range(w.shape[0]):
             gj = _penalised(g[j], w[j], l2, l1)
             sj = rho * s[j] + one_minus_rho * gj * gj
@@ -98,12 +115,13 @@ def _adadelta(param, grad, rows, n_rows, s1, s2, c):
 
 
 @njit(parallel=True, cache=True)
-def _adam(param, grad, rows, n_rows, s1, s2, c):
+def _adam(param, grad, rows, slots, n_rows, s1, s2, c):
+    zero = np.zeros(param.shape[1], param.dtype)
     beta1, beta2, eps, l2, l1 = c[3], c[4], c[5], c[8], c[9]
     one_minus_b1, one_minus_b2, step, inv_sqrt_c2 = c[11], c[12], c[13], c[14]
     for r in prange(n_rows):
         row = rows[r]
-        w, g, m, v = param[row], grad[r], s1[row], s2[row]
+        w, g, m, v = param[row], _grad_row(grad, slots, r, zero), s1[row], s2[row]
         for j in range(w.shape[0]):
             gj = _penalised(g[j], w[j], l2, l1)
             mj = beta1 * m[j] + one_minus_b1 * gj
@@ -112,6 +130,8 @@ def _adam(param, grad, rows, n_rows, s1, s2, c):
             v[j] = vj
             w[j] -= step * mj / (np.sqrt(vj) * inv_sqrt_c2 + eps)
 
+
+_NO_SLOTS = np.zeros(0, dtype=np.int64)  # gradient row r belongs to rows[r]
 
 _KERNELS = {SGD: _sgd, MOMENTUM: _momentum, NESTEROV: _nesterov, ADAGRAD: _adagrad,
             RMSPROP: _rmsprop, ADADELTA: _adadelta, ADAM: _adam}
@@ -134,7 +154,32 @@ def update_rows(param, grad, rows, n_rows, state1, state2, code, hyper):
     ``hyper`` = (lr, mu, rho, beta1, beta2, eps, c1, c2, l2, l1). States an
     optimizer does not keep may be one-row dummies; they are never touched.
     """
-    _KERNELS[code](param, grad, rows, n_rows, state1, state2, coefficients(hyper, param.dtype))
+    _KERNELS[code](param, grad, rows, _NO_SLOTS, n_rows, state1, state2,
+                   coefficients(hyper, param.dtype))
+
+
+def update_all_rows(param, row_grads, rows, all_rows, slots, state1, state2, code, hyper):
+    """One optimizer step for every row of ``param``, where only ``rows`` have
+    a gradient (``row_grads[r]`` for ``rows[r]``) and every other row a zero one.
+
+    The same arithmetic as scattering the rows into a zero full-size gradient
+    and updating every row, without that gradient: ``slots`` (one int64 per
+    row of ``param``, all -1) maps each row to its gradient for the call, and
+    is all -1 again on return. ``all_rows`` is ``arange(len(param))``.
+    """
+    _mark_slots(slots, rows, True)
+    try:
+        _KERNELS[code](param, row_grads, all_rows, slots, param.shape[0], state1, state2,
+                       coefficients(hyper, param.dtype))
+    finally:
+        _mark_slots(slots, rows, False)
+
+
+@njit(cache=True)
+def _mark_slots(slots, rows, mark):
+    """``slots[rows[r]] = r`` (``mark``), or back to -1."""
+    for r in range(rows.shape[0]):
+        slots[rows[r]] = r if mark else -1
 
 
 @njit(parallel=True, cache=True)
