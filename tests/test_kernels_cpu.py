@@ -11,6 +11,8 @@ compared with a tolerance that fits one rounding per stored value.
 import itertools
 from types import SimpleNamespace
 
+import os
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -1035,3 +1037,37 @@ def test_fast_tanh_is_within_two_ulps_in_float32_and_libm_in_float64():
     apply(x64, out64)
     # float64 is the C library's tanh, which may differ from numpy's in the last bit.
     np.testing.assert_allclose(out64, np.tanh(x64), rtol=1e-15, atol=0)
+
+
+def _run_python(code, **env):
+    import subprocess
+    import sys
+
+    environment = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    environment.update(env)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=environment, check=True).stdout.split()
+
+
+def test_openblas_workers_are_told_to_sleep_unless_the_user_chose():
+    """Importing sparse_deep after scikit-learn (whose scipy.linalg already
+    started OpenBLAS) restarts OpenBLAS's threads with the short timeout;
+    GEMMs still give the right answer after the restart."""
+    code = (
+        "import sklearn, os, numpy as np\n"
+        "import sparse_deep\n"
+        "from sparse_deep.backends.cpu.blas import gemm, sleep_idle_openblas_threads\n"
+        "a = np.arange(12.0, dtype=np.float32).reshape(3, 4); c = np.zeros((3, 3), np.float32)\n"
+        "gemm(a, a, c, trans_b=True)\n"
+        "print(os.environ['OPENBLAS_THREAD_TIMEOUT'], np.array_equal(c, a @ a.T),"
+        " len(sleep_idle_openblas_threads()))\n"
+        "timeout = os.environ.pop('OPENBLAS_THREAD_TIMEOUT')\n"
+        "restarted = sleep_idle_openblas_threads()\n"
+        "c[...] = 0; gemm(a, a, c, trans_b=True)\n"
+        "print(len(restarted) >= 1 or timeout != '4', np.array_equal(c, a @ a.T))\n"
+    )
+    # Once sparse_deep has set the timeout, a second call has nothing to do;
+    # unset again, every loaded OpenBLAS (numpy's, scipy's) is restarted.
+    assert _run_python(code) == ["4", "True", "0", "True", "True"]
+    # A timeout the user set is kept.
+    assert _run_python(code, OPENBLAS_THREAD_TIMEOUT="12")[:3] == ["12", "True", "0"]
