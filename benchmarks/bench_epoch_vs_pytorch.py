@@ -247,7 +247,8 @@ def worker(framework, dataset, network, data_dir, device, conn):
 def start_worker(framework, dataset, network, data_dir, device):
     parent, child = multiprocessing.get_context("spawn").Pipe()
     process = multiprocessing.get_context("spawn").Process(
-        target=worker, args=(framework, dataset, network, data_dir, device, child))
+        target=worker, args=(framework, dataset, network, data_dir, device, child),
+        daemon=True)  # so that this process can exit when the other worker has died
     process.start()
     child.close()  # so that a worker that dies reads as EOF here, not a hang
     return process, parent

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Check and time the numba.cuda backend on a real NVIDIA GPU, in one go.
+#
+#   bash benchmarks/gpu_check.sh [DATA_DIR] [RESULTS_DIR] [BENCHMARK ARGUMENTS...]
+#
+# 1. prints the GPU and the versions that matter;
+# 2. times epochs against the same network in PyTorch on the same GPU
+#    (benchmarks/bench_epoch_vs_pytorch.py --device cuda, with any further
+#    arguments passed on), writing RESULTS_DIR/epoch_vs_pytorch_cuda.json;
+# 3. runs the CUDA kernel tests on the GPU (SPARSE_DEEP_REAL_GPU=1: every
+#    kernel against the CPU kernels and the slow reference in tests/naive.py),
+#    the log in RESULTS_DIR/gpu_kernel_tests.log.
+#
+# Needs a CUDA build of torch and numba-cuda. Where packages are missing and
+# the machine has no internet, put wheels in .whl/ (see benchmarks/README.md).
+set -uo pipefail
+DATA_DIR=${1:-../shared/data}
+RESULTS_DIR=${2:-benchmarks/results}
+mkdir -p "$RESULTS_DIR"
+export NUMBA_CUDA_LOW_OCCUPANCY_WARNINGS=0 PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+
+if compgen -G ".whl/*.whl" >/dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .whl/*.whl || exit 1
+    export PYTHONPATH="$PYTHONPATH:/tmp/site"
+fi
+
+echo "== machine"
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
+python3 - <<'EOF'
+import importlib.metadata as md
+for name in ("numpy", "scipy", "scikit-learn", "numba", "numba-cuda", "llvmlite", "torch", "netCDF4"):
+    try:
+        print(f"{name} {md.version(name)}")
+    except md.PackageNotFoundError:
+        print(f"{name} missing")
+from sparse_deep.backends import cuda_device_status
+print("numba.cuda:", cuda_device_status())
+EOF
+
+echo "== epochs against PyTorch on the GPU"
+timeout ${BENCH_TIMEOUT:-330} python3 benchmarks/bench_epoch_vs_pytorch.py --device cuda --data-dir "$DATA_DIR" \
+    --output "$RESULTS_DIR/epoch_vs_pytorch_cuda.json" "${@:3}"
+
+echo "== CUDA kernel tests on the GPU"
+SPARSE_DEEP_REAL_GPU=1 timeout ${TEST_TIMEOUT:-200} python3 -m pytest tests/test_kernels_cuda.py -v -p no:cacheprovider \
+    >"$RESULTS_DIR/gpu_kernel_tests.log" 2>&1
+grep -cE " PASSED" "$RESULTS_DIR/gpu_kernel_tests.log" | sed 's/$/ passed/'
+grep -E " (FAILED|ERROR)" "$RESULTS_DIR/gpu_kernel_tests.log" | head -30
+tail -5 "$RESULTS_DIR/gpu_kernel_tests.log"
+
