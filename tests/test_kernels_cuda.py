@@ -235,6 +235,10 @@ def test_runner_bytes_counts_what_the_runner_allocates(sparse_input_update):
     extra = 0 if sparse_input_update else (11 * 5 * 4 - 11 * 8) + (11 * 7 * 4 - 11 * 8)
     assert sum(generic.values()) - sum(expected.values()) == extra
     assert expected["optimizer state"] == 2 * expected["weights"]
+    # A batch can hold more non-zeros (13) than there are features (11); the
+    # input-fed weights' gradients hold at most one row per feature.
+    input_fed = [i for i, (s, _) in enumerate(model.links) if model.layers[s].is_input]
+    assert [runner.weight_grads[i].shape[0] for i in input_fed] == [11, 11]
 
 
 # --------------------------------------------------------------------------------------

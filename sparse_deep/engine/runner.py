@@ -81,6 +81,14 @@ def max_batch_nnz(indptr, batch_size):
     return int(np.partition(lengths, lengths.size - batch_size)[-batch_size:].sum())
 
 
+def input_gradient_rows(max_input_nnz, n_features):
+    """Rows of an input-fed layer's gradient buffer: one per feature present in
+    a batch, which is at most the batch's non-zeros and at most the features
+    (a batch of long rows, as MovieLens's heaviest users, can hold 20 times
+    more non-zeros than there are items)."""
+    return max(min(int(max_input_nnz), int(n_features)), 1)
+
+
 def runner_bytes(model, batch_size, max_input_nnz, max_target_nnz=0, optimizer=None,
                  inference=False, sparse_input_update=False, backend_scratch=0, backend=None):
     """Bytes a :class:`Runner` allocates on its backend, by part.
@@ -109,7 +117,8 @@ def runner_bytes(model, batch_size, max_input_nnz, max_target_nnz=0, optimizer=N
         buffers += sum(n * p.n * item * (2 if p.p_dropout > 0 else 1) for p in layers)
         buffers += sum(p.n * item for p in layers if p.penalty is not None)
         buffers += max(p.n for p in model.layers) * item
-        buffers += sum(in_size * w.shape[1] * item if model.layers[s].is_input else w.nbytes
+        buffers += sum(input_gradient_rows(in_size, w.shape[0]) * w.shape[1] * item
+                       if model.layers[s].is_input else w.nbytes
                        for w, (s, _) in zip(model.weights, model.links))
         buffers += sum(b.nbytes for b in model.biases.values())
         if not sparse_input_update:
@@ -205,7 +214,8 @@ class Runner:
         }
         self._no_penalty = bk.zeros(max(p.n for p in model.layers), dt)
         self.weight_grads = [
-            bk.zeros((max(max_input_nnz, 1), w.shape[1]), dt) if model.layers[s].is_input
+            bk.zeros((input_gradient_rows(max_input_nnz, w.shape[0]), w.shape[1]), dt)
+            if model.layers[s].is_input
             else bk.zeros(w.shape, dt)
             for w, (s, _) in zip(model.weights, model.links)
         ]
