@@ -13,7 +13,7 @@ fixed cost per call shows there and not in a long fit.
 
 Usage
     python benchmarks/profile_step.py [--device cpu|cuda] [--data-dir DIR]
-        [--dataset lastfm|ml100k] [--output FILE.json]
+        [--dataset lastfm|ml100k] [--network default|movielens] [--output FILE.json]
 """
 
 import argparse
@@ -29,6 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sparse_deep import SparseAutoencoderRecommender  # noqa: E402
 from sparse_deep.datasets import load_lastfm, load_movielens_100k  # noqa: E402
+from sparse_deep.network.samples import movielens_config  # noqa: E402
+
+# The networks of bench_epoch_vs_pytorch.py: the estimator's default, and DSSTNE's
+# MovieLens network (128 sigmoid units, sigmoid output, sparseness penalty).
+NETWORKS = {"default": {}, "movielens": {"network": movielens_config(), "normalize_input": False}}
 
 
 def load(name, data_dir):
@@ -36,10 +41,10 @@ def load(name, data_dir):
     return loader(data_dir)[0].astype(np.float32)
 
 
-def fit_seconds(X, device, epochs, warm_epochs=0):
+def fit_seconds(X, device, network, epochs, warm_epochs=0):
     """Seconds for one fit of ``epochs`` epochs, after ``warm_epochs`` untimed ones."""
     model = SparseAutoencoderRecommender(epochs=max(warm_epochs, 1), random_state=0,
-                                         device=device, warm_start=True)
+                                         device=device, warm_start=True, **NETWORKS[network])
     model.fit(X)  # compiles the kernels
     model.set_params(epochs=epochs)
     start = time.perf_counter()
@@ -75,14 +80,15 @@ def main(argv=None):
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--dataset", choices=["lastfm", "ml100k"], default="lastfm")
+    parser.add_argument("--network", choices=sorted(NETWORKS), default="default")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--output", default=None)
     args = parser.parse_args(argv)
     X = load(args.dataset, args.data_dir)
     steps_per_epoch = -(-X.shape[0] // 128)
 
-    one = fit_seconds(X, args.device, 1)
-    many = fit_seconds(X, args.device, args.epochs)
+    one = fit_seconds(X, args.device, args.network, 1)
+    many = fit_seconds(X, args.device, args.network, args.epochs)
     per_epoch = (many - one) / (args.epochs - 1)
     per_fit = one - per_epoch
 
@@ -97,13 +103,13 @@ def main(argv=None):
         def synchronize(backend):
             pass
     totals = timed_backend_calls(backend_class, synchronize)
-    profiled = fit_seconds(X, args.device, args.epochs, warm_epochs=1)
+    profiled = fit_seconds(X, args.device, args.network, args.epochs, warm_epochs=1)
     steps = args.epochs * steps_per_epoch
     # The warm-up fit ran under the timers too; keep only the timed fit's share.
     rows = sorted(((name, count, seconds) for name, (count, seconds) in totals.items()),
                   key=lambda row: -row[2])
     scale = args.epochs / (args.epochs + 1)
-    print(f"{args.dataset} {X.shape} on {args.device}: {per_epoch:.4f} s/epoch "
+    print(f"{args.dataset} {X.shape}, {args.network} network, on {args.device}: {per_epoch:.4f} s/epoch "
           f"({1e3 * per_epoch / steps_per_epoch:.2f} ms/step), {per_fit:.4f} s fixed per fit call")
     print(f"under the timers: {profiled:.3f} s for {args.epochs} epochs")
     print(f"{'operation':28s} {'calls/step':>10s} {'ms/step':>8s}")
@@ -111,7 +117,7 @@ def main(argv=None):
         print(f"{name:28s} {scale * count / steps:10.2f} {1e3 * scale * seconds / steps:8.3f}")
     if args.output:
         Path(args.output).write_text(json.dumps({
-            "dataset": args.dataset, "shape": list(X.shape), "device": args.device,
+            "dataset": args.dataset, "network": args.network, "shape": list(X.shape), "device": args.device,
             "s_per_epoch": per_epoch, "s_fixed_per_fit": per_fit,
             "ms_per_step": {name: 1e3 * scale * seconds / steps for name, _, seconds in rows},
             "calls_per_step": {name: scale * count / steps for name, count, _ in rows},

@@ -742,6 +742,25 @@ def test_fit_on_cuda_matches_cpu_and_predicts_anywhere(bk):
     assert gpu.n_epochs_ == 3
 
 
+def test_kept_gpu_buffers_take_the_model_afresh(bk, monkeypatch):
+    """partial_fit keeps the GPU runner's buffers between calls; each call
+    uploads the model's parameters again, so a change made to them on the
+    host in between is trained on, exactly as with buffers made afresh."""
+    from sparse_deep.estimators import _base
+
+    X = interactions()
+    weights = []
+    for keep in (1 << 30, 0):
+        monkeypatch.setattr(_base, "KEEP_TRAINING_BUFFERS_BYTES", keep)
+        est = SparseAutoencoderRecommender(device="cuda", hidden_layer_sizes=(4,), batch_size=4,
+                                           random_state=0).partial_fit(X)
+        assert (getattr(est, "_kept_training_runner", None) is not None) == bool(keep)
+        est.model_.weights[1][:, :2] = 0.25
+        weights.append([w.copy() for w in est.partial_fit(X).model_.weights])
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a, b)
+
+
 def sharded_softmax_flow(bk, err, z, t, bounds, inv_batch):
     """The output pass of a SoftMax split in column slices, through a backend's
     ops, as ShardedRunner runs it on each rank (the sums over ranks on the host)."""

@@ -216,6 +216,63 @@ def test_warm_start_continues_exactly_like_one_longer_run(data):
     assert once.loss_curve_ == twice.loss_curve_
 
 
+def test_partial_fit_epochs_equal_fit_epochs(data):
+    once = small(epochs=4).fit(data)
+    stepwise = small()
+    for _ in range(4):
+        stepwise.partial_fit(data)
+    assert stepwise.n_epochs_ == 4 and stepwise.loss_curve_ == once.loss_curve_
+    for a, b in zip(once.model_.weights, stepwise.model_.weights):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(once.recommend(data, k=5), stepwise.recommend(data, k=5))
+
+
+def test_partial_fit_checks_widths(data):
+    est = small().partial_fit(data)
+    with pytest.raises(ValueError, match="25 features"):
+        est.partial_fit(data[:, :20])
+    with pytest.raises(ValueError, match="y has 3 columns but the model was fitted with 25"):
+        est.partial_fit(data, data[:, :3])
+
+
+def _kept(est):
+    return getattr(est, "_kept_training_runner", None)
+
+
+def test_training_buffers_kept_between_calls_change_nothing(data, monkeypatch):
+    """Kept buffers (warm_start, partial_fit) give the same model as buffers
+    allocated afresh for every call, also when the next call's batches are
+    too large for them or the model was changed in between."""
+    long_rows = interactions(n_users=60, n_items=25, density=0.3, seed=3)
+    models = []
+    for keep in (True, False):
+        monkeypatch.setattr(_base, "KEEP_TRAINING_BUFFERS_BYTES", 1 << 30 if keep else 0)
+        est = small(epochs=2, warm_start=True).fit(data)
+        kept = _kept(est)
+        assert (kept is not None) == keep
+        est.fit(data)
+        assert (_kept(est) is kept) if keep else _kept(est) is None  # used again
+        est.partial_fit(long_rows)  # larger batches: new buffers
+        assert (_kept(est) is not kept) if keep else _kept(est) is None
+        est.model_.weights[0][:3] = 0.5  # seen by the next call
+        est.partial_fit(data)
+        models.append(est)
+    for a, b in zip(models[0].model_.weights, models[1].model_.weights):
+        np.testing.assert_array_equal(a, b)
+    assert models[0].loss_curve_ == models[1].loss_curve_
+
+
+def test_training_buffers_are_not_kept_without_warm_start_nor_pickled(data):
+    assert _kept(small(epochs=1).fit(data)) is None
+    est = small(epochs=1, warm_start=True).fit(data)
+    copy = pickle.loads(pickle.dumps(est))
+    assert _kept(est) is not None and _kept(copy) is None
+    est.fit(data)
+    copy.fit(data)
+    for a, b in zip(est.model_.weights, copy.model_.weights):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_loss_decreases(data):
     curve = small(epochs=20).fit(data).loss_curve_
     assert curve[-1] < curve[0]

@@ -181,11 +181,7 @@ class Runner:
             self.sparse_input_update,
             bk.scratch_bytes(n, max_input_nnz, max_target_nnz, np.dtype(dt).itemsize), bk,
         ))
-        self.weights = [bk.to_device(w) for w in model.weights]
-        self.biases = {t: bk.to_device(b) for t, b in model.biases.items()}
-        self._optimizer, self._states = None, []
-        if optimizer is not None:
-            self._optimizer_states(optimizer)
+        self._bind_parameters(model, optimizer)
         self.inputs = CSRBlock.empty(n, max_input_nnz, dt, bk)
         self.targets = CSRBlock.empty(n, max_target_nnz, dt, bk)
         self.row_ids = bk.zeros(n, np.int64)
@@ -197,6 +193,44 @@ class Runner:
                 self.out[p.index] = self.pre[p.index]
         if not inference:
             self._allocate_training_buffers(max_input_nnz)
+
+    def _bind_parameters(self, model, optimizer):
+        """Take the backend's copies of ``model``'s parameters and of the
+        optimizer's state (the arrays themselves on the CPU)."""
+        bk = self.backend
+        self.model = model
+        self.weights = [bk.to_device(w) for w in model.weights]
+        self.biases = {t: bk.to_device(b) for t, b in model.biases.items()}
+        self._optimizer, self._states = None, []
+        if optimizer is not None:
+            self._optimizer_states(optimizer)
+
+    def can_train(self, model, backend, batch_size, max_input_nnz, max_target_nnz,
+                  sparse_input_update):
+        """Whether this training runner's buffers serve another fit of
+        ``model``: the same network, dtype, kind of backend, batch size and
+        input update, and no batch larger than the buffers were sized for."""
+        return (type(self) is Runner and hasattr(self, "delta")
+                and self.model.spec == model.spec and self.model.dtype == model.dtype
+                and self.backend.name == backend.name and self.batch_size == int(batch_size)
+                and self.sparse_input_update == bool(sparse_input_update)
+                and self.inputs.indices.shape[0] >= max(int(max_input_nnz), 1)
+                and self.targets.indices.shape[0] >= max(int(max_target_nnz), 1))
+
+    def rebind(self, model, optimizer, seed):
+        """Train ``model`` with ``optimizer``'s state and ``seed`` in this
+        runner's buffers (check :meth:`can_train` first). The parameters are
+        taken afresh, so changes made to the model's arrays since the last
+        fit are seen. Returns self."""
+        self._bind_parameters(model, optimizer)
+        self.seed = int(seed)
+        return self
+
+    def release_parameters(self):
+        """Drop the backend's copies of the parameters and optimizer state
+        (memory on a GPU), keeping the buffers for a later :meth:`rebind`."""
+        self.weights, self.biases = [], {}
+        self._optimizer, self._states = None, []
 
     def _allocate_training_buffers(self, max_input_nnz):
         model, bk, n, dt = self.model, self.backend, self.batch_size, self.model.dtype

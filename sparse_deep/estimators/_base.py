@@ -13,13 +13,18 @@ from ..backends import get_backend
 from ..distributed.comm import SerialComm, abort_on_error, ranks_agree
 from ..distributed.placement import Placement, communicator, parse_bytes
 from ..engine.optim import OptimizerConfig, OptimizerState, optimizer_code
-from ..engine.runner import max_batch_nnz
+from ..engine.runner import max_batch_nnz, runner_bytes
 from ..network import parse_network
 
 # Rows scored per inference chunk, at most; fewer when the widest layer is wide,
 # so that a chunk's activations stay under INFERENCE_BLOCK floats (256 MB).
 INFERENCE_CHUNK = 1024
 INFERENCE_BLOCK = 1 << 26
+
+# Training buffers up to this size are kept between training calls that may
+# continue (fit with warm_start, partial_fit), so that the next call skips
+# allocating and first touching them; larger ones are freed after each call.
+KEEP_TRAINING_BUFFERS_BYTES = 1 << 30
 
 
 def _check_positive_int(value, name):
@@ -276,14 +281,50 @@ class SparseNetworkEstimator(BaseEstimator):
             X_in = placement.local_columns(X_in, *model.input_range)
             Y = placement.local_columns(Y, *model.output_range)
             batch_size = min(int(self.batch_size), X_in.shape[0])
-            runner = placement.runner(
-                model, backend, batch_size, max_batch_nnz(X_in.indptr, batch_size),
-                max_batch_nnz(Y.indptr, batch_size), seed=seed,
-                sparse_input_update=bool(self.sparse_input_update), optimizer=state)
-            inputs, targets = backend.batch_source(X_in), backend.batch_source(Y)
+            sizes = (batch_size, max_batch_nnz(X_in.indptr, batch_size),
+                     max_batch_nnz(Y.indptr, batch_size))
+            runner = self._kept_runner(model, backend, sizes, comm)
+            if runner is not None:
+                runner.rebind(model, state, seed)
+            else:
+                runner = placement.runner(model, backend, *sizes, seed=seed,
+                                          sparse_input_update=bool(self.sparse_input_update),
+                                          optimizer=state)
+            inputs, targets = runner.backend.batch_source(X_in), runner.backend.batch_source(Y)
         return TrainingSession(runner, inputs, targets, state, seed, step, epoch,
                                X_in.shape[0], batch_size, spec.shuffle_indices, row_weights,
                                comm=comm)
+
+    def _kept_runner(self, model, backend, sizes, comm):
+        """The runner kept from the last training call, if its buffers serve
+        this one (see KEEP_TRAINING_BUFFERS_BYTES); it is given up either way,
+        so a call that fails leaves none behind."""
+        runner, self._kept_training_runner = getattr(self, "_kept_training_runner", None), None
+        if runner is None or comm.size != 1:
+            return None
+        if not runner.can_train(model, backend, *sizes, bool(self.sparse_input_update)):
+            return None
+        return runner
+
+    def _keep_runner(self, session, keep):
+        """Keep ``session``'s runner for the next training call when ``keep``
+        and its buffers are small enough; its parameters are let go."""
+        runner = session.runner
+        if not keep or session.comm.size != 1:
+            return
+        buffers = runner_bytes(runner.model, runner.batch_size, runner.inputs.indices.shape[0],
+                               runner.targets.indices.shape[0],
+                               sparse_input_update=runner.sparse_input_update,
+                               backend=runner.backend)["batch buffers"]
+        if buffers <= KEEP_TRAINING_BUFFERS_BYTES:
+            runner.release_parameters()
+            self._kept_training_runner = runner
+
+    def __getstate__(self):
+        # Kept training buffers are a cache: never pickled (nor saved).
+        state = dict(super().__getstate__())
+        state.pop("_kept_training_runner", None)
+        return state
 
     def _initialize_output(self, model, Y, row_weights):
         """Hook: adjust a freshly initialised model to its targets (default: nothing).
@@ -302,9 +343,13 @@ class SparseNetworkEstimator(BaseEstimator):
         self.loss_curve_.append(loss)
         return loss
 
-    def _end_training(self, session):
-        """Publish the session's model and counters as fitted attributes."""
+    def _end_training(self, session, keep_buffers=False):
+        """Publish the session's model and counters as fitted attributes.
+
+        With ``keep_buffers`` (the next call may continue: ``warm_start`` or
+        ``partial_fit``) the runner's buffers are kept for it."""
         session.runner.sync_to_model()
+        self._keep_runner(session, keep_buffers)
         self.model_, self._seed_ = session.runner.model, session.seed
         self._optimizer_state_ = session.optimizer
         self.n_steps_, self.n_epochs_ = session.step, session.epoch
@@ -321,11 +366,21 @@ class SparseNetworkEstimator(BaseEstimator):
         ``monitor`` (a :class:`StoppingMonitor`) sees the model after every epoch.
         """
         session = self._start_training(X_in, Y, spec, row_weights)
+        self._train_epochs(session, int(self.epochs), monitor)
+        self._end_training(session, keep_buffers=bool(self.warm_start))
+        if monitor is not None:
+            monitor.restore_best(self.model_)
+        return self
+
+    def _train_epochs(self, session, epochs, monitor=None):
+        """Run up to ``epochs`` epochs of ``session``, reporting progress, until
+        ``monitor`` (if any) says stop. Returns the last epoch's loss."""
+        loss = None
         # Sharded: the loss is summed over ranks, so divergence is seen by all
         # at once; any other failure of one rank inside the steps aborts the job.
         with abort_on_error(session.comm, shared=(FloatingPointError,)), \
-                _progress(self.verbose, int(self.epochs)) as bar:
-            for _ in range(int(self.epochs)):
+                _progress(self.verbose, epochs) as bar:
+            for _ in range(epochs):
                 started = time.perf_counter()
                 loss = self._run_epoch(session)
                 stop = monitor is not None and monitor.epoch_done(session, loss)
@@ -335,10 +390,7 @@ class SparseNetworkEstimator(BaseEstimator):
                     if self.verbose:
                         bar.write(monitor.reason)
                     break
-        self._end_training(session)
-        if monitor is not None:
-            monitor.restore_best(self.model_)
-        return self
+        return loss
 
     # -- inference ------------------------------------------------------------
     def _forward_chunks(self, X_in, activate_output=True, model=None):

@@ -2,7 +2,6 @@
 network they build, input checks, sample weights, early stopping and partial_fit."""
 
 import numbers
-import time
 
 import numpy as np
 import scipy.sparse as sp
@@ -17,8 +16,6 @@ from ._base import (
     StoppingMonitor,
     _check_number,
     _check_positive_int,
-    _progress,
-    _report_epoch,
 )
 
 
@@ -280,12 +277,8 @@ class SparseMLPBase(SparseNetworkEstimator):
             else:
                 spec = self.model_.spec
         session = self._start_training(self._inputs(X), Y, spec, weights, resume=not first)
-        with _progress(self.verbose, 1) as bar:
-            started = time.perf_counter()
-            loss = self._run_epoch(session)
-            _report_epoch(bar, self.verbose, session.epoch, loss, None,
-                          time.perf_counter() - started)
-        self._end_training(session)
+        loss = self._train_epochs(session, 1)
+        self._end_training(session, keep_buffers=True)
         self._publish_labels(encoding)
         self.n_iter_ = self.n_epochs_
         if first:

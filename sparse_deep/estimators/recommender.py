@@ -75,7 +75,9 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
         epochs, penalties) still come from this estimator.
     warm_start : bool, default=False
         Continue training the fitted model (weights, optimizer state, epoch
-        count) on the next ``fit`` instead of starting again.
+        count) on the next ``fit`` instead of starting again. The training
+        buffers are then kept between fits, up to 1 GiB (as with
+        ``partial_fit``), so that the next call does not allocate them again.
     device : {"cpu", "cuda", "auto"}, default="cpu"
         Where fit and inference run: the CPU, an NVIDIA GPU through numba.cuda
         (an error saying what numba.cuda found when it cannot use one), or the
@@ -232,27 +234,65 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
         self
         """
         with ranks_agree(self._communicator()):  # bad data on one rank raises on all
-            X = validate_data(self, X, accept_sparse="csr", dtype=np.float32, reset=True,
-                              ensure_min_samples=1)
-            X = as_interactions(X)
-            if y is None:
-                Y = X
-            else:
-                if not sp.issparse(y):
-                    y = np.asarray(y)
-                    y = y.reshape(-1, 1) if y.ndim == 1 else y
-                Y = as_interactions(y, name="y")
-                if Y.shape[0] != X.shape[0]:
-                    raise ValueError(
-                        f"y has {Y.shape[0]} rows but X has {X.shape[0]}; y must hold one "
-                        "target row per row of X"
-                    )
-            if X.nnz == 0:
-                raise ValueError("X holds no interactions (every entry is zero); nothing to learn")
+            X, Y = self._training_data(X, y, reset=True)
             spec = self._network_spec(X.shape[1], Y.shape[1])
         self._fit_network(self._inputs(X), Y, spec)
         self.n_items_ = Y.shape[1]
         return self
+
+    def partial_fit(self, X, y=None):
+        """Train one epoch on ``X``, continuing the fitted model if there is one.
+
+        ``k`` calls on the same data give the same model as ``fit`` with
+        ``epochs=k``. The training buffers are kept between calls (up to 1 GiB),
+        so a loop of calls costs about what the same epochs cost in one ``fit``.
+
+        Parameters
+        ----------
+        X : sparse matrix of shape (n_users, n_items)
+        y : sparse matrix of shape (n_users, n_outputs), optional
+            Targets, as in :meth:`fit`.
+
+        Returns
+        -------
+        self
+        """
+        first = not hasattr(self, "model_")
+        with ranks_agree(self._communicator()):
+            X, Y = self._training_data(X, y, reset=first)
+            if first:
+                spec = self._network_spec(X.shape[1], Y.shape[1])
+            else:
+                spec = self.model_.spec
+                if Y.shape[1] != self.n_items_:
+                    raise ValueError(f"y has {Y.shape[1]} columns but the model was fitted "
+                                     f"with {self.n_items_} outputs")
+        session = self._start_training(self._inputs(X), Y, spec, resume=not first)
+        self._train_epochs(session, 1)
+        self._end_training(session, keep_buffers=True)
+        self.n_items_ = Y.shape[1]
+        return self
+
+    def _training_data(self, X, y, reset):
+        """Validated inputs and targets (CSR, float32, same rows)."""
+        X = validate_data(self, X, accept_sparse="csr", dtype=np.float32, reset=reset,
+                          ensure_min_samples=1)
+        X = as_interactions(X)
+        if y is None:
+            Y = X
+        else:
+            if not sp.issparse(y):
+                y = np.asarray(y)
+                y = y.reshape(-1, 1) if y.ndim == 1 else y
+            Y = as_interactions(y, name="y")
+            if Y.shape[0] != X.shape[0]:
+                raise ValueError(
+                    f"y has {Y.shape[0]} rows but X has {X.shape[0]}; y must hold one "
+                    "target row per row of X"
+                )
+        if X.nnz == 0:
+            raise ValueError("X holds no interactions (every entry is zero); nothing to learn")
+        return X, Y
 
     # -- inference ------------------------------------------------------------
     def _check_X(self, X):
