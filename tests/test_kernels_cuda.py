@@ -246,12 +246,19 @@ def test_runner_bytes_counts_what_the_runner_allocates(sparse_input_update):
 # --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_gather_rows_and_upload(bk, dtype):
-    """Batches come from the host data set through alternating staging slots."""
+@pytest.mark.parametrize("on_gpu", [True, False])
+def test_gather_rows_and_upload(bk, dtype, on_gpu, monkeypatch):
+    """Batches come from a data set copied to the GPU whole, or, when it is
+    large against the free memory, from the host through alternating staging
+    slots."""
+    from sparse_deep.backends.cuda.backend import DeviceCSRSource, HostCSRSource
+
+    monkeypatch.setattr(type(bk), "DEVICE_DATA_SHARE", 0.25 if on_gpu else 0.0)
     rng = np.random.default_rng(0)
     x = sp.csr_matrix(np.where(rng.random((10, 8)) < 0.4, rng.uniform(0.5, 2, (10, 8)), 0)
                       .astype(dtype))
     source = bk.batch_source(x)
+    assert isinstance(source, DeviceCSRSource if on_gpu else HostCSRSource)
     batch = CSRBlock.empty(6, 40, dtype, bk)
     row_ids = bk.zeros(6, np.int64)
     for rows in ([3, 1, 4, 1, 5, 9], [2, 7], [0, 8, 6]):  # three loads: both slots, reused

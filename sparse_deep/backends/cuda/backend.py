@@ -49,6 +49,36 @@ class HostCSRSource:
         return self._slots[self._turn]
 
 
+class DeviceCSRSource:
+    """A CSR data set copied to the GPU once; batches are gathered there.
+
+    Only the row offsets stay on the host too, so that a batch's offsets and
+    size are known without asking the GPU. Used when the data set takes a
+    small part of the free GPU memory (see ``CUDABackend.batch_source``).
+    """
+
+    def __init__(self, matrix, stream):
+        self.host_indptr = np.ascontiguousarray(matrix.indptr, dtype=np.int64)
+        self.indptr = cuda.to_device(self.host_indptr, stream=stream)
+        self.indices = cuda.to_device(np.ascontiguousarray(matrix.indices, dtype=np.int32),
+                                      stream=stream)
+        self.data = cuda.to_device(np.ascontiguousarray(matrix.data), stream=stream)
+
+    @staticmethod
+    def nbytes(matrix):
+        return (matrix.shape[0] + 1) * 8 + matrix.nnz * (4 + matrix.data.dtype.itemsize)
+
+    def gather_plan(self, rows):
+        """``rows`` followed by the batch's row offsets (int64, host): what the
+        GPU's gather needs, in one array so that one upload carries it."""
+        b = rows.shape[0]
+        plan = np.empty(2 * b + 1, dtype=np.int64)
+        plan[:b] = rows
+        plan[b] = 0
+        np.cumsum(self.host_indptr[rows + 1] - self.host_indptr[rows], out=plan[b + 1:])
+        return plan
+
+
 class _StagingSlot:
     def __init__(self, n_indptr, capacity, dtype):
         self.shape = (n_indptr, capacity, dtype)
@@ -61,14 +91,19 @@ class _StagingSlot:
 
 
 class _UploadRing:
-    """Two pinned buffers for small asynchronous host-to-device copies."""
+    """Pinned buffers, used in turn, for small asynchronous host-to-device
+    copies. A buffer is reused once its last copy is done; with a few uploads
+    a step, eight of them let the host run about two steps ahead of the GPU
+    before it waits."""
+
+    SLOTS = 8
 
     def __init__(self):
         self._buffers = {}
         self._turn = 0
 
     def stage(self, values):
-        self._turn ^= 1
+        self._turn = (self._turn + 1) % self.SLOTS
         key = (values.dtype, self._turn)
         entry = self._buffers.get(key)
         if entry is None or entry[0].shape[0] < values.shape[0]:
@@ -105,6 +140,7 @@ class CUDABackend(Backend):
         self.stream = cuda.stream()
         self.copy_stream = cuda.stream()
         self._scratch = {}
+        self._scratch_views = {}
         self._constants = {}
         self._uploads = _UploadRing()
 
@@ -131,9 +167,11 @@ class CUDABackend(Backend):
 
     def upload(self, dst, values):
         values = np.ascontiguousarray(values, dtype=dst.dtype)
-        if values.shape[0]:
+        n = values.shape[0]
+        if n:
             staged, done = self._uploads.stage(values)
-            dst[: values.shape[0]].copy_to_device(staged, stream=self.stream)
+            # Slicing a device array costs tens of µs in Python: only when needed.
+            (dst if dst.shape[0] == n else dst[:n]).copy_to_device(staged, stream=self.stream)
             done.record(self.stream)
 
     def copy(self, dst, src):
@@ -149,13 +187,18 @@ class CUDABackend(Backend):
         """A device array of ``size`` entries kept between calls (grown as needed;
         a growth that cannot fit raises the memory check's MemoryError)."""
         size = max(int(size), 1)
+        view = self._scratch_views.get((name, size))
+        if view is not None and view.dtype == np.dtype(dtype):
+            return view  # slicing a device array costs tens of µs in Python
         buf = self._scratch.get(name)
         if buf is None or buf.shape[0] < size or buf.dtype != np.dtype(dtype):
             self._scratch.pop(name, None)
+            self._scratch_views = {k: v for k, v in self._scratch_views.items() if k[0] != name}
             self.check_memory({f"scratch for {name.replace('_', ' ')}":
                                size * np.dtype(dtype).itemsize})
             buf = self._scratch[name] = cuda.device_array(size, dtype=dtype, stream=self.stream)
-        return buf[:size]
+        view = self._scratch_views[(name, size)] = buf[:size]
+        return view
 
     def scratch_bytes(self, n_rows, max_input_nnz, max_target_nnz, itemsize):
         """Device memory this backend adds to a Runner's buffers for one fit:
@@ -183,10 +226,32 @@ class CUDABackend(Backend):
         return out
 
     # -- batches ------------------------------------------------------------------
+    # A data set is copied to the GPU whole when it takes at most this share of
+    # the free memory (after the model and buffers); larger ones stay on the
+    # host and are copied a batch at a time.
+    DEVICE_DATA_SHARE = 0.25
+
     def batch_source(self, matrix):
+        free, _ = memory.memory_info()
+        if DeviceCSRSource.nbytes(matrix) <= self.DEVICE_DATA_SHARE * free:
+            return DeviceCSRSource(matrix, self.stream)
         return HostCSRSource(matrix)
 
     def gather_rows(self, source, rows, batch):
+        """Load rows ``rows`` of a data set into the device ``batch`` buffers;
+        returns the nnz. A :class:`DeviceCSRSource` gathers on the GPU with no
+        wait; a :class:`HostCSRSource` goes through its staging slots."""
+        if isinstance(source, DeviceCSRSource):
+            plan = source.gather_plan(np.ascontiguousarray(rows, dtype=np.int64))
+            device_plan = self.scratch("gather_plan", plan.shape[0], np.int64)
+            self.upload(device_plan, plan)
+            sparse.gather_rows(source.indptr, source.indices, source.data, device_plan,
+                               rows.shape[0], batch.indptr, batch.indices, batch.data,
+                               self.stream)
+            return int(plan[-1])
+        return self._gather_host_rows(source, rows, batch)
+
+    def _gather_host_rows(self, source, rows, batch):
         """Copy rows ``rows`` of a host data set into the device ``batch`` buffers.
 
         The rows are gathered on the host (the CPU backend's kernel) into a

@@ -22,6 +22,34 @@ from .scan import exclusive_scan
 FIRST = np.int32(2**31 - 1)
 
 
+# -- batches from a data set held on the GPU --------------------------------------
+@cuda.jit
+def _gather_rows(src_indptr, src_indices, src_data, plan, n_rows, out_indptr, out_indices,
+                 out_data):
+    """Copy the entries of the batch's rows into the batch (one block per row).
+    ``plan`` holds the rows, then the batch's row offsets (n_rows + 1)."""
+    for r in range(cuda.blockIdx.x, n_rows, cuda.gridDim.x):
+        start = src_indptr[plan[r]]
+        out = plan[n_rows + r]
+        if cuda.threadIdx.x == 0:
+            out_indptr[r + 1] = plan[n_rows + r + 1]
+            if r == 0:
+                out_indptr[0] = 0
+        for j in range(cuda.threadIdx.x, plan[n_rows + r + 1] - out, cuda.blockDim.x):
+            out_indices[out + j] = src_indices[start + j]
+            out_data[out + j] = src_data[start + j]
+
+
+def gather_rows(src_indptr, src_indices, src_data, plan, n_rows, out_indptr, out_indices,
+                out_data, stream):
+    """The batch of ``n_rows`` rows of a device CSR data set, into the batch
+    buffers; ``plan`` (on the device) is the rows followed by the batch's row
+    offsets, so that one upload carries both."""
+    if n_rows:
+        _gather_rows[launch.blocks_for(n_rows, 1), launch.THREADS, stream](
+            src_indptr, src_indices, src_data, plan, n_rows, out_indptr, out_indices, out_data)
+
+
 # -- denoising ---------------------------------------------------------------------
 @cuda.jit
 def _denoise_count(indptr, indices, row_ids, n_rows, n_features, offset, key, p, kept):
