@@ -124,6 +124,24 @@ def test_cuda_without_a_usable_gpu_says_what_was_found(monkeypatch):
     assert not hasattr(est, "model_")
 
 
+def test_a_cuda_compiler_that_cannot_load_is_reported_before_any_work():
+    """numba-cuda 0.30.4 under numpy 2.5 failed at the first kernel compile,
+    inside a fit; the check finds it when the device is chosen."""
+    from sparse_deep.backends import cuda_compiler_problem
+
+    def numpy_2_5(name):
+        raise AttributeError("module 'numpy' has no attribute 'row_stack'")
+
+    def other_layout(name):
+        raise ModuleNotFoundError(name)
+
+    report = cuda_compiler_problem(numpy_2_5)
+    assert "cannot compile kernels" in report and "install numpy<2.5" in report
+    assert cuda_compiler_problem(other_layout) is None
+    if not simulated:  # the simulator replaces numba.cuda's modules; the check skips it
+        assert cuda_compiler_problem() is None
+
+
 def test_auto_never_picks_the_simulator(bk):
     assert bk.name == "cuda"
     if simulated:

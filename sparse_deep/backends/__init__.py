@@ -1,5 +1,6 @@
 """Compute backends behind one interface (:class:`~sparse_deep.backends.base.Backend`)."""
 
+import importlib
 import os
 
 from .base import Backend
@@ -22,6 +23,9 @@ def cuda_device_status():
         return False, False, f"numba.cuda cannot be imported ({exc})"
     if config.ENABLE_CUDASIM or "simulator" in getattr(cuda.jit, "__module__", ""):
         return True, True, "numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1)"
+    problem = cuda_compiler_problem()
+    if problem:
+        return False, False, problem
     if not cuda.is_available():
         reason = cuda.cuda_error()
         reason = " ".join(str(reason).split()) if reason else "no CUDA-capable GPU was found"
@@ -35,6 +39,26 @@ def cuda_device_status():
         return False, False, ("numba.cuda found a CUDA driver but could not open a GPU: "
                               + " ".join(str(exc).split()))
     return True, False, f"{name} (compute capability {major}.{minor})"
+
+
+def cuda_compiler_problem(import_module=importlib.import_module):
+    """Why numba.cuda's kernel compiler cannot load here, or None.
+
+    Its typing modules are imported when the first kernel compiles; a failure
+    there would surface in the middle of a fit. Seen on a GPU machine:
+    numba-cuda 0.30.4 with numpy 2.5, which removed ``np.row_stack``.
+    """
+    try:
+        import_module("numba.cuda.cudaimpl")
+    except ImportError:  # a numba.cuda laid out otherwise: nothing known to check
+        return None
+    except Exception as exc:
+        hint = (" numpy 2.5 removed np.row_stack, which this numba-cuda still uses: install "
+                "numpy<2.5 (pip install 'sparse_deep[cuda]' does) or a numba-cuda that supports "
+                "it." if "row_stack" in str(exc) else "")
+        return (f"numba.cuda cannot compile kernels here ({type(exc).__name__}: "
+                f"{' '.join(str(exc).split())}).{hint}")
+    return None
 
 
 # Launchers' environment variables for a process's rank on its own machine.
