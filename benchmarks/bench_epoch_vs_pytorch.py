@@ -5,7 +5,10 @@ Both train the same autoencoder on the same data on the CPU, with every core
 ``--device cuda`` both on the GPU (ours with device="cuda", torch's tensors
 on "cuda", torch.cuda.synchronize() before each epoch's clock stops), the same hidden size,
 batch size, optimizer and learning rate. Epochs alternate between the two after
-one warm-up epoch each (which also compiles numba's kernels); the median of the
+one warm-up epoch each (which also compiles numba's kernels), one epoch a turn,
+or ``--block N`` epochs a turn (on this project's virtual machines a short
+epoch right after the other process's runs up to 1.5x slower than epochs run
+back to back, as a real fit runs them); the median of the
 timed epochs is reported with the ratio torch / sparse_deep (> 1: we are
 faster). After the timed epochs (30 in all on the real data sets, the
 estimator's default; 4 on synth100k) both models are scored on the test split
@@ -39,7 +42,7 @@ matmul, torch's log_softmax / BCE-with-logits, torch.optim.Adam.
 Usage
     python benchmarks/bench_epoch_vs_pytorch.py [--data-dir DIR]
         [--datasets lastfm ml100k synth100k] [--networks default movielens]
-        [--epochs N] [--device cpu|cuda]
+        [--epochs N] [--block N] [--device cpu|cuda]
         [--output benchmarks/results/epoch_vs_pytorch[_cuda].json]
 
 Needs torch (``pip install torch``; benchmark-only, not a dependency); for
@@ -259,16 +262,18 @@ def ask(conn, command):
     return conn.recv()
 
 
-def benchmark(dataset, network, data_dir, epochs, shape, nnz, device="cpu", settle=0.0):
+def benchmark(dataset, network, data_dir, epochs, shape, nnz, device="cpu", block=1):
     workers = {framework: start_worker(framework, dataset, network, data_dir, device)
                for framework in ("sparse_deep", "pytorch")}
     times = {framework: [] for framework in workers}
     for framework, (_, conn) in workers.items():
         ask(conn, "epoch")  # warm-up: numba compiles, torch allocates
-    for _ in range(epochs):  # alternate, so drifts in machine load hit both
+    # Alternate, so that drifts in machine load hit both: ``block`` epochs of
+    # one framework, then as many of the other.
+    for start in range(0, epochs, block):
         for framework, (_, conn) in workers.items():
-            time.sleep(settle)  # the other worker's idle threads stop spinning
-            times[framework].append(ask(conn, "epoch"))
+            for _ in range(min(block, epochs - start)):
+                times[framework].append(ask(conn, "epoch"))
     recall = {framework: ask(conn, "recall") for framework, (_, conn) in workers.items()}
     for process, conn in workers.values():
         ask(conn, "stop")
@@ -278,7 +283,7 @@ def benchmark(dataset, network, data_dir, epochs, shape, nnz, device="cpu", sett
         "dataset": dataset, "network": network, "device": device, "shape": list(shape),
         "nnz": int(nnz),
         "hidden": net["hidden"], "batch_size": BATCH, "optimizer": "adam",
-        "learning_rate": LEARNING_RATE, "epochs_trained": epochs + 1, "settle_s": settle,
+        "learning_rate": LEARNING_RATE, "epochs_trained": epochs + 1, "block": block,
         "sparse_deep_s_per_epoch": statistics.median(times["sparse_deep"]),
         "pytorch_s_per_epoch": statistics.median(times["pytorch"]),
         "sparse_deep_epochs_s": times["sparse_deep"], "pytorch_epochs_s": times["pytorch"],
@@ -328,8 +333,10 @@ def main(argv=None):
                              "epochs; 3 on synth100k)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                         help="where both frameworks train (default: cpu)")
-    parser.add_argument("--settle", type=float, default=0.0,
-                        help="seconds to wait before each timed epoch")
+    parser.add_argument("--block", type=int, default=1,
+                        help="epochs each framework runs per turn (default 1: strict "
+                             "alternation; more measures epochs run back to back, as in "
+                             "a real fit, while still alternating)")
     parser.add_argument("--output", default=None,
                         help="default: benchmarks/results/epoch_vs_pytorch.json, "
                              "epoch_vs_pytorch_cuda.json with --device cuda")
@@ -351,7 +358,7 @@ def main(argv=None):
         for network in args.networks:
             epochs = args.epochs or (3 if dataset == "synth100k" else 29)
             r = benchmark(dataset, network, args.data_dir, epochs, train.shape, train.nnz,
-                          args.device, args.settle)
+                          args.device, args.block)
             rows.append(r)
             print(f"{dataset:10s} {network:10s} {r['sparse_deep_s_per_epoch']:10.3f} "
                   f"{r['pytorch_s_per_epoch']:10.3f} {r['speedup']:6.2f} "
