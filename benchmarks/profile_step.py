@@ -1,11 +1,12 @@
 """Where a training epoch's time goes, per backend operation.
 
-Fits SparseAutoencoderRecommender's default network on a data set and times
-every call the engine makes into its backend (gather, GEMM, output pass,
-optimizer updates, ...). On the GPU each timed call waits for the device
-before and after, so the figures are the kernels' own time plus their launch
-cost; the waits slow the fit down a little, which is why the epoch times
-are measured separately, without the timers.
+Fits SparseAutoencoderRecommender (its default network, or DSSTNE's MovieLens
+network with --network movielens) on a data set and times every call the
+engine makes into its backend (gather, GEMM, output pass, optimizer updates,
+...). On the GPU each timed call waits for the device before and after, so
+the figures are the kernels' own time plus their launch cost; the waits slow
+the fit down a little, which is why the epoch times are measured separately,
+without the timers.
 
 It also separates the cost of a ``fit`` call from that of its epochs: the
 benchmark against PyTorch runs one epoch per ``fit`` (warm start), so a large
