@@ -50,12 +50,10 @@ Needs torch (``pip install torch``; benchmark-only, not a dependency); for
 """
 
 import argparse
-import json
 import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -65,6 +63,7 @@ import numpy as np
 import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _results import write_json  # noqa: E402
 
 # torch is imported inside its worker process only (see worker()).
 torch = None
@@ -293,14 +292,6 @@ def benchmark(dataset, network, data_dir, epochs, shape, nnz, device="cpu", bloc
     return row
 
 
-def write_json(path, payload):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
-        json.dump(payload, f, indent=2)
-    os.replace(f.name, path)
-
-
 def _torch_version():
     try:
         import torch
@@ -373,7 +364,6 @@ def main(argv=None):
         "machine": machine,
         "results": rows,
     })
-    print(f"wrote {args.output}")
 
 
 if __name__ == "__main__":

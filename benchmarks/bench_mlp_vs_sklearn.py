@@ -16,11 +16,9 @@ Usage
 """
 
 import argparse
-import json
 import os
 import platform
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -32,6 +30,7 @@ from sklearn.metrics import accuracy_score, f1_score, log_loss
 from sklearn.neural_network import MLPClassifier
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _results import write_json  # noqa: E402
 
 import sparse_deep  # noqa: E402
 from sparse_deep import SparseMLPClassifier  # noqa: E402
@@ -158,11 +157,7 @@ def main(argv=None):
     }
     print_table(results)
     out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=out.parent, delete=False, suffix=".tmp") as f:
-        json.dump(results, f, indent=2)
-    os.replace(f.name, out)
-    print(f"wrote {out}")
+    write_json(out, results)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from _results import write_json  # noqa: E402
 
 HIDDEN, BATCH = 256, 128
 
@@ -102,10 +103,7 @@ def main(argv=None):
     out = Path(args.output)
     result = {"users": args.users, "items": args.items, "hidden": HIDDEN, "batch": BATCH,
               "cpu_count": os.cpu_count(), "results": rows}
-    with tempfile.NamedTemporaryFile("w", dir=out.parent, delete=False, suffix=".tmp") as f:
-        json.dump(result, f, indent=2)
-    os.replace(f.name, out)
-    print(f"wrote {out}")
+    write_json(out, result)
 
 
 if __name__ == "__main__":

@@ -13,11 +13,9 @@ Usage
 """
 
 import argparse
-import json
 import os
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +23,7 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _results import write_json  # noqa: E402
 
 import bench_epoch_vs_pytorch as epoch_bench  # noqa: E402
 from sparse_deep import SparseAutoencoderRecommender  # noqa: E402
@@ -104,11 +103,7 @@ def main(argv=None):
         print(f"{d:8s} {n:10s} {cells[0]:>30s} {cells[1]:>30s} {gap:>28s} "
               f"{row['p_value']:6.3f}", flush=True)
     out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=out.parent, delete=False, suffix=".tmp") as f:
-        json.dump({"results": rows}, f, indent=2)
-    os.replace(f.name, out)
-    print(f"wrote {out}")
+    write_json(out, {"results": rows})
 
 
 if __name__ == "__main__":

@@ -17,11 +17,9 @@ Usage
 """
 
 import argparse
-import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,6 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _results import write_json  # noqa: E402
 
 from sparse_deep import SparseAutoencoderRecommender  # noqa: E402
 from sparse_deep.backends import get_backend  # noqa: E402
@@ -100,11 +99,7 @@ def main(argv=None):
         print(f"{name:16s} {str(scores.shape):>16s} {t_ours * 1e3:9.1f} {t_numpy * 1e3:9.1f} "
               f"{row['speedup']:6.2f}", flush=True)
     out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=out.parent, delete=False, suffix=".tmp") as f:
-        json.dump({"cpus": os.cpu_count(), "results": rows}, f, indent=2)
-    os.replace(f.name, out)
-    print(f"wrote {out}")
+    write_json(out, {"cpus": os.cpu_count(), "results": rows})
 
 
 if __name__ == "__main__":

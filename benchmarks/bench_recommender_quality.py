@@ -20,11 +20,9 @@ Usage
 """
 
 import argparse
-import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from functools import partial
 from pathlib import Path
@@ -33,6 +31,7 @@ import numpy as np
 
 # Benchmark the working tree even when the package is not installed.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _results import write_json  # noqa: E402
 
 from sparse_deep.datasets import load_lastfm, load_movielens_100k  # noqa: E402
 from sparse_deep.metrics import ndcg_at_k, recall_at_k  # noqa: E402
@@ -150,16 +149,6 @@ def verdict(dataset, rows):
             f"{' and '.join(by_model)} on both recall@{K} and ndcg@{K}.")
 
 
-def write_json_atomically(path, payload):
-    """Write JSON to a temporary file beside ``path``, then rename it over."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp",
-                                     delete=False, encoding="utf-8") as handle:
-        json.dump(payload, handle, indent=2)
-        handle.write("\n")
-    os.replace(handle.name, path)
-
-
 def environment():
     import implicit
     import scipy
@@ -217,7 +206,7 @@ def main(argv=None):
         return 1
     print()
     print("\n".join(verdicts))
-    write_json_atomically(args.output, {
+    write_json(args.output, {
         "k": K,
         "protocol": "all items ranked, training items excluded, averaged over "
                     "users with at least one test item",

@@ -24,7 +24,6 @@ import os
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -33,6 +32,7 @@ import scipy.sparse as sp
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from _results import write_json  # noqa: E402
 
 HIDDEN, BATCH = 256, 128
 
@@ -120,12 +120,8 @@ def main(argv=None):
               f"{gib(r['rss_before_fit_bytes']):>7s} {gib(r['accounted_total_bytes']):>9s}",
               flush=True)
     out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=out.parent, delete=False, suffix=".tmp") as f:
-        json.dump({"cpus": os.cpu_count(), "hidden": HIDDEN, "batch_size": BATCH,
-                   "results": rows}, f, indent=2)
-    os.replace(f.name, out)
-    print(f"wrote {out}")
+    write_json(out, {"cpus": os.cpu_count(), "hidden": HIDDEN, "batch_size": BATCH,
+                     "results": rows})
 
 
 if __name__ == "__main__":

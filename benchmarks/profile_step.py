@@ -19,7 +19,6 @@ Usage
 
 import argparse
 import collections
-import json
 import sys
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _results import write_json  # noqa: E402
 
 from sparse_deep import SparseAutoencoderRecommender  # noqa: E402
 from sparse_deep.datasets import load_lastfm, load_movielens_100k  # noqa: E402
@@ -110,19 +110,21 @@ def main(argv=None):
     rows = sorted(((name, count, seconds) for name, (count, seconds) in totals.items()),
                   key=lambda row: -row[2])
     scale = args.epochs / (args.epochs + 1)
-    print(f"{args.dataset} {X.shape}, {args.network} network, on {args.device}: {per_epoch:.4f} s/epoch "
-          f"({1e3 * per_epoch / steps_per_epoch:.2f} ms/step), {per_fit:.4f} s fixed per fit call")
+    print(f"{args.dataset} {X.shape}, {args.network} network, on {args.device}: "
+          f"{per_epoch:.4f} s/epoch ({1e3 * per_epoch / steps_per_epoch:.2f} ms/step), "
+          f"{per_fit:.4f} s fixed per fit call")
     print(f"under the timers: {profiled:.3f} s for {args.epochs} epochs")
     print(f"{'operation':28s} {'calls/step':>10s} {'ms/step':>8s}")
     for name, count, seconds in rows:
         print(f"{name:28s} {scale * count / steps:10.2f} {1e3 * scale * seconds / steps:8.3f}")
     if args.output:
-        Path(args.output).write_text(json.dumps({
-            "dataset": args.dataset, "network": args.network, "shape": list(X.shape), "device": args.device,
+        write_json(args.output, {
+            "dataset": args.dataset, "network": args.network, "shape": list(X.shape),
+            "device": args.device,
             "s_per_epoch": per_epoch, "s_fixed_per_fit": per_fit,
             "ms_per_step": {name: 1e3 * scale * seconds / steps for name, _, seconds in rows},
             "calls_per_step": {name: scale * count / steps for name, count, _ in rows},
-        }, indent=2))
+        })
 
 
 if __name__ == "__main__":

@@ -13,10 +13,7 @@ Usage
 """
 
 import argparse
-import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,6 +22,7 @@ from sklearn.metrics import accuracy_score, f1_score, log_loss
 from sklearn.model_selection import train_test_split
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _results import write_json  # noqa: E402
 
 from sparse_deep import SparseMLPClassifier  # noqa: E402
 from sparse_deep.datasets import load_a9a, load_bibtex  # noqa: E402
@@ -120,11 +118,7 @@ def main(argv=None):
             shown = "  ".join(f"{k} {v:.4f}" for k, v in mean.items())
             print(f"{name:6s} {shown}  {jsonable(change) or 'base'}", flush=True)
     out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=out.parent, delete=False, suffix=".tmp") as f:
-        json.dump(results, f, indent=2)
-    os.replace(f.name, out)
-    print(f"wrote {out}")
+    write_json(out, results)
 
 
 if __name__ == "__main__":

@@ -11,16 +11,14 @@ Usage
 
 import argparse
 import itertools
-import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _results import write_json  # noqa: E402
 
 from sparse_deep import SparseAutoencoderRecommender  # noqa: E402
 from sparse_deep.datasets import load_lastfm, load_movielens_100k, per_user_split  # noqa: E402
@@ -89,11 +87,7 @@ def main(argv=None):
             print(f"{name:7s} recall@20 {row['recall@20']:.4f}  ndcg@20 {row['ndcg@20']:.4f}  "
                   f"fit {row['fit_seconds']:6.1f}s  {row['params']}", flush=True)
     out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=out.parent, delete=False, suffix=".tmp") as f:
-        json.dump(results, f, indent=2)
-    os.replace(f.name, out)
-    print(f"wrote {out}")
+    write_json(out, results)
 
 
 if __name__ == "__main__":
