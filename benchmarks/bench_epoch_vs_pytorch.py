@@ -37,8 +37,8 @@ has used no CPU for 2 ms (read from /proc/PID/task/*/schedstat): torch's
 OpenMP threads keep spinning for about 8 ms after its epoch returns (7.3 ms
 of CPU, measured here), and an epoch started inside that window shares a core
 with them (our ML-100K epoch: 51 ms instead of 32). Our workers sleep at once,
-so the wait before torch's epochs is just the 2 ms quiet window. Where schedstat cannot be read, no
-wait is made and the results say so.
+so the wait before torch's epochs is just the 2 ms quiet window. Where
+schedstat cannot be read, no wait is made and the results say so.
 
 The PyTorch model is written the way a user would: torch.sparse CSR batches
 built from scipy row slices, torch.sparse.mm for the input layer, dense
@@ -88,6 +88,12 @@ NETWORKS = {
                       denoise=0.2, shuffle=False, penalty=(0.5, 2.0),
                       estimator={"network": MOVIELENS_CONFIG, "normalize_input": False}),
 }
+
+
+def estimator_params(net):
+    """SparseAutoencoderRecommender's parameters for one of NETWORKS."""
+    return dict(hidden_layer_sizes=(net["hidden"],), batch_size=BATCH,
+                learning_rate=LEARNING_RATE, **net["estimator"])
 
 
 # -- data ---------------------------------------------------------------------------
@@ -209,9 +215,8 @@ class OursAutoencoder:
     def __init__(self, n_items, net, device="cpu"):
         from sparse_deep import SparseAutoencoderRecommender
 
-        self.model = SparseAutoencoderRecommender(
-            hidden_layer_sizes=(net["hidden"],), batch_size=BATCH, learning_rate=LEARNING_RATE,
-            random_state=0, device=device, **net["estimator"])
+        self.model = SparseAutoencoderRecommender(random_state=0, device=device,
+                                                  **estimator_params(net))
 
     def fit_epoch(self, X):
         self.model.partial_fit(X)  # returns once the weights are back on the host

@@ -9,8 +9,8 @@ the fit down a little, which is why the epoch times are measured separately,
 without the timers.
 
 It also separates the cost of a ``fit`` call from that of its epochs: the
-benchmark against PyTorch runs one epoch per ``fit`` (warm start), so a large
-fixed cost per call shows there and not in a long fit.
+benchmark against PyTorch runs one epoch per call (``partial_fit``), so a
+large fixed cost per call shows there and not in a long fit.
 
 Usage
     python benchmarks/profile_step.py [--device cpu|cuda] [--data-dir DIR]
@@ -28,24 +28,21 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _results import write_json  # noqa: E402
 
+from bench_epoch_vs_pytorch import NETWORKS, estimator_params  # noqa: E402
+from bench_epoch_vs_pytorch import load as load_split  # noqa: E402
 from sparse_deep import SparseAutoencoderRecommender  # noqa: E402
-from sparse_deep.datasets import load_lastfm, load_movielens_100k  # noqa: E402
-from sparse_deep.network.samples import movielens_config  # noqa: E402
-
-# The networks of bench_epoch_vs_pytorch.py: the estimator's default, and DSSTNE's
-# MovieLens network (128 sigmoid units, sigmoid output, sparseness penalty).
-NETWORKS = {"default": {}, "movielens": {"network": movielens_config(), "normalize_input": False}}
 
 
 def load(name, data_dir):
-    loader = load_lastfm if name == "lastfm" else load_movielens_100k
-    return loader(data_dir)[0].astype(np.float32)
+    """The training split the benchmark against PyTorch trains on."""
+    return load_split(name, data_dir)[0].astype(np.float32)
 
 
 def fit_seconds(X, device, network, epochs, warm_epochs=0):
     """Seconds for one fit of ``epochs`` epochs, after ``warm_epochs`` untimed ones."""
     model = SparseAutoencoderRecommender(epochs=max(warm_epochs, 1), random_state=0,
-                                         device=device, warm_start=True, **NETWORKS[network])
+                                         device=device, warm_start=True,
+                                         **estimator_params(NETWORKS[network]))
     model.fit(X)  # compiles the kernels
     model.set_params(epochs=epochs)
     start = time.perf_counter()

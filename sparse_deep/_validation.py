@@ -75,11 +75,7 @@ def _row_unit_data(indptr, data):
         s = 0.0
         for p in range(start, end):
             s += float(data[p]) * float(data[p])
-        if s > 0.0:
-            scale = 1.0 / np.sqrt(s)
-            for p in range(start, end):
-                out[p] = data[p] * scale
-        else:
-            for p in range(start, end):
-                out[p] = data[p]
+        scale = 1.0 / np.sqrt(s) if s > 0.0 else 1.0  # a row of stored zeros stays so
+        for p in range(start, end):
+            out[p] = data[p] * scale
     return out
