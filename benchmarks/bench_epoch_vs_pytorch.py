@@ -231,9 +231,10 @@ class OursAutoencoder:
 def worker(framework, dataset, network, data_dir, device, conn):
     """Own one model in its own process; run what the parent asks, reply with results."""
     if framework == "pytorch":
-        # Importing sparse_deep set OMP_WAIT_POLICY=PASSIVE for numba; torch,
-        # imported after this line, gets its OpenMP defaults instead.
+        # Importing sparse_deep set OMP_WAIT_POLICY and GOMP_SPINCOUNT for
+        # numba; torch, imported after these lines, gets its OpenMP defaults.
         os.environ.pop("OMP_WAIT_POLICY", None)
+        os.environ.pop("GOMP_SPINCOUNT", None)
         global torch
         import torch
     train, test = load(dataset, data_dir)

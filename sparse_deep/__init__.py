@@ -12,6 +12,12 @@ import os
 # must be set before the first parallel kernel starts OpenMP; a value the user
 # has already set wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# ... but a worker that must be woken for each of a step's dozen parallel
+# regions costs 15-25 us a wake-up, and far more after the process has idled.
+# The GEMMs run on numba's threads too (backends/cpu/blas.py), so no other
+# pool wants the cores between regions: let the workers spin for about
+# 0.3 ms (10,000 turns of libgomp's wait loop) before they sleep.
+os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 from . import io, metrics  # noqa: E402
 from .estimators import (  # noqa: E402

@@ -869,6 +869,49 @@ def test_gemm_beta_zero_ignores_garbage_in_c(dtype):
     assert np.isnan(c[4:]).all()
 
 
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True)])
+@pytest.mark.parametrize("m,n,k", [(128, 1682, 128), (128, 128, 1682), (300, 70, 9)])
+def test_gemm_gives_the_same_bits_on_any_number_of_threads(m, n, k, trans_a, trans_b):
+    """The engine's three products of a step (forward, weight gradient, hidden
+    delta) on ML-100K's shapes: one thread and every thread give the same
+    bits, and each block is exactly scipy's own single BLAS call on it."""
+    import numba
+    from scipy.linalg import blas as scipy_blas
+    from threadpoolctl import threadpool_limits
+
+    from sparse_deep.backends.cpu.blas import block_count
+
+    rng = np.random.default_rng(m + n + k)
+    a = rng.normal(0, 1, (k, m) if trans_a else (m, k)).astype(np.float32)
+    b = rng.normal(0, 1, (n, k) if trans_b else (k, n)).astype(np.float32)
+    start = rng.normal(0, 1, (m, n)).astype(np.float32)
+    results = []
+    threads = numba.get_num_threads()
+    try:
+        for count in sorted({1, threads}):
+            numba.set_num_threads(count)
+            c = start.copy()
+            gemm(a, b, c, alpha=0.5, beta=1.0, trans_a=trans_a, trans_b=trans_b)
+            results.append(c)
+    finally:
+        numba.set_num_threads(threads)
+    assert all(np.array_equal(r, results[0]) for r in results)
+    blocks = block_count(m, n)
+    assert blocks == 2  # these shapes are cut in two
+    by_rows = m > n
+    op_a, op_b = (a.T if trans_a else a), (b.T if trans_b else b)
+    want = start.copy()
+    cut = ((m if by_rows else n) // 2) // 16 * 16
+    for lo, hi in [(0, cut), (cut, m if by_rows else n)]:
+        part_a = op_a[lo:hi] if by_rows else op_a
+        part_b = op_b if by_rows else op_b[:, lo:hi]
+        part_c = want[lo:hi] if by_rows else want[:, lo:hi]
+        with threadpool_limits(1, user_api="blas"):
+            # C-ordered product as scipy computes it: C^T = B^T A^T in Fortran order.
+            part_c[...] = scipy_blas.sgemm(0.5, part_b.T, part_a.T, beta=1.0, c=part_c.T.copy()).T
+    np.testing.assert_array_equal(results[0], want)
+
+
 def test_gemm_copies_back_when_blas_cannot_work_in_place():
     """The engine only passes C-contiguous arrays (BLAS then writes in place, as
     test_gemm checks); a column slice forces scipy to copy, and the result must

@@ -1,45 +1,207 @@
-"""In-place GEMM on C-ordered arrays through scipy's BLAS.
+"""In-place GEMM on row-major arrays, run on numba's threads.
 
 numpy's ``matmul(out=...)`` cannot accumulate (``C += A @ B``), which the
 forward pass (bias already in C) and the backward pass (a layer feeding several
-others) both need. BLAS can, but wants Fortran order; a C-ordered C is the
+others) both need. BLAS can, but wants Fortran order; a row-major C is the
 Fortran-ordered C^T, so we ask BLAS for ``C^T = op(B)^T op(A)^T`` instead.
 
+Why not let BLAS thread its own calls: a training step alternates GEMMs with
+numba kernels, and the two thread pools handed the cores to each other a
+dozen times a step. A pool's worker that spins after its work steals the core
+the other pool needs; one that sleeps must be woken, which costs 15-25 us here
+and far more after the process has idled (an ML-100K epoch: 21 ms back to
+back, 48 ms after a 0.1 s pause). So :func:`gemm` splits C into one block of
+rows or columns and numba's threads share the blocks out, each block one
+single-threaded BLAS call (through numba's own binding to scipy's BLAS):
+every parallel region of a step is then numba's, and its workers may spin
+between them (``GOMP_SPINCOUNT``, set in ``sparse_deep/__init__.py``).
+
+The blocks depend on C's shape only, never on the number of threads: BLAS
+computes an element at a block's edge with a different inner kernel than one
+inside a block, so a split that followed the threads would give a model that
+differs in the last bit from one machine to the next.
+
 OpenBLAS's worker threads spin for up to 2^28 cycles (about 0.1 s) after each
-call, waiting for the next one. A training step alternates GEMMs with numba
-kernels that want those same cores, so the spinning threads slowed every
-kernel between two GEMMs (on 2 cores: the fused output pass 1.6 -> 0.8 ms, the
-Adam updates 2.9 -> 2.0 ms once the workers sleep at once).
-:func:`sleep_idle_openblas_threads` makes them sleep as soon as a call ends.
+threaded call. :func:`sleep_idle_openblas_threads` makes them sleep as soon as
+a call ends, for BLAS work the user's own code does between our kernels.
 """
 
 import ctypes
+import functools
 import os
 
 import numpy as np
-from scipy.linalg import blas as _blas
+import scipy.linalg.cython_blas  # noqa: F401  the BLAS numba's helper calls, loaded now
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 # OpenBLAS's shortest wait before an idle worker sleeps: 2^4 cycles.
 _THREAD_TIMEOUT = "4"
 
-_GEMM = {np.dtype(np.float32): _blas.sgemm, np.dtype(np.float64): _blas.dgemm}
+# numba's C helper behind np.dot: calls scipy.linalg.cython_blas's ?gemm.
+# Declared by name, so the kernels that call it can be cached.
+_xxgemm = types.ExternalFunction("numba_xxgemm", types.intc(
+    types.char, types.char, types.char, types.intp, types.intp, types.intp,
+    types.voidptr, types.voidptr, types.intp, types.voidptr, types.intp,
+    types.voidptr, types.voidptr, types.intp,
+))
+
+_KIND = {np.dtype(np.float32): np.int8(ord("s")), np.dtype(np.float64): np.int8(ord("d"))}
+_NO_TRANS, _TRANS = np.int8(ord("N")), np.int8(ord("T"))
+
+# Blocks start on multiples of 16 elements (one 64-byte line of float32).
+_ALIGN = 16
+# C is cut into a power of two of blocks, about _BLOCK_WIDTH wide (at least 2
+# blocks from 64 up, at most _MAX_BLOCKS). More, narrower blocks cost BLAS
+# time: on 2 cores, 8 blocks of a 128 x 1,682 x 128 product took 3 % longer
+# than 2, 16 blocks 5 %; a 128 x 128 x 1,682 one 22 % and 24 %.
+_BLOCK_WIDTH = 512
+_MAX_BLOCKS = 64
+
+
+@intrinsic
+def _element_pointer(typingctx, array, offset):
+    """``&array.flat_data[offset]`` as a void pointer (offset in elements)."""
+
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        return builder.bitcast(builder.gep(data, [args[1]]), cgutils.voidptr_t)
+
+    return types.voidptr(array, types.intp), codegen
+
+
+@njit(inline="always")
+def _block_bounds(total, part, parts):
+    """[lo, hi) of block ``part`` of ``parts`` over ``total``, cut at multiples of _ALIGN."""
+    lo = (total * part // parts) // _ALIGN * _ALIGN if part > 0 else 0
+    hi = (total * (part + 1) // parts) // _ALIGN * _ALIGN if part + 1 < parts else total
+    return lo, hi
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def _gemm_blocks(a, lda, b, ldb, c, ldc, k, alpha, beta, trans_a, trans_b, kind, blocks):
+    """C (m x n, row stride ldc) = alpha op(A) op(B) + beta C, one BLAS call per block.
+
+    C is cut into ``blocks`` blocks of rows (when it has more rows than
+    columns) or of columns. ``nogil``: numba's helper takes the GIL the first
+    time it looks BLAS up, possibly from a worker thread.
+    """
+    m, n = c.shape
+    # Fortran computes C^T = op(B)^T op(A)^T: B comes first, the flags swap.
+    flag_b = np.int8(84) if trans_b else np.int8(78)  # 'T' / 'N'
+    flag_a = np.int8(84) if trans_a else np.int8(78)
+    by_rows = m > n
+    total = m if by_rows else n
+    for block in prange(blocks):
+        lo, hi = _block_bounds(total, block, blocks)
+        scalars = np.empty(2, c.dtype)
+        scalars[0] = alpha
+        scalars[1] = beta
+        if hi <= lo:
+            continue
+        if by_rows:  # rows lo:hi of C and of op(A)
+            a_start = lo if trans_a else lo * lda
+            _xxgemm(kind, flag_b, flag_a, n, hi - lo, k, _element_pointer(scalars, 0),
+                    _element_pointer(b, 0), ldb, _element_pointer(a, a_start), lda,
+                    _element_pointer(scalars, 1), _element_pointer(c, lo * ldc), ldc)
+        else:  # columns lo:hi of C and of op(B)
+            b_start = lo * ldb if trans_b else lo
+            _xxgemm(kind, flag_b, flag_a, hi - lo, m, k, _element_pointer(scalars, 0),
+                    _element_pointer(b, b_start), ldb, _element_pointer(a, 0), lda,
+                    _element_pointer(scalars, 1), _element_pointer(c, lo), ldc)
+
+
+def block_count(m, n):
+    """Blocks :func:`gemm` cuts an m x n product into (from the shape alone)."""
+    total = max(m, n)
+    if total < 64:
+        return 1
+    blocks = 2
+    while blocks < _MAX_BLOCKS and total // (2 * blocks) >= _BLOCK_WIDTH:
+        blocks *= 2
+    return blocks
+
+
+def _row_stride(x):
+    """Elements between rows of a 2-D array whose rows are contiguous, else None."""
+    item = x.dtype.itemsize
+    if x.shape[1] > 1 and x.strides[1] != item:
+        return None
+    if x.shape[0] <= 1:  # any stride is legal for a single row; BLAS wants >= columns
+        return max(x.shape[1], 1)
+    if x.strides[0] % item or x.strides[0] < x.shape[1] * item:
+        return None
+    return x.strides[0] // item
 
 
 def gemm(a, b, c, *, alpha=1.0, beta=0.0, trans_a=False, trans_b=False):
-    """``c = alpha * op(a) @ op(b) + beta * c`` in place; all arrays C-contiguous.
+    """``c = alpha * op(a) @ op(b) + beta * c`` in place; returns ``c``.
 
-    ``op(x)`` is ``x.T`` when the matching ``trans_*`` flag is set.
+    ``op(x)`` is ``x.T`` when the matching ``trans_*`` flag is set. All three
+    arrays share one dtype (float32 or float64); ``c``'s rows may be a slice
+    of a wider buffer. Runs on numba's threads, as :func:`block_count`
+    blocks, each a single-threaded BLAS call (BLAS's own threads are held at
+    one for the call): the result is the same for any number of threads.
     """
-    gemm_f = _GEMM[c.dtype]
-    # In Fortran terms: c.T = alpha * op(b).T @ op(a).T + beta * c.T, where a
-    # C-ordered x is the Fortran-ordered x.T, so "transposing" flips the flags.
-    result = gemm_f(
-        alpha, b.T, a.T, beta=beta, c=c.T, trans_a=int(trans_b), trans_b=int(trans_a),
-        overwrite_c=1,
-    )
-    if not np.shares_memory(result, c):  # BLAS had to copy: write back.
-        c[...] = result.T
+    m, n = c.shape
+    k = a.shape[0] if trans_a else a.shape[1]
+    if m == 0 or n == 0:
+        return c
+    if k == 0:  # BLAS rejects a leading dimension of 0; the product is empty
+        if beta == 0.0:
+            c[...] = 0
+        else:
+            c *= beta
+        return c
+    a, lda = _blas_operand(a)
+    b, ldb = _blas_operand(b)
+    ldc = _row_stride(c)
+    out = c if ldc is not None else np.ascontiguousarray(c)
+    if ldc is None:
+        ldc = n
+    dtype = out.dtype.type
+    with _single_threaded_blas():
+        _gemm_blocks(a, lda, b, ldb, out, ldc, k, dtype(alpha), dtype(beta), bool(trans_a),
+                     bool(trans_b), _KIND[out.dtype], block_count(m, n))
+    if out is not c:
+        c[...] = out
     return c
+
+
+def _blas_operand(x):
+    stride = _row_stride(x)
+    if stride is None:
+        x = np.ascontiguousarray(x)
+        stride = _row_stride(x)
+    return x, stride
+
+
+@functools.cache
+def _blas_libraries():
+    """threadpoolctl's controllers of every BLAS loaded (scipy's among them)."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # scikit-learn depends on it; without it BLAS threads are left alone
+        return ()
+    return tuple(ThreadpoolController().select(user_api="blas").lib_controllers)
+
+
+class _single_threaded_blas:
+    """Hold every loaded BLAS at one thread, restoring each count on exit."""
+
+    def __enter__(self):
+        self._restore = []
+        for library in _blas_libraries():
+            threads = library.get_num_threads()
+            if threads != 1:
+                library.set_num_threads(1)
+                self._restore.append((library, threads))
+
+    def __exit__(self, *exc):
+        for library, threads in self._restore:
+            library.set_num_threads(threads)
+        return False
 
 
 def sleep_idle_openblas_threads():
