@@ -277,7 +277,7 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
         """Validated inputs and targets (CSR, float32, same rows)."""
         X = validate_data(self, X, accept_sparse="csr", dtype=np.float32, reset=reset,
                           ensure_min_samples=1)
-        X = as_interactions(X)
+        X = as_interactions(X, checked=True)
         if y is None:
             Y = X
         else:
@@ -298,7 +298,7 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
     def _check_X(self, X):
         check_is_fitted(self, "model_")
         X = validate_data(self, X, accept_sparse="csr", dtype=np.float32, reset=False)
-        return as_interactions(X)
+        return as_interactions(X, checked=True)
 
     def predict_proba(self, X):
         """Score of every item for every row of ``X``, shape (n_rows, n_items).
