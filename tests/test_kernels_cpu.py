@@ -635,6 +635,18 @@ def test_activate_rows(act, dtype):
     assert np.array_equal(buf[5:], z[5:].astype(dtype))  # rows past the view untouched
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fill_rows(dtype):
+    """Every row of the view gets the bias; rows past the view are untouched."""
+    rng = np.random.default_rng(5)
+    buf = rng.normal(0, 1, (9, 13)).astype(dtype)
+    old = buf.copy()
+    bias = rng.normal(0, 1, 13).astype(dtype)
+    dense.fill_rows(buf[:6], bias)
+    assert np.array_equal(buf[:6], np.broadcast_to(bias, (6, 13)))
+    assert np.array_equal(buf[6:], old[6:])
+
+
 def random_targets(rng, shape, dtype, err):
     """Dense targets with ~40% entries and one empty row; analog where the error reads values."""
     mask = rng.random(shape) < 0.4

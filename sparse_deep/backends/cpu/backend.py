@@ -65,7 +65,7 @@ class CPUBackend(Backend):
         )
 
     def fill_rows(self, out, bias):
-        out[...] = bias
+        dense.fill_rows(out, bias)
 
     def sparse_matmul_add(self, batch, weights, out):
         sparse.sparse_matmul_add(batch.indptr, batch.indices, batch.data, weights, out)

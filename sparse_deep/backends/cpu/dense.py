@@ -381,6 +381,15 @@ def sparseness_penalty(a, p, beta, inv_batch, grad_out):
 
 
 @njit(parallel=True, cache=True)
+def fill_rows(out, bias):
+    """``out[i, :] = bias`` for every row (numpy's broadcast copy runs on one thread)."""
+    for i in prange(out.shape[0]):
+        row = out[i]
+        for j in range(row.shape[0]):
+            row[j] = bias[j]
+
+
+@njit(parallel=True, cache=True)
 def scale_rows(x, weights):
     """``x[r, :] *= weights[r]``: per-example weights applied to a batch block."""
     for r in prange(weights.shape[0]):
