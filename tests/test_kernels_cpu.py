@@ -647,6 +647,23 @@ def test_fill_rows(dtype):
     assert np.array_equal(buf[6:], old[6:])
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [1, 256, 257, 700])
+def test_column_sums(dtype, n):
+    """The parallel kernel sums each column in row order, in the array's
+    dtype, to the bit; narrow arrays go to numpy (pairwise for one column)."""
+    rng = np.random.default_rng(n)
+    x = rng.normal(0, 1, (37, n)).astype(dtype)
+    out, kernel_out = np.full(n, np.nan, dtype), np.full(n, np.nan, dtype)
+    dense.column_sums(x, out)
+    dense._column_sums(x, kernel_out)
+    want = np.zeros(n, dtype)
+    for row in x:
+        want += row
+    assert np.array_equal(kernel_out, want)
+    np.testing.assert_allclose(out, x.astype(np.float64).sum(axis=0), rtol=1e-5, atol=1e-5)
+
+
 def random_targets(rng, shape, dtype, err):
     """Dense targets with ~40% entries and one empty row; analog where the error reads values."""
     mask = rng.random(shape) < 0.4

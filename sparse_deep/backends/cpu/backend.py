@@ -105,7 +105,7 @@ class CPUBackend(Backend):
         dense.hidden_delta(delta, a, act, slope, alpha, lam, key, row_ids, p, penalty)
 
     def column_sums(self, x, out):
-        np.sum(x, axis=0, out=out)
+        dense.column_sums(x, out)
 
     def scale_rows(self, x, weights):
         dense.scale_rows(x, weights)
