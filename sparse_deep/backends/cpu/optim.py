@@ -9,7 +9,6 @@ kernel tests compare each loop with a numpy reference of docs/engine.md.
 
 import math
 
-import numba
 import numpy as np
 from numba import njit, prange
 
@@ -146,28 +145,6 @@ def coefficients(hyper, dtype):
     return np.array([lr, mu, rho, beta1, beta2, eps, c1, c2, l2, l1] + derived, dtype=dtype)
 
 
-# Below this many elements an update runs on one thread. Waking the other
-# threads for a parallel loop costs about 20-30 us on the project's 2-core
-# machine, while a serial Adam step over a 1,682-unit bias takes 8 us (at 32,768
-# elements: 41-50 us in parallel, 28 us serial; at 131,072: about even).
-SERIAL_BELOW = 65536
-
-
-def _run(kernel, n_elements, *args):
-    """``kernel(*args)`` on one thread when ``n_elements`` is below
-    SERIAL_BELOW, else on all of numba's threads. (Set from here: a kernel that
-    calls numba's set_num_threads itself can no longer be cached.)"""
-    if n_elements >= SERIAL_BELOW:
-        kernel(*args)
-        return
-    threads = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        kernel(*args)
-    finally:
-        numba.set_num_threads(threads)
-
-
 def update_rows(param, grad, rows, n_rows, state1, state2, code, hyper):
     """Apply one optimizer step to rows ``rows[:n_rows]`` of ``param``.
 
@@ -177,8 +154,8 @@ def update_rows(param, grad, rows, n_rows, state1, state2, code, hyper):
     ``hyper`` = (lr, mu, rho, beta1, beta2, eps, c1, c2, l2, l1). States an
     optimizer does not keep may be one-row dummies; they are never touched.
     """
-    _run(_KERNELS[code], n_rows * param.shape[1], param, grad, rows, _NO_SLOTS, n_rows,
-         state1, state2, coefficients(hyper, param.dtype))
+    _KERNELS[code](param, grad, rows, _NO_SLOTS, n_rows, state1, state2,
+                   coefficients(hyper, param.dtype))
 
 
 def update_all_rows(param, row_grads, rows, all_rows, slots, state1, state2, code, hyper):
@@ -192,8 +169,8 @@ def update_all_rows(param, row_grads, rows, all_rows, slots, state1, state2, cod
     """
     _mark_slots(slots, rows, True)
     try:
-        _run(_KERNELS[code], param.size, param, row_grads, all_rows, slots, param.shape[0],
-             state1, state2, coefficients(hyper, param.dtype))
+        _KERNELS[code](param, row_grads, all_rows, slots, param.shape[0], state1, state2,
+                       coefficients(hyper, param.dtype))
     finally:
         _mark_slots(slots, rows, False)
 
