@@ -29,8 +29,9 @@ from .backends.cpu.blas import sleep_idle_openblas_threads  # noqa: E402
 from .io import load_model, save_model  # noqa: E402
 from .network import NetworkSpec, load_network, parse_network, save_network  # noqa: E402
 
-# OpenBLAS's idle workers spin likewise, between every two GEMMs of a step;
-# see sleep_idle_openblas_threads. Done at import, before any BLAS work of ours.
+# OpenBLAS's idle workers spin likewise, for 0.1 s after a threaded call. Our
+# GEMMs no longer use them, but BLAS work of the user's between our kernels
+# would; see sleep_idle_openblas_threads. Done at import, before any BLAS work.
 sleep_idle_openblas_threads()
 
 __version__ = "0.1.0"
