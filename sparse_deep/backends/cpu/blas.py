@@ -89,17 +89,17 @@ def _gemm_blocks(a, lda, b, ldb, c, ldc, k, alpha, beta, trans_a, trans_b, kind,
     """
     m, n = c.shape
     # Fortran computes C^T = op(B)^T op(A)^T: B comes first, the flags swap.
-    flag_b = np.int8(84) if trans_b else np.int8(78)  # 'T' / 'N'
-    flag_a = np.int8(84) if trans_a else np.int8(78)
+    flag_b = _TRANS if trans_b else _NO_TRANS
+    flag_a = _TRANS if trans_a else _NO_TRANS
     by_rows = m > n
     total = m if by_rows else n
     for block in prange(blocks):
         lo, hi = _block_bounds(total, block, blocks)
-        scalars = np.empty(2, c.dtype)
-        scalars[0] = alpha
-        scalars[1] = beta
         if hi <= lo:
             continue
+        scalars = np.empty(2, c.dtype)  # BLAS takes alpha and beta by address
+        scalars[0] = alpha
+        scalars[1] = beta
         if by_rows:  # rows lo:hi of C and of op(A)
             a_start = lo if trans_a else lo * lda
             _xxgemm(kind, flag_b, flag_a, n, hi - lo, k, _element_pointer(scalars, 0),
@@ -156,10 +156,7 @@ def gemm(a, b, c, *, alpha=1.0, beta=0.0, trans_a=False, trans_b=False):
         return c
     a, lda = _blas_operand(a)
     b, ldb = _blas_operand(b)
-    ldc = _row_stride(c)
-    out = c if ldc is not None else np.ascontiguousarray(c)
-    if ldc is None:
-        ldc = n
+    out, ldc = _blas_operand(c)  # a copy only if c's rows are not contiguous
     dtype = out.dtype.type
     with _single_threaded_blas():
         _gemm_blocks(a, lda, b, ldb, out, ldc, k, dtype(alpha), dtype(beta), bool(trans_a),
@@ -170,6 +167,7 @@ def gemm(a, b, c, *, alpha=1.0, beta=0.0, trans_a=False, trans_b=False):
 
 
 def _blas_operand(x):
+    """``x`` (or a contiguous copy, where BLAS cannot read it) and its row stride."""
     stride = _row_stride(x)
     if stride is None:
         x = np.ascontiguousarray(x)

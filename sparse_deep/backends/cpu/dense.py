@@ -165,13 +165,7 @@ def _make_output_pass(act, err, sharded=False):
         return activate(act, x, hp[0], hp[1], hp[2])
 
     @njit(parallel=True, cache=True, fastmath=_REDUCTIONS)
-    def output_pass(z, t_indptr, t_indices, t_data, hp_array, inv_batch, delta, row_error,
-                    row_stats):
-        # As scalars: LLVM must assume a store to ``delta`` may change an
-        # array's elements and re-read them each time, which kept the sweeps
-        # from vectorising (the raw sweep took 2.5x longer).
-        hp = (hp_array[0], hp_array[1], hp_array[2], hp_array[3], hp_array[4], hp_array[5],
-              hp_array[6], hp_array[7], hp_array[8], hp_array[9], hp_array[10], hp_array[11])
+    def output_pass(z, t_indptr, t_indices, t_data, hp, inv_batch, delta, row_error, row_stats):
         boost_one, boost_zero = hp[7], hp[8]
         zero = hp[9] - hp[9]
         inv_b = z.dtype.type(inv_batch)  # float32 stays float32: the sweeps vectorise
