@@ -929,12 +929,13 @@ def test_gemm_beta_zero_ignores_garbage_in_c(dtype):
 def test_gemm_gives_the_same_bits_on_any_number_of_threads(m, n, k, trans_a, trans_b):
     """The engine's three products of a step (forward, weight gradient, hidden
     delta) on ML-100K's shapes: one thread and every thread give the same
-    bits, and each block is exactly scipy's own single BLAS call on it."""
+    bits, and each block is exactly one single-threaded call of the BLAS the
+    GEMMs use (its CBLAS sgemm through ctypes, or scipy's sgemm) on it."""
     import numba
     from scipy.linalg import blas as scipy_blas
     from threadpoolctl import threadpool_limits
 
-    from sparse_deep.backends.cpu.blas import block_count
+    from sparse_deep.backends.cpu.blas import blas_library, block_count
 
     rng = np.random.default_rng(m + n + k)
     a = rng.normal(0, 1, (k, m) if trans_a else (m, k)).astype(np.float32)
@@ -962,9 +963,58 @@ def test_gemm_gives_the_same_bits_on_any_number_of_threads(m, n, k, trans_a, tra
         part_b = op_b if by_rows else op_b[:, lo:hi]
         part_c = want[lo:hi] if by_rows else want[:, lo:hi]
         with threadpool_limits(1, user_api="blas"):
-            # C-ordered product as scipy computes it: C^T = B^T A^T in Fortran order.
-            part_c[...] = scipy_blas.sgemm(0.5, part_b.T, part_a.T, beta=1.0, c=part_c.T.copy()).T
+            if blas_library() == "scipy":
+                # C-ordered product as scipy computes it: C^T = B^T A^T in Fortran order.
+                part_c[...] = scipy_blas.sgemm(0.5, part_b.T, part_a.T, beta=1.0,
+                                               c=part_c.T.copy()).T
+            else:
+                part_c[...] = _one_cblas_sgemm(0.5, part_a, part_b, 1.0, part_c)
     np.testing.assert_array_equal(results[0], want)
+
+
+def _one_cblas_sgemm(alpha, a, b, beta, c):
+    """alpha a @ b + beta c by one call of the CBLAS sgemm our GEMMs use, through ctypes."""
+    import ctypes
+
+    from sparse_deep.backends.cpu.blas import _ILP64_CBLAS_NAMES, blas_library
+
+    library = ctypes.CDLL(blas_library())
+    function = next(getattr(library, name.format("s")) for name in _ILP64_CBLAS_NAMES
+                    if hasattr(library, name.format("s")))
+    a, b, out = np.ascontiguousarray(a), np.ascontiguousarray(b), np.ascontiguousarray(c)
+    (m, k), n = a.shape, b.shape[1]
+    int64, pointer = ctypes.c_int64, ctypes.c_void_p
+    function.restype = None
+    function.argtypes = [ctypes.c_int] * 3 + [int64] * 3 + [ctypes.c_float, pointer, int64,
+                                                             pointer, int64, ctypes.c_float,
+                                                             pointer, int64]
+    function(101, 111, 111, m, n, k, alpha, a.ctypes.data, k, b.ctypes.data, n, beta,
+             out.ctypes.data, n)  # row-major, neither operand transposed
+    return out
+
+
+def test_gemm_uses_numpys_openblas_where_numpy_bundles_it_and_scipys_when_asked():
+    """numpy's wheels bundle a 64-bit OpenBLAS (faster here than scipy's); the
+    GEMMs find it, and SPARSE_DEEP_BLAS=scipy sends them to scipy's BLAS,
+    with the same products to rounding."""
+    blas_name = np.__config__.CONFIG["Build Dependencies"]["blas"].get("name", "")
+    code = (
+        "import numpy as np\n"
+        "from sparse_deep.backends.cpu.blas import blas_library, gemm\n"
+        "a = np.linspace(-1, 1, 40 * 300, dtype=np.float32).reshape(40, 300)\n"
+        "c = np.ones((40, 40), np.float32)\n"
+        "gemm(a, a, c, beta=0.5, trans_b=True)\n"
+        "print(blas_library().rsplit('/', 1)[-1], ';'.join(map(repr, c.ravel().tolist())))\n"
+    )
+    default = _run_python(code)
+    scipys = _run_python(code, SPARSE_DEEP_BLAS="scipy")
+    assert scipys[0] == "scipy"
+    if blas_name == "scipy-openblas":
+        assert "openblas64" in default[0]
+    values = [np.array(out[1].split(";"), dtype=np.float64) for out in (default, scipys)]
+    a = np.linspace(-1, 1, 40 * 300, dtype=np.float32).reshape(40, 300).astype(np.float64)
+    for got in values:
+        np.testing.assert_allclose(got, (a @ a.T + 0.5).ravel(), rtol=1e-5, atol=1e-4)
 
 
 def test_gemm_copies_back_when_blas_cannot_work_in_place():
