@@ -2,6 +2,7 @@
 pass (activation + error + delta), dropout and the hidden-layer delta."""
 
 import math
+from types import FunctionType
 
 import numpy as np
 from numba import njit, prange
@@ -164,72 +165,97 @@ def _make_output_pass(act, err, sharded=False):
             return fast_sigmoid(x)
         return activate(act, x, hp[0], hp[1], hp[2])
 
-    @njit(parallel=True, cache=True, fastmath=_REDUCTIONS)
-    def output_pass(z, t_indptr, t_indices, t_data, hp, inv_batch, delta, row_error, row_stats):
-        boost_one, boost_zero = hp[7], hp[8]
-        zero = hp[9] - hp[9]
-        inv_b = z.dtype.type(inv_batch)  # float32 stays float32: the sweeps vectorise
-        # SoftMax's delta is finished (and divided by the batch) in its
-        # Jacobian sweep; any other output's is final where it is written.
-        if not softmax:
-            boost_one, boost_zero = boost_one * inv_b, boost_zero * inv_b
-        for i in prange(z.shape[0]):
-            a, d = z[i], delta[i]
-            start, end = t_indptr[i], t_indptr[i + 1]
-            if softmax and sharded:
-                m, inv = a.dtype.type(row_stats[i, 0]), a.dtype.type(1.0 / row_stats[i, 1])
-                for j in range(a.shape[0]):
-                    a[j] = fast_exp(a[j] - m) * inv
-            elif softmax:
-                _softmax_row(a)
-            else:
-                for j in range(a.shape[0]):
-                    a[j] = activation(a[j], hp)
-            total = 0.0
-            for lo in range(0, a.shape[0], CHUNK):  # raw sweep: no target anywhere
-                part = a.dtype.type(0)
-                for j in range(lo, min(lo + CHUNK, a.shape[0])):
-                    e, g = no_target(a[j], hp)
-                    d[j] = boost_zero * g
-                    part += e
-                total += part
-            total *= hp[8]
-            t_scale = 1.0
-            if softmax and unit:  # multinomial: a row's targets form one distribution
-                t_sum = 0.0
-                if sharded:
-                    t_sum = row_stats[i, 2]
-                else:
-                    for p in range(start, end):
-                        t_sum += t_data[p]
-                t_scale = 1.0 / t_sum if t_sum != 0.0 else 0.0
-            # Fix-ups at the target entries, in three loops: gather the
-            # outputs, the arithmetic on contiguous arrays (which vectorises;
-            # LLVM will not vectorise it around gathers), then the writes.
-            fixed = np.empty(end - start, d.dtype)
-            for q in range(end - start):
-                fixed[q] = a[t_indices[start + q]]
-            part = a.dtype.type(0)
-            for q in range(end - start):
-                t, aj = t_data[start + q], fixed[q]
-                e0, _ = no_target(aj, hp)
-                e1, g1 = with_target(aj, a.dtype.type(t * t_scale), hp)
-                part += hp[7] * e1 - hp[8] * e0 if t != 0.0 else zero
-                fixed[q] = boost_one * g1
-            total += part
-            for q in range(end - start):
-                if t_data[start + q] != 0.0:  # a stored zero is a missing target
-                    d[t_indices[start + q]] = fixed[q]
-            row_error[i] = total
-            if softmax and sharded:
-                row_stats[i, 3] = row_sum(d)
-            elif softmax:
-                # dE/dz_j = a_j * (g_j - sum_k a_k g_k) = h_j - a_j * sum_k h_k.
-                h_sum = a.dtype.type(row_sum(d))
-                for j in range(a.shape[0]):
-                    d[j] = (d[j] - a[j] * h_sum) * inv_b
+    return _compile_output_pass((act, err, sharded), softmax=softmax, sharded=sharded,
+                                unit=unit, no_target=no_target, with_target=with_target,
+                                activation=activation)
 
-    return output_pass
+
+def _compile_output_pass(kind, **names):
+    """:func:`_output_pass_body` compiled with ``names`` among its globals,
+    and cached under a name of its own for each (act, err, sharded).
+
+    Not a closure, as the helpers are: numba's cache keys a closure by
+    pickling the values it closes over, and a jitted function pickles with an
+    id that is new in every process, so a kernel closing over its helpers
+    missed the cache in every new process (compiled again, and one more file
+    in __pycache__ each time). Globals are not part of that key, hence the
+    name of its own: each (act, err, sharded) has its own cache index.
+    """
+    body = _output_pass_body
+    kernel = FunctionType(body.__code__, dict(body.__globals__, **names), body.__name__)
+    kernel.__qualname__ = "output_pass_{}_{}_{}".format(*map(int, kind))
+    kernel.__doc__ = body.__doc__
+    return njit(parallel=True, cache=True, fastmath=_REDUCTIONS)(kernel)
+
+
+def _output_pass_body(z, t_indptr, t_indices, t_data, hp, inv_batch, delta, row_error,
+                      row_stats):
+    """The output pass's kernel, before :func:`_compile_output_pass` binds the
+    names it reads as globals: ``softmax``, ``sharded`` and ``unit`` (flags)
+    and ``no_target``, ``with_target`` and ``activation`` (the helpers of
+    :func:`_make_output_pass`)."""
+    boost_one, boost_zero = hp[7], hp[8]
+    zero = hp[9] - hp[9]
+    inv_b = z.dtype.type(inv_batch)  # float32 stays float32: the sweeps vectorise
+    # SoftMax's delta is finished (and divided by the batch) in its
+    # Jacobian sweep; any other output's is final where it is written.
+    if not softmax:
+        boost_one, boost_zero = boost_one * inv_b, boost_zero * inv_b
+    for i in prange(z.shape[0]):
+        a, d = z[i], delta[i]
+        start, end = t_indptr[i], t_indptr[i + 1]
+        if softmax and sharded:
+            m, inv = a.dtype.type(row_stats[i, 0]), a.dtype.type(1.0 / row_stats[i, 1])
+            for j in range(a.shape[0]):
+                a[j] = fast_exp(a[j] - m) * inv
+        elif softmax:
+            _softmax_row(a)
+        else:
+            for j in range(a.shape[0]):
+                a[j] = activation(a[j], hp)
+        total = 0.0
+        for lo in range(0, a.shape[0], CHUNK):  # raw sweep: no target anywhere
+            part = a.dtype.type(0)
+            for j in range(lo, min(lo + CHUNK, a.shape[0])):
+                e, g = no_target(a[j], hp)
+                d[j] = boost_zero * g
+                part += e
+            total += part
+        total *= hp[8]
+        t_scale = 1.0
+        if softmax and unit:  # multinomial: a row's targets form one distribution
+            t_sum = 0.0
+            if sharded:
+                t_sum = row_stats[i, 2]
+            else:
+                for p in range(start, end):
+                    t_sum += t_data[p]
+            t_scale = 1.0 / t_sum if t_sum != 0.0 else 0.0
+        # Fix-ups at the target entries, in three loops: gather the
+        # outputs, the arithmetic on contiguous arrays (which vectorises;
+        # LLVM will not vectorise it around gathers), then the writes.
+        fixed = np.empty(end - start, d.dtype)
+        for q in range(end - start):
+            fixed[q] = a[t_indices[start + q]]
+        part = a.dtype.type(0)
+        for q in range(end - start):
+            t, aj = t_data[start + q], fixed[q]
+            e0, _ = no_target(aj, hp)
+            e1, g1 = with_target(aj, a.dtype.type(t * t_scale), hp)
+            part += hp[7] * e1 - hp[8] * e0 if t != 0.0 else zero
+            fixed[q] = boost_one * g1
+        total += part
+        for q in range(end - start):
+            if t_data[start + q] != 0.0:  # a stored zero is a missing target
+                d[t_indices[start + q]] = fixed[q]
+        row_error[i] = total
+        if softmax and sharded:
+            row_stats[i, 3] = row_sum(d)
+        elif softmax:
+            # dE/dz_j = a_j * (g_j - sum_k a_k g_k) = h_j - a_j * sum_k h_k.
+            h_sum = a.dtype.type(row_sum(d))
+            for j in range(a.shape[0]):
+                d[j] = (d[j] - a[j] * h_sum) * inv_b
 
 
 _OUTPUT_KERNELS = {}
