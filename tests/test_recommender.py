@@ -262,6 +262,27 @@ def test_training_buffers_kept_between_calls_change_nothing(data, monkeypatch):
     assert models[0].loss_curve_ == models[1].loss_curve_
 
 
+def test_a_runner_not_kept_is_closed_when_its_call_ends(data, monkeypatch):
+    """A training call that keeps no runner drops its buffers when it ends,
+    so that nothing still holding the runner (a reference cycle) keeps its
+    memory; a kept runner keeps them. The model is whole either way."""
+    runners = []
+    keep_runner = SparseAutoencoderRecommender._keep_runner
+
+    def spy(self, session, keep):
+        runners.append(session.runner)
+        return keep_runner(self, session, keep)
+
+    monkeypatch.setattr(SparseAutoencoderRecommender, "_keep_runner", spy)
+    for warm_start, limit in [(False, 1 << 30), (True, 0), (True, 1 << 30)]:
+        monkeypatch.setattr(_base, "KEEP_TRAINING_BUFFERS_BYTES", limit)
+        est = small(epochs=1, warm_start=warm_start).fit(data)
+        closed = runners[-1].weight_grads == [] and runners[-1].pre == {}
+        assert closed == (not (warm_start and limit))
+        assert (_kept(est) is None) == closed
+        assert np.isfinite(est.predict_proba(data[:3])).all()
+
+
 def test_training_buffers_are_not_kept_without_warm_start_nor_pickled(data):
     assert _kept(small(epochs=1).fit(data)) is None
     est = small(epochs=1, warm_start=True).fit(data)

@@ -232,6 +232,22 @@ class Runner:
         self.weights, self.biases = [], {}
         self._optimizer, self._states = None, []
 
+    def close(self):
+        """Drop every buffer and the backend's copies of the parameters; the
+        runner cannot be used afterwards (the model's own arrays are kept).
+
+        A training call that keeps no runner closes its own, so that the
+        buffers are freed when the call ends even while something still
+        holds the runner: numba's compiler, when a kernel is compiled during
+        a fit, leaves a reference cycle through the fit's stack frames, and
+        at 1M items those frames kept 2 GB of buffers alive into the next fit.
+        """
+        self.release_parameters()
+        self.pre, self.out, self.delta, self.penalty_grad = {}, {}, {}, {}
+        self.weight_grads, self.bias_grads, self.all_rows_scratch, self._all_rows = [], {}, {}, {}
+        self.inputs = self.targets = self.transposed = None
+        self.row_ids = self.row_error = self._no_penalty = None
+
     def _allocate_training_buffers(self, max_input_nnz):
         model, bk, n, dt = self.model, self.backend, self.batch_size, self.model.dtype
         self.transposed = TransposedBlock.empty(self.width(model.input), max_input_nnz, dt, bk)

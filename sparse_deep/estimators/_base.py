@@ -308,17 +308,20 @@ class SparseNetworkEstimator(BaseEstimator):
 
     def _keep_runner(self, session, keep):
         """Keep ``session``'s runner for the next training call when ``keep``
-        and its buffers are small enough; its parameters are let go."""
+        and its buffers are small enough; its parameters are let go. A runner
+        not kept is closed: its buffers are freed now (see Runner.close)."""
         runner = session.runner
-        if not keep or session.comm.size != 1:
-            return
-        buffers = runner_bytes(runner.model, runner.batch_size, runner.inputs.indices.shape[0],
-                               runner.targets.indices.shape[0],
-                               sparse_input_update=runner.sparse_input_update,
-                               backend=runner.backend)["batch buffers"]
-        if buffers <= KEEP_TRAINING_BUFFERS_BYTES:
-            runner.release_parameters()
-            self._kept_training_runner = runner
+        if keep and session.comm.size == 1:
+            buffers = runner_bytes(runner.model, runner.batch_size,
+                                   runner.inputs.indices.shape[0],
+                                   runner.targets.indices.shape[0],
+                                   sparse_input_update=runner.sparse_input_update,
+                                   backend=runner.backend)["batch buffers"]
+            if buffers <= KEEP_TRAINING_BUFFERS_BYTES:
+                runner.release_parameters()
+                self._kept_training_runner = runner
+                return
+        runner.close()
 
     def __getstate__(self):
         # Kept training buffers are a cache: never pickled (nor saved).
