@@ -1007,7 +1007,7 @@ def test_gemm_uses_numpys_openblas_where_numpy_bundles_it_and_scipys_when_asked(
         "gemm(a, a, c, beta=0.5, trans_b=True)\n"
         "print(blas_library().rsplit('/', 1)[-1], ';'.join(map(repr, c.ravel().tolist())))\n"
     )
-    default = _run_python(code)
+    default = _run_python(code, SPARSE_DEEP_BLAS="")  # as if unset
     scipys = _run_python(code, SPARSE_DEEP_BLAS="scipy")
     assert scipys[0] == "scipy"
     if blas_name == "scipy-openblas":

@@ -111,37 +111,44 @@ def _block_bounds(total, part, parts):
     return lo, hi
 
 
+@njit(inline="always")
+def _block(block, blocks, m, n, lda, ldb, ldc, trans_a, trans_b):
+    """Block ``block`` of ``blocks`` of the row-major m x n C: its rows and
+    columns, and where it starts in A, B and C (in elements).
+
+    C is cut into blocks of rows when it has more rows than columns (rows of
+    C and of op(A)), else into blocks of columns (of C and of op(B)). A block
+    left empty by the alignment has no rows or no columns.
+    """
+    if m > n:
+        lo, hi = _block_bounds(m, block, blocks)
+        return hi - lo, n, (lo if trans_a else lo * lda), 0, lo * ldc
+    lo, hi = _block_bounds(n, block, blocks)
+    return m, hi - lo, 0, (lo * ldb if trans_b else lo), lo
+
+
 @njit(parallel=True, nogil=True, cache=True)
 def _gemm_blocks(a, lda, b, ldb, c, ldc, k, alpha, beta, trans_a, trans_b, kind, blocks):
-    """C (m x n, row stride ldc) = alpha op(A) op(B) + beta C, one BLAS call per block.
-
-    C is cut into ``blocks`` blocks of rows (when it has more rows than
-    columns) or of columns. ``nogil``: numba's helper takes the GIL the first
-    time it looks BLAS up, possibly from a worker thread.
+    """C (m x n, row stride ldc) = alpha op(A) op(B) + beta C, one BLAS call
+    per :func:`_block`, through numba's helper for scipy's BLAS. ``nogil``:
+    the helper takes the GIL the first time it looks BLAS up, possibly from a
+    worker thread.
     """
     m, n = c.shape
     # Fortran computes C^T = op(B)^T op(A)^T: B comes first, the flags swap.
     flag_b = _TRANS if trans_b else _NO_TRANS
     flag_a = _TRANS if trans_a else _NO_TRANS
-    by_rows = m > n
-    total = m if by_rows else n
     for block in prange(blocks):
-        lo, hi = _block_bounds(total, block, blocks)
-        if hi <= lo:
+        rows, cols, a_start, b_start, c_start = _block(block, blocks, m, n, lda, ldb, ldc,
+                                                       trans_a, trans_b)
+        if rows <= 0 or cols <= 0:
             continue
         scalars = np.empty(2, c.dtype)  # BLAS takes alpha and beta by address
         scalars[0] = alpha
         scalars[1] = beta
-        if by_rows:  # rows lo:hi of C and of op(A)
-            a_start = lo if trans_a else lo * lda
-            _xxgemm(kind, flag_b, flag_a, n, hi - lo, k, _element_pointer(scalars, 0),
-                    _element_pointer(b, 0), ldb, _element_pointer(a, a_start), lda,
-                    _element_pointer(scalars, 1), _element_pointer(c, lo * ldc), ldc)
-        else:  # columns lo:hi of C and of op(B)
-            b_start = lo * ldb if trans_b else lo
-            _xxgemm(kind, flag_b, flag_a, hi - lo, m, k, _element_pointer(scalars, 0),
-                    _element_pointer(b, b_start), ldb, _element_pointer(a, 0), lda,
-                    _element_pointer(scalars, 1), _element_pointer(c, lo), ldc)
+        _xxgemm(kind, flag_b, flag_a, cols, rows, k, _element_pointer(scalars, 0),
+                _element_pointer(b, b_start), ldb, _element_pointer(a, a_start), lda,
+                _element_pointer(scalars, 1), _element_pointer(c, c_start), ldc)
 
 
 @njit(parallel=True, nogil=True, cache=True)
@@ -151,20 +158,13 @@ def _cblas_gemm_blocks(a, lda, b, ldb, c, ldc, k, alpha, beta, trans_a, trans_b,
     m, n = c.shape
     flag_a = _CBLAS_TRANS if trans_a else _CBLAS_NO_TRANS
     flag_b = _CBLAS_TRANS if trans_b else _CBLAS_NO_TRANS
-    by_rows = m > n
-    total = m if by_rows else n
     for block in prange(blocks):
-        lo, hi = _block_bounds(total, block, blocks)
-        if hi <= lo:
+        rows, cols, a_start, b_start, c_start = _block(block, blocks, m, n, lda, ldb, ldc,
+                                                       trans_a, trans_b)
+        if rows <= 0 or cols <= 0:
             continue
-        if by_rows:  # rows lo:hi of C and of op(A)
-            a_start = lo if trans_a else lo * lda
-            _cblas_call(kind, flag_a, flag_b, hi - lo, n, k, alpha, a, a_start, lda, b, 0, ldb,
-                        beta, c, lo * ldc, ldc)
-        else:  # columns lo:hi of C and of op(B)
-            b_start = lo * ldb if trans_b else lo
-            _cblas_call(kind, flag_a, flag_b, m, hi - lo, k, alpha, a, 0, lda, b, b_start, ldb,
-                        beta, c, lo, ldc)
+        _cblas_call(kind, flag_a, flag_b, rows, cols, k, alpha, a, a_start, lda, b, b_start,
+                    ldb, beta, c, c_start, ldc)
 
 
 @njit(inline="always")
