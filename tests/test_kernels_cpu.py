@@ -924,18 +924,26 @@ def test_gemm_beta_zero_ignores_garbage_in_c(dtype):
     assert np.isnan(c[4:]).all()
 
 
+def _cuts(total, parts):
+    """blas._block_bounds's cut of ``total`` into ``parts`` (at multiples of 16)."""
+    return ([0] + [(total * part // parts) // 16 * 16 for part in range(1, parts)] + [total])
+
+
 @pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True)])
-@pytest.mark.parametrize("m,n,k", [(128, 1682, 128), (128, 128, 1682), (300, 70, 9)])
+@pytest.mark.parametrize("m,n,k", [(128, 1682, 128), (128, 128, 1682), (300, 70, 9),
+                                   (128, 256, 4489)])
 def test_gemm_gives_the_same_bits_on_any_number_of_threads(m, n, k, trans_a, trans_b):
     """The engine's three products of a step (forward, weight gradient, hidden
-    delta) on ML-100K's shapes: one thread and every thread give the same
-    bits, and each block is exactly one single-threaded call of the BLAS the
-    GEMMs use (its CBLAS sgemm through ctypes, or scipy's sgemm) on it."""
+    delta) on ML-100K's shapes, and Last.fm's hidden delta: one thread and
+    every thread give the same bits, and each block of C is exactly one
+    single-threaded call of the BLAS the GEMMs use (its CBLAS sgemm through
+    ctypes, or scipy's sgemm) on it; where the inner dimension is cut into
+    chunks too, one call per chunk, summed in chunk order."""
     import numba
     from scipy.linalg import blas as scipy_blas
     from threadpoolctl import threadpool_limits
 
-    from sparse_deep.backends.cpu.blas import blas_library, block_count
+    from sparse_deep.backends.cpu.blas import blas_library, block_count, chunk_count
 
     rng = np.random.default_rng(m + n + k)
     a = rng.normal(0, 1, (k, m) if trans_a else (m, k)).astype(np.float32)
@@ -953,12 +961,13 @@ def test_gemm_gives_the_same_bits_on_any_number_of_threads(m, n, k, trans_a, tra
         numba.set_num_threads(threads)
     assert all(np.array_equal(r, results[0]) for r in results)
     blocks = block_count(m, n)
-    assert blocks == {(128, 1682): 8, (128, 128): 2, (300, 70): 2}[m, n]  # at least 128 wide
+    assert blocks == {(128, 1682): 8, (128, 128): 2, (300, 70): 2, (128, 256): 2}[m, n]
+    chunks = 1 if blas_library() == "scipy" else chunk_count(m, n, k)
+    assert chunk_count(m, n, k) == {1682: 2, 4489: 8}.get(k, 1)  # C has few blocks, k is long
     by_rows = m > n
     op_a, op_b = (a.T if trans_a else a), (b.T if trans_b else b)
     want = start.copy()
-    total = m if by_rows else n
-    cuts = [0] + [(total * part // blocks) // 16 * 16 for part in range(1, blocks)] + [total]
+    cuts = _cuts(m if by_rows else n, blocks)
     for lo, hi in zip(cuts[:-1], cuts[1:]):
         part_a = op_a[lo:hi] if by_rows else op_a
         part_b = op_b if by_rows else op_b[:, lo:hi]
@@ -968,8 +977,17 @@ def test_gemm_gives_the_same_bits_on_any_number_of_threads(m, n, k, trans_a, tra
                 # C-ordered product as scipy computes it: C^T = B^T A^T in Fortran order.
                 part_c[...] = scipy_blas.sgemm(0.5, part_b.T, part_a.T, beta=1.0,
                                                c=part_c.T.copy()).T
-            else:
+            elif chunks == 1:
                 part_c[...] = _one_cblas_sgemm(0.5, part_a, part_b, 1.0, part_c)
+            else:
+                k_cuts = _cuts(k, chunks)
+                products = [_one_cblas_sgemm(0.5, part_a[:, k_lo:k_hi], part_b[k_lo:k_hi],
+                                             0.0, np.zeros_like(part_c))
+                            for k_lo, k_hi in zip(k_cuts[:-1], k_cuts[1:])]
+                total = products[0]
+                for product in products[1:]:
+                    total = total + product
+                part_c[...] = np.float32(1.0) * part_c + total
     np.testing.assert_array_equal(results[0], want)
 
 
