@@ -159,34 +159,24 @@ def _gemm_blocks(a, lda, b, ldb, c, ldc, k, alpha, beta, trans_a, trans_b, kind,
 
 
 @njit(parallel=True, nogil=True, cache=True)
-def _cblas_gemm_blocks(a, lda, b, ldb, c, ldc, k, alpha, beta, trans_a, trans_b, kind, blocks):
-    """:func:`_gemm_blocks` through the 64-bit CBLAS of :func:`_ilp64_cblas`
-    (row-major, so no operands swap)."""
-    m, n = c.shape
-    flag_a = _CBLAS_TRANS if trans_a else _CBLAS_NO_TRANS
-    flag_b = _CBLAS_TRANS if trans_b else _CBLAS_NO_TRANS
-    for block in prange(blocks):
-        rows, cols, a_start, b_start, c_start = _block(block, blocks, m, n, lda, ldb, ldc,
-                                                       trans_a, trans_b)
-        if rows <= 0 or cols <= 0:
-            continue
-        _cblas_call(kind, flag_a, flag_b, rows, cols, k, alpha, a, a_start, lda, b, b_start,
-                    ldb, beta, c, c_start, ldc)
-
-
-@njit(parallel=True, nogil=True, cache=True)
-def _cblas_gemm_chunks(a, lda, b, ldb, c, ldc, k, alpha, beta, trans_a, trans_b, kind, blocks,
+def _cblas_gemm_blocks(a, lda, b, ldb, c, ldc, k, alpha, beta, trans_a, trans_b, kind, blocks,
                        chunks, partial):
-    """:func:`_cblas_gemm_blocks` with the inner dimension also cut into
-    ``chunks``: one BLAS call per (block, chunk) into ``partial[chunk]``,
-    then C = beta C + the chunks' products summed in chunk order."""
+    """:func:`_gemm_blocks` through the 64-bit CBLAS of :func:`_ilp64_cblas`
+    (row-major, so no operands swap), the inner dimension also cut into
+    ``chunks`` (:func:`chunk_count`).
+
+    One chunk: each block is one call into C. More: one call per (block,
+    chunk) into ``partial[chunk]`` (chunks x m x n), then C = beta C + the
+    chunks' products summed in chunk order.
+    """
     m, n = c.shape
     flag_a = _CBLAS_TRANS if trans_a else _CBLAS_NO_TRANS
     flag_b = _CBLAS_TRANS if trans_b else _CBLAS_NO_TRANS
     zero = c.dtype.type(0)
     for task in prange(blocks * chunks):
         block, chunk = task // chunks, task % chunks
-        rows, cols, a_start, b_start, c_start = _block(block, blocks, m, n, lda, ldb, n,
+        rows, cols, a_start, b_start, c_start = _block(block, blocks, m, n, lda, ldb,
+                                                       ldc if chunks == 1 else n,
                                                        trans_a, trans_b)
         lo, hi = _block_bounds(k, chunk, chunks)
         if rows <= 0 or cols <= 0 or hi <= lo:
@@ -194,14 +184,19 @@ def _cblas_gemm_chunks(a, lda, b, ldb, c, ldc, k, alpha, beta, trans_a, trans_b,
         # Columns lo:hi of op(A) and rows lo:hi of op(B).
         a_start += lo * lda if trans_a else lo
         b_start += lo if trans_b else lo * ldb
-        _cblas_call(kind, flag_a, flag_b, rows, cols, hi - lo, alpha, a, a_start, lda, b,
-                    b_start, ldb, zero, partial[chunk], c_start, n)
-    for i in prange(m):
-        for j in range(n):
-            total = partial[0, i, j]
-            for chunk in range(1, chunks):
-                total += partial[chunk, i, j]
-            c[i, j] = total if beta == zero else beta * c[i, j] + total
+        if chunks == 1:
+            _cblas_call(kind, flag_a, flag_b, rows, cols, k, alpha, a, a_start, lda, b,
+                        b_start, ldb, beta, c, c_start, ldc)
+        else:
+            _cblas_call(kind, flag_a, flag_b, rows, cols, hi - lo, alpha, a, a_start, lda, b,
+                        b_start, ldb, zero, partial[chunk], c_start, n)
+    if chunks > 1:
+        for i in prange(m):
+            for j in range(n):
+                total = partial[0, i, j]
+                for chunk in range(1, chunks):
+                    total += partial[chunk, i, j]
+                c[i, j] = total if beta == zero else beta * c[i, j] + total
 
 
 @njit(inline="always")
@@ -318,15 +313,12 @@ def gemm(a, b, c, *, alpha=1.0, beta=0.0, trans_a=False, trans_b=False):
     b, ldb = _blas_operand(b)
     out, ldc = _blas_operand(c)  # a copy only if c's rows are not contiguous
     dtype = out.dtype.type
-    chunks = chunk_count(m, n, k)
     with _single_threaded_blas():
-        if _ilp64_cblas() and chunks > 1:
-            _cblas_gemm_chunks(a, lda, b, ldb, out, ldc, k, dtype(alpha), dtype(beta),
+        if _ilp64_cblas():
+            chunks = chunk_count(m, n, k)
+            _cblas_gemm_blocks(a, lda, b, ldb, out, ldc, k, dtype(alpha), dtype(beta),
                                bool(trans_a), bool(trans_b), _KIND[out.dtype], block_count(m, n),
                                chunks, _partial_products(chunks, m, n, out.dtype))
-        elif _ilp64_cblas():
-            _cblas_gemm_blocks(a, lda, b, ldb, out, ldc, k, dtype(alpha), dtype(beta),
-                               bool(trans_a), bool(trans_b), _KIND[out.dtype], block_count(m, n))
         else:
             _gemm_blocks(a, lda, b, ldb, out, ldc, k, dtype(alpha), dtype(beta), bool(trans_a),
                          bool(trans_b), _KIND[out.dtype], block_count(m, n))
@@ -340,7 +332,10 @@ _scratch = threading.local()
 
 def _partial_products(chunks, m, n, dtype):
     """A (chunks, m, n) buffer for the chunks' products, kept per thread and
-    grown, never shrunk, so that steps after the first allocate nothing."""
+    grown, never shrunk, so that steps after the first allocate nothing
+    (empty for one chunk, which writes into C itself)."""
+    if chunks == 1:
+        return np.empty((0, m, n), dtype)
     size = chunks * m * n
     buffer = getattr(_scratch, dtype.name, None)
     if buffer is None or buffer.size < size:
