@@ -1,8 +1,8 @@
 """Loaders for the public data sets used by examples and benchmarks.
 
 The files are not shipped with the package. Each loader looks for them in a
-data folder that holds ``lastfm/``, ``ml-100k/``, ``bibtex/`` and ``a9a/``; see
-:func:`load_lastfm` for how that folder is found.
+data folder that holds ``lastfm/``, ``ml-100k/``, ``yelp2018/``, ``bibtex/``
+and ``a9a/``; see :func:`load_lastfm` for how that folder is found.
 """
 
 import os
@@ -13,7 +13,14 @@ import scipy.sparse as sp
 from sklearn.datasets import load_svmlight_file
 from sklearn.utils import check_random_state
 
-__all__ = ["per_user_split", "load_a9a", "load_bibtex", "load_lastfm", "load_movielens_100k"]
+__all__ = [
+    "per_user_split",
+    "load_a9a",
+    "load_bibtex",
+    "load_lastfm",
+    "load_movielens_100k",
+    "load_yelp2018",
+]
 
 DATA_ENV_VAR = "SPARSE_DEEP_DATA"
 
@@ -114,8 +121,8 @@ def _find_file(data_dir, *parts):
     )
     raise FileNotFoundError(
         f"Could not find {'/'.join(parts)}. Tried: {tried}. Pass data_dir= the "
-        "folder that holds lastfm/, ml-100k/, bibtex/ and a9a/, or set the environment "
-        f"variable {DATA_ENV_VAR} to it."
+        "folder that holds lastfm/, ml-100k/, yelp2018/, bibtex/ and a9a/, or set the "
+        f"environment variable {DATA_ENV_VAR} to it."
     )
 
 
@@ -165,10 +172,36 @@ def _read_pairs(path, n_fields, user_col, item_col, first_line=1):
     return np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64)
 
 
-def _interaction_matrix(users, items, shape):
-    """Binary CSR float32 matrix with 1.0 at each (user - 1, item - 1)."""
+def _read_adjacency(path):
+    """Read (user, item) ids from lines ``user item item ...`` (ids from 0).
+
+    A line with a user and no items is a user without interactions; blank
+    lines are skipped. Every field must be a non-negative integer.
+    """
+    users, items = [], []
+    with open(path, encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            try:
+                ids = [int(field) for field in fields]
+                if min(ids) < 0:
+                    raise ValueError("ids start at 0")
+            except ValueError as err:
+                raise ValueError(
+                    f"{path}, line {line_no}: malformed line {line.rstrip()!r} ({err}); "
+                    "expected 'user item item ...' with non-negative integer ids."
+                ) from None
+            users.extend([ids[0]] * (len(ids) - 1))
+            items.extend(ids[1:])
+    return np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64)
+
+
+def _interaction_matrix(users, items, shape, first_id=1):
+    """Binary CSR float32 matrix with 1.0 at each (user - first_id, item - first_id)."""
     matrix = sp.csr_matrix(
-        (np.ones(users.size, dtype=np.float32), (users - 1, items - 1)),
+        (np.ones(users.size, dtype=np.float32), (users - first_id, items - first_id)),
         shape=shape,
         dtype=np.float32,
     )
@@ -351,6 +384,47 @@ def load_movielens_100k(data_dir=None, test_fraction=0.2, random_state=0):
     interactions = _interaction_matrix(users, items, shape)
     return per_user_split(interactions, test_fraction, random_state)
 
+
+def load_yelp2018(data_dir=None):
+    """Load Yelp2018 in the LightGCN split (check-ins, pre-split).
+
+    Reads ``yelp2018/train.txt`` and ``yelp2018/test.txt``: one line per user,
+    ``user item item ...``, ids from 0. Every listed (user, item) pair becomes
+    1.0. User ``u`` and item ``i`` map to row ``u`` and column ``i`` of both
+    matrices, whose shape is the largest user and item ids over both files
+    plus one (31,668 x 38,048 for the published split).
+
+    This is the split of the NGCF, LightGCN and SimpleX papers, so published
+    recall@20 / NDCG@20 figures on it (all items ranked, training items
+    excluded) compare directly with :mod:`sparse_deep.metrics` on it.
+
+    Parameters
+    ----------
+    data_dir : str or path-like, default=None
+        Folder that holds ``yelp2018/``; found as in :func:`load_lastfm`.
+
+    Returns
+    -------
+    train, test : csr_matrix of float32, shape (n_users, n_items)
+        Binary interaction matrices sharing one user and one item index.
+
+    Raises
+    ------
+    FileNotFoundError
+        If a file is missing; the message lists the paths tried.
+    ValueError
+        If a line is malformed; the message names the file and line number.
+    """
+    train_users, train_items = _read_adjacency(_find_file(data_dir, "yelp2018", "train.txt"))
+    test_users, test_items = _read_adjacency(_find_file(data_dir, "yelp2018", "test.txt"))
+    shape = (
+        int(max(train_users.max(initial=-1), test_users.max(initial=-1))) + 1,
+        int(max(train_items.max(initial=-1), test_items.max(initial=-1))) + 1,
+    )
+    return (
+        _interaction_matrix(train_users, train_items, shape, first_id=0),
+        _interaction_matrix(test_users, test_items, shape, first_id=0),
+    )
 
 
 def load_bibtex(data_dir=None, n_labels=159):

@@ -7,6 +7,7 @@ from sparse_deep.datasets import (
     load_bibtex,
     load_lastfm,
     load_movielens_100k,
+    load_yelp2018,
     per_user_split,
 )
 
@@ -183,6 +184,28 @@ def test_load_lastfm_malformed_line(tmp_path, text, line):
     write(tmp_path / "lastfm" / "test.tsv", "1\t1\t1\n")
     with pytest.raises(ValueError, match=rf"train\.tsv, line {line}: malformed"):
         load_lastfm(tmp_path)
+
+
+def test_load_yelp2018_shapes_and_ids(tmp_path):
+    # Ids from 0; user 2 has no training items; item 5 and user 3 only in test;
+    # a repeated item counts once.
+    write(tmp_path / "yelp2018" / "train.txt", "0 1 2 2\n1 0\n2\n")
+    write(tmp_path / "yelp2018" / "test.txt", "0 3\n\n3 5 0\n")
+    train, test = load_yelp2018(tmp_path)
+    assert train.shape == test.shape == (4, 6)
+    assert train.dtype == test.dtype == np.float32
+    assert set(zip(*train.nonzero())) == {(0, 1), (0, 2), (1, 0)}
+    assert set(zip(*test.nonzero())) == {(0, 3), (3, 5), (3, 0)}
+    assert np.all(train.data == 1.0) and np.all(test.data == 1.0)
+
+
+@pytest.mark.parametrize("text, line", [("0 1\n1 x\n", 2), ("0 1\n\n-1 2\n", 3),
+                                        ("0 1.5\n", 1)])
+def test_load_yelp2018_malformed_line(tmp_path, text, line):
+    write(tmp_path / "yelp2018" / "train.txt", text)
+    write(tmp_path / "yelp2018" / "test.txt", "0 1\n")
+    with pytest.raises(ValueError, match=rf"train\.txt, line {line}: malformed"):
+        load_yelp2018(tmp_path)
 
 
 @pytest.fixture
