@@ -80,7 +80,9 @@ def mask(seed, step, stream, row_ids, n, p):
 
 
 def forward(model, x, *, training=False, seed=0, step=0, row_ids=None):
-    """Dense forward pass; returns (outputs per layer index, pre-dropout activations)."""
+    """Dense forward pass; returns (outputs per layer index, pre-dropout activations).
+
+    A sampled output layer is left out: :func:`sampled_loss` scores it."""
     spec = model.spec
     row_ids = np.arange(x.shape[0]) if row_ids is None else row_ids
     x = np.array(x, dtype=np.float64)
@@ -92,6 +94,8 @@ def forward(model, x, *, training=False, seed=0, step=0, row_ids=None):
     for p in model.layers:
         if p.is_input:
             outs[p.index] = x
+            continue
+        if p.is_sampled:
             continue
         layer = spec.layers[p.index]
         z = np.tile(model.biases[p.index].astype(np.float64), (x.shape[0], 1))
@@ -128,3 +132,44 @@ def loss(model, x, t, *, training=False, seed=0, step=0, row_ids=None, present_r
             kl = q * np.log(q / rho) + (1 - q) * np.log((1 - q) / (1 - rho))
             total += beta * kl.sum()
     return total
+
+
+def sampled_loss(model, x, t, negatives, corrections, *, training=False, seed=0, step=0,
+                 row_ids=None, row_weights=None):
+    """Mean batch loss of a network with a sampled output layer (docs/engine.md,
+    "Sampled output layers"), for the given negatives and their corrections
+    ``log(M q_j)``; ``row_weights`` weight each row's error."""
+    spec = model.spec
+    out = model.output
+    (source, w_index), = out.sources
+    outs, _ = forward(model, x, training=training, seed=seed, step=step, row_ids=row_ids)
+    h = outs[source]
+    w = model.weights[w_index].astype(np.float64)  # item-major: one row per item
+    t = np.asarray(t, dtype=np.float64)
+    if out.cosine:
+        unit_h = h / np.maximum(np.linalg.norm(h, axis=1, keepdims=True), 1e-12)
+        unit_w = w / np.maximum(np.linalg.norm(w, axis=1, keepdims=True), 1e-12)
+        scores = unit_h @ unit_w.T
+    else:
+        scores = h @ w.T + model.biases[out.index].astype(np.float64)
+    z = scores / out.temperature
+    error = spec.error_function
+    m = len(negatives)
+    total = 0.0
+    for r in range(x.shape[0]):
+        targets = np.flatnonzero(t[r])
+        weights = t[r, targets] / t[r, targets].sum() if targets.size else targets
+        z_neg = z[r, negatives]
+        if error == "SampledSoftmax":
+            anchor = np.log(np.sum(np.exp(z_neg - corrections)))
+            row = np.sum(weights * np.log1p(np.exp(anchor - z[r, targets])))
+        elif error == "CosineContrastive":
+            c = spec.contrastive
+            row = (np.sum(weights * (1.0 - scores[r, targets]))
+                   + c.negative_weight / m * np.sum(np.maximum(0.0, scores[r, negatives] - c.margin)))
+        else:  # BPR
+            pairs = z_neg[None, :] - z[r, targets][:, None]
+            row = np.sum(weights[:, None] * np.log1p(np.exp(pairs))) / m
+        total += row * (1.0 if row_weights is None else row_weights[r])
+    return total / x.shape[0]
+

@@ -97,6 +97,26 @@ def test_sharded_ranks_train_the_same_model(reference, ranks, tmp_path):
     np.testing.assert_array_equal(loaded.recommend(X[:40], k=7), reference["ids"])
 
 
+@pytest.mark.parametrize("options", [("--loss", "cross_entropy"),
+                                     ("--scoring", "dot"),
+                                     ("--loss", "cosine_contrastive")],
+                         ids=["full-softmax", "sampled-dot", "cosine-contrastive"])
+def test_sharded_output_variants_train_the_same_model(tmp_path, options):
+    """The full SoftMax output, and sampled outputs whose negatives and
+    targets fall on different ranks (61 items over 3 ranks)."""
+    one = fit(1, tmp_path, *options)
+    three = fit(3, tmp_path, *options)
+    assert int(three["ranks"]) == 3
+    assert_same_model(one, three)
+
+
+def test_sharded_bpr_is_refused_with_the_reason(tmp_path):
+    done = launch(2, tmp_path / "bpr.npz", "--loss", "bpr", "--scoring", "dot", timeout=120)
+    assert done.returncode != 0
+    assert "'BPR' compares every target of a row with every negative" in done.stderr
+    assert not (tmp_path / "bpr.npz").exists()
+
+
 def test_sharded_softmax_free_network_trains_the_same_model(tmp_path):
     """DSSTNE's MovieLens network: sigmoid output, sparseness penalty, no shuffle."""
     one = fit(1, tmp_path, "--network", "movielens")

@@ -45,6 +45,14 @@ class Backend:
         """``x[...] = 0``."""
         raise NotImplementedError
 
+    def fill(self, x, value):
+        """``x[...] = value``."""
+        raise NotImplementedError
+
+    def scale(self, x, factor):
+        """``x *= factor``."""
+        raise NotImplementedError
+
     def sum(self, x):
         """``sum(x)`` as a Python float on the host."""
         raise NotImplementedError
@@ -167,6 +175,69 @@ class Backend:
         raise NotImplementedError
 
     def zero_rows(self, dst, rows):
+        raise NotImplementedError
+
+    # Sampled output layer (engine/sampled.py) --------------------------------
+    def touched_rows(self, targets, neg_ids, slot, rows, neg_slot, g_indptr, g_entries):
+        """The weight rows a sampled step touches (target items first, then
+        the negatives), grouped target entries; returns ``(n_rows, n_pos)``
+        on the host. See ``backends/cpu/sampled.py:touched_rows``."""
+        raise NotImplementedError
+
+    def gather_rows_dense(self, source, ids, out):
+        """``out[j] = source[ids[j]]``."""
+        raise NotImplementedError
+
+    def normalize_rows(self, x, out, norms):
+        """``out[r] = x[r] / |x[r]|``, ``norms[r] = |x[r]|`` (``out`` may be ``x``)."""
+        raise NotImplementedError
+
+    def row_norms(self, x, out):
+        raise NotImplementedError
+
+    def reciprocal_scaled(self, x, factor):
+        """``x = 1 / (x * factor)``."""
+        raise NotImplementedError
+
+    def positive_scores(self, h, targets, weights, bias, cosine, out):
+        raise NotImplementedError
+
+    def add_row_bias(self, z, bias, ids):
+        """``z[r, j] += bias[ids[j]]``."""
+        raise NotImplementedError
+
+    def scale_columns(self, z, scales):
+        raise NotImplementedError
+
+    def negative_logsumexp(self, z_neg, corrections, inv_tau, stats):
+        raise NotImplementedError
+
+    def positive_pass(self, err, z_pos, targets, anchors, inv_tau, row_scale, inv_totals, d_pos,
+                      row_error, pulls):
+        raise NotImplementedError
+
+    def negative_pass(self, err, z_neg, corrections, anchors, pulls, inv_tau, margin, neg_scale,
+                      row_scale, d_neg, row_error):
+        raise NotImplementedError
+
+    def bpr_pass(self, z_pos, targets, z_neg, inv_tau, neg_scale, row_scale, inv_totals, d_pos,
+                 d_neg, row_error):
+        raise NotImplementedError
+
+    def add_positive_deltas(self, d_pos, targets, weights, cosine, dh):
+        raise NotImplementedError
+
+    def compact_gradient(self, d_pos, targets, g_indptr, g_entries, n_pos, h, d_negatives,
+                         neg_slot, grad):
+        raise NotImplementedError
+
+    def compact_bias_gradient(self, d_pos, g_indptr, g_entries, n_pos, d_neg, neg_slot, grad):
+        raise NotImplementedError
+
+    def project_out_radial(self, grad, vectors, ids):
+        raise NotImplementedError
+
+    def project_hidden(self, dh_unit, h_unit, norms, dh, accumulate):
         raise NotImplementedError
 
     # Inference ---------------------------------------------------------------

@@ -13,7 +13,8 @@ Two kinds of weight matrix are split, as DSSTNE does for recommendation networks
 * a weight into the **output** layer is split by columns (output units), with
   the output bias: each rank computes its slice of outputs, error and deltas,
   and one sum over ranks of a ``batch x units`` block completes the delta that
-  flows back.
+  flows back. A sampled output layer stores that weight one row per output
+  unit, so it is split by rows, into the same blocks of output units.
 
 Every other weight (hidden to hidden) is small and replicated.
 """
@@ -77,14 +78,17 @@ class WeightShard:
         return array
 
 
-def link_modes(links, input_index, output_index):
+def link_modes(links, input_index, output_index, item_major=None):
     """Split mode of each weight ``(source, target)``: rows, columns or replicated.
 
-    Raises ValueError for a weight from the input straight into the output: it
-    would need splitting both ways.
+    ``item_major`` marks the weights stored one row per target unit (the
+    weight into a sampled output layer): they split by rows where the others
+    split by columns. Raises ValueError for a weight from the input straight
+    into the output: it would need splitting both ways.
     """
+    item_major = [False] * len(links) if item_major is None else item_major
     modes = []
-    for source, target in links:
+    for (source, target), by_target in zip(links, item_major):
         if source == input_index and target == output_index:
             raise ValueError(
                 "a weight from the Input layer straight into the Output layer can't be "
@@ -94,16 +98,16 @@ def link_modes(links, input_index, output_index):
         if source == input_index:
             modes.append(ROWS)
         elif target == output_index:
-            modes.append(COLUMNS)
+            modes.append(ROWS if by_target else COLUMNS)
         else:
             modes.append(REPLICATED)
     return modes
 
 
-def shard_weights(links, shapes, input_index, output_index, size, rank):
+def shard_weights(links, shapes, input_index, output_index, size, rank, item_major=None):
     """A :class:`WeightShard` per weight for ``rank`` of ``size``."""
     shards = []
-    for mode, shape in zip(link_modes(links, input_index, output_index), shapes):
+    for mode, shape in zip(link_modes(links, input_index, output_index, item_major), shapes):
         if mode == ROWS:
             shards.append(WeightShard(ROWS, *block_range(shape[0], size, rank)))
         elif mode == COLUMNS:

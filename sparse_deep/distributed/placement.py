@@ -11,7 +11,7 @@ import re
 
 import numpy as np
 
-from ..engine.model import Model, build_plan
+from ..engine.model import Model, build_plan, is_item_major, link_shape
 from ..engine.optim import _STATES, optimizer_code
 from ..engine.runner import Runner
 from .comm import SerialComm, world
@@ -57,7 +57,12 @@ class _Layout:
         layers, self.links = build_plan(spec)
         self.input = next(p for p in layers if p.is_input)
         self.output = next(p for p in layers if p.is_output)
-        self.full_shapes = [(layers[s].n, layers[t].n) for s, t in self.links]
+        self.full_shapes = [link_shape(layers, s, t) for s, t in self.links]
+        self.item_major = [is_item_major(layers, s, t) for s, t in self.links]
+
+    def modes(self):
+        """How each weight splits over ranks (see :func:`link_modes`)."""
+        return link_modes(self.links, self.input.index, self.output.index, self.item_major)
 
 
 def _gib(n):
@@ -84,7 +89,7 @@ class Placement:
             return Model(spec, dtype)
         plan = _Layout(spec)
         shards = shard_weights(plan.links, plan.full_shapes, plan.input.index, plan.output.index,
-                               self.comm.size, self.comm.rank)
+                               self.comm.size, self.comm.rank, plan.item_major)
         return Model(spec, dtype, shards)
 
     def check_memory(self, spec, optimizer, limit, dtype=np.float32):
@@ -96,14 +101,12 @@ class Placement:
         if limit is None:
             return
         plan = _Layout(spec)
-        modes = link_modes(plan.links, plan.input.index, plan.output.index) if self.sharded \
-            else [REPLICATED] * len(plan.links)
+        modes = plan.modes() if self.sharded else [REPLICATED] * len(plan.links)
         per_value = np.dtype(dtype).itemsize * (2 + _STATES.get(optimizer_code(optimizer), 1))
         need = largest_share(plan.full_shapes, modes, per_value, self.comm.size)
         if need <= limit:
             return
-        split_modes = link_modes(plan.links, plan.input.index, plan.output.index)
-        ranks = fewest_ranks(plan.full_shapes, split_modes, per_value, limit)
+        ranks = fewest_ranks(plan.full_shapes, plan.modes(), per_value, limit)
         advice = (f"run it under `mpiexec -n {ranks}` (or more) to shard it"
                   if ranks else "even sharded, its replicated hidden layers exceed the limit")
         raise MemoryError(

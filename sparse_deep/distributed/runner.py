@@ -108,7 +108,9 @@ class ShardedRunner(Runner):
         else:
             super()._activate(layer, z)
 
-    def output_error(self, b, weights=None):
+    def output_error(self, b, weights=None, step=0, rows=None):
+        if self.sampled is not None:
+            return super().output_error(b, weights, step, rows)
         out = self.model.output
         act, err = self.model.act_error
         bk = self.backend
@@ -128,6 +130,24 @@ class ShardedRunner(Runner):
             return float(np.sum(errors))
         bk.scale_rows(delta, bk.to_device(weights))
         return float(np.sum(errors * weights))
+
+    # -- what the sampled output layer sums over ranks -------------------------
+    def sum_over_ranks(self, block):
+        return self._sum_over_ranks(block)
+
+    def sum_rows_over_ranks(self, values):
+        return self.comm.sum(np.ascontiguousarray(values))
+
+    def combine_logsumexp(self, stats):
+        """Each row's log-sum-exp over every rank's negatives, from the ranks'
+        ``(max, sum exp(x - max))`` (a rank with none reports ``(-inf, 0)``)."""
+        parts = self.comm.allgather(np.ascontiguousarray(stats))
+        maxima = parts[:, :, 0]
+        top = maxima.max(axis=0)
+        finite = np.isfinite(maxima)
+        scale = np.where(finite, np.exp(np.where(finite, maxima - top, 0.0)), 0.0)
+        with np.errstate(divide="ignore"):
+            return top + np.log((parts[:, :, 1] * scale).sum(axis=0))
 
     # -- backward -------------------------------------------------------------
     def _backpropagate(self, delta, weights, target, accumulate, into_hidden_from):
@@ -155,6 +175,12 @@ def _check_shardable(model):
                 "columns of the input layer's weights; model parallelism splits them by rows. "
                 "Remove WeightNorm from that layer or train on one process"
             )
+    if model.spec.error_function == "BPR":
+        raise ValueError(
+            "ErrorFunction 'BPR' compares every target of a row with every negative, which "
+            "model parallelism puts on different ranks; use SampledSoftmax or "
+            "CosineContrastive, or train on one process"
+        )
     if model.output.skips:
         raise ValueError(
             f"the output layer {model.output.name!r} has Skips; model parallelism splits the "

@@ -67,7 +67,7 @@ def scatter_model(whole, comm):
     if comm.size == 1:
         return whole
     shards = shard_weights(whole.links, whole.full_shapes, whole.input.index,
-                           whole.output.index, comm.size, comm.rank)
+                           whole.output.index, comm.size, comm.rank, whole.item_major)
     local = Model(whole.spec, whole.dtype, shards)
     for i, shard in enumerate(shards):
         local.weights[i][...] = shard.take(whole.weights[i])

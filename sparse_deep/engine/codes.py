@@ -36,6 +36,10 @@ SCALED_MARGINAL_CROSS_ENTROPY = 3
 DATA_SCALED_MARGINAL_CROSS_ENTROPY = 4
 HINGE = 5
 L2_HINGE = 6
+# Losses of a sampled output layer (scores of targets and sampled negatives).
+SAMPLED_SOFTMAX = 7
+COSINE_CONTRASTIVE = 8
+BPR = 9
 
 ERROR_CODES = {
     "L1": L1,
@@ -45,6 +49,9 @@ ERROR_CODES = {
     "DataScaledMarginalCrossEntropy": DATA_SCALED_MARGINAL_CROSS_ENTROPY,
     "Hinge": HINGE,
     "L2Hinge": L2_HINGE,
+    "SampledSoftmax": SAMPLED_SOFTMAX,
+    "CosineContrastive": COSINE_CONTRASTIVE,
+    "BPR": BPR,
 }
 
 SGD = 0

@@ -36,6 +36,9 @@ class LayerPlan:
     sources: list = field(default_factory=list)  # [(source layer index, weight index)]
     skips: list = field(default_factory=list)  # [layer index]
     penalty: tuple = None  # (p, beta) of the sparseness penalty, or None
+    sampling: object = None  # the Output layer's Sampling, when it is trained sampled
+    cosine: bool = False  # Output layer: cosine scores (no bias)
+    temperature: float = 1.0  # Output layer: scores are divided by it
 
     @property
     def is_input(self):
@@ -44,6 +47,25 @@ class LayerPlan:
     @property
     def is_output(self):
         return self.kind == "Output"
+
+    @property
+    def is_sampled(self):
+        return self.sampling is not None
+
+
+def is_item_major(layers, source, target):
+    """Whether the weight ``source -> target`` is stored one row per *target*
+    unit, shape ``(n_target, n_source)``: the weight into a sampled Output
+    layer, whose steps read and update only the rows of the items they
+    score (as the input layer's rows of the features present). Every other
+    weight is ``(n_source, n_target)``, DSSTNE's layout."""
+    return layers[target].is_sampled
+
+
+def link_shape(layers, source, target):
+    """Full shape of the weight ``source -> target`` (see :func:`is_item_major`)."""
+    n_source, n_target = layers[source].n, layers[target].n
+    return (n_target, n_source) if is_item_major(layers, source, target) else (n_source, n_target)
 
 
 def _activation_params(layer, spec):
@@ -77,6 +99,10 @@ def build_plan(spec):
             plan.p_dropout = float(layer.p_dropout) if layer.kind == "Hidden" else 0.0
             plan.weight_norm = float(layer.weight_norm)
             plan.penalty = _layer_penalty(layer, spec)
+            if layer.kind == "Output":
+                plan.sampling = layer.sampling
+                plan.cosine = layer.scoring == "Cosine"
+                plan.temperature = float(layer.temperature)
             for source in layer.sources:
                 plan.sources.append((index[source], len(links)))
                 links.append((index[source], i))
@@ -90,7 +116,27 @@ def build_plan(spec):
                 plan.skips.append(j)
         plans.append(plan)
     _check_every_hidden_layer_is_used(plans)
+    _check_sampled_output(plans)
     return plans, links
+
+
+def _check_sampled_output(plans):
+    """A sampled Output layer scores items from one Hidden layer's activations."""
+    out = next(p for p in plans if p.is_output)
+    if not out.is_sampled:
+        return
+    where = f"the sampled Output layer {out.name!r}"
+    if len(out.sources) != 1 or out.skips:
+        raise ValueError(f"{where} must have exactly one Source and no Skip (its scores are "
+                         "one layer's activations against each item's weights)")
+    source = plans[out.sources[0][0]]
+    if source.kind != "Hidden":
+        raise ValueError(f"{where} takes its Source {source.name!r}, an {source.kind} layer; "
+                         "its Source must be a Hidden layer")
+    if out.weight_norm > 0:
+        raise ValueError(f"{where} has a WeightNorm, which sparse_deep does not apply to "
+                         "sampled layers (their weights are updated a few rows at a time); "
+                         "remove it")
 
 
 def _check_every_hidden_layer_is_used(plans):
@@ -130,14 +176,6 @@ def _init_weights(scheme, scale, shape, rng, fans=None):
     raise ValueError(f"unknown weight initialisation scheme {scheme!r}")
 
 
-def _shard_range(shards, mode, n):
-    """The block of a layer's units that the shards of ``mode`` cover (all if none)."""
-    for shard in shards:
-        if shard.mode == mode:
-            return shard.start, shard.stop
-    return 0, n
-
-
 class Model:
     """Weights and biases of a resolved network, plus its execution plan.
 
@@ -163,12 +201,13 @@ class Model:
         self.input = next(p for p in self.layers if p.is_input)
         self.output = next(p for p in self.layers if p.is_output)
         self.act_error = (self.output.act, ERROR_CODES[spec.error_function])
-        self.full_shapes = [(self.layers[s].n, self.layers[t].n) for s, t in self.links]
+        self.full_shapes = [link_shape(self.layers, s, t) for s, t in self.links]
+        self.item_major = [is_item_major(self.layers, s, t) for s, t in self.links]
         self.shards = shards
         self.input_range, self.output_range = (0, self.input.n), (0, self.output.n)
         if shards is not None:
-            self.input_range = _shard_range(shards, "rows", self.input.n)
-            self.output_range = _shard_range(shards, "columns", self.output.n)
+            self.input_range = self._shard_range(self.input.index, source=True)
+            self.output_range = self._shard_range(self.output.index, source=False)
         self.weights = [
             np.zeros(shape if shards is None else shards[i].local_shape(shape), self.dtype)
             for i, shape in enumerate(self.full_shapes)
@@ -176,6 +215,14 @@ class Model:
         self.biases = {p.index: np.zeros(p.n, self.dtype) for p in self.layers if not p.is_input}
         start, stop = self.output_range
         self.biases[self.output.index] = np.zeros(stop - start, self.dtype)
+
+    def _shard_range(self, layer, source):
+        """The block of ``layer``'s units this shard holds: those of the first
+        split weight it feeds (``source``) or is fed by; all when none is split."""
+        for shard, (s, t) in zip(self.shards, self.links):
+            if (s if source else t) == layer and shard.mode != "replicated":
+                return shard.start, shard.stop
+        return 0, self.layers[layer].n
 
     def initialize(self, seed):
         """Draw every weight and bias from ``seed`` (host-side, float64 then cast,
@@ -188,13 +235,14 @@ class Model:
         for i, (w, (s, t)) in enumerate(zip(self.weights, self.links)):
             init = self.spec.layers[t].weight_init
             shape = self.full_shapes[i]
+            fans = (self.layers[s].n, self.layers[t].n)
             # Draw in row chunks: one float64 temporary of a 1M x 256 matrix
             # would be 2 GB. PCG64 draws in order, so the values are the same.
             rows = max(1, _INIT_CHUNK // shape[1])
             for start in range(0, shape[0], rows):
                 stop = min(start + rows, shape[0])
                 block = _init_weights(init.scheme, float(init.scale), (stop - start, shape[1]),
-                                      rng, fans=shape)
+                                      rng, fans=fans)
                 self._keep_block(i, start, stop, block)
         for t, b in self.biases.items():
             b[...] = self.spec.layers[t].weight_init.bias

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .rng import stream_key_host
+from .sampled import SampledOutput, sampled_buffer_bytes, sampled_buffer_shapes
 
 
 @dataclass
@@ -104,11 +105,16 @@ def runner_bytes(model, batch_size, max_input_nnz, max_target_nnz=0, optimizer=N
     item = np.dtype(model.dtype).itemsize
     n = int(batch_size)
     in_size, t_size = max(int(max_input_nnz), 1), max(int(max_target_nnz), 1)
-    layers = [p for p in model.layers if not p.is_input]
+    out = model.output
+    sampled = out.is_sampled and not inference
+    # A training runner of a sampled output keeps no batch x items block.
+    layers = [p for p in model.layers if not p.is_input and not (sampled and p.is_output)]
     weights = sum(w.nbytes for w in model.weights) + sum(b.nbytes for b in model.biases.values())
     states = 0 if optimizer is None else sum(a.nbytes + b.nbytes for a, b in optimizer.states)
     csr = (n + 1) * 8 + in_size * (4 + item) + (n + 1) * 8 + t_size * (4 + item)
     buffers = csr + n * 8 + sum(n * p.n * item for p in layers)
+    if inference and out.is_sampled and out.cosine:
+        buffers += _inference_cosine_bytes(model, n)
     if not inference:
         input_fed = [(w, s) for w, (s, _) in zip(model.weights, model.links)
                      if model.layers[s].is_input]
@@ -119,8 +125,15 @@ def runner_bytes(model, batch_size, max_input_nnz, max_target_nnz=0, optimizer=N
         buffers += max(p.n for p in model.layers) * item
         buffers += sum(input_gradient_rows(in_size, w.shape[0]) * w.shape[1] * item
                        if model.layers[s].is_input else w.nbytes
-                       for w, (s, _) in zip(model.weights, model.links))
-        buffers += sum(b.nbytes for b in model.biases.values())
+                       for w, (s, t) in zip(model.weights, model.links)
+                       if not (sampled and t == out.index))
+        buffers += sum(b.nbytes for t, b in model.biases.items()
+                       if not (sampled and t == out.index))
+        if sampled:
+            start, stop = model.output_range
+            buffers += sampled_buffer_bytes(sampled_buffer_shapes(
+                n, model.layers[out.sources[0][0]].n, stop - start, t_size,
+                out.sampling.negatives, out.cosine, model.dtype))
         if not sparse_input_update:
             buffers += sum(w.nbytes if backend is None
                            else backend.all_rows_scratch_bytes(w.shape, item)
@@ -130,6 +143,13 @@ def runner_bytes(model, batch_size, max_input_nnz, max_target_nnz=0, optimizer=N
         buffers += 8 * sum(row_lists)
     return {"weights": weights, "optimizer state": states,
             "batch buffers": buffers + int(backend_scratch)}
+
+
+def _inference_cosine_bytes(model, n_rows):
+    """The scratch an inference runner keeps for cosine output scores."""
+    item = np.dtype(model.dtype).itemsize
+    start, stop = model.output_range
+    return (n_rows * model.layers[model.output.sources[0][0]].n + n_rows + (stop - start)) * item
 
 
 # Offsets that keep the random streams of denoising and of each layer's dropout apart.
@@ -187,12 +207,20 @@ class Runner:
         self.row_ids = bk.zeros(n, np.int64)
         # Per layer: z/activation before dropout ("pre") and after it ("out").
         self.pre, self.out = {}, {}
+        self.sampled = None
         for p in model.layers:
-            if not p.is_input:
-                self.pre[p.index] = bk.zeros((n, self.width(p)), dt)
-                self.out[p.index] = self.pre[p.index]
+            if p.is_input or (p.is_output and p.is_sampled and not inference):
+                continue
+            self.pre[p.index] = bk.zeros((n, self.width(p)), dt)
+            self.out[p.index] = self.pre[p.index]
+        self._cosine_scratch = None
+        if inference and model.output.is_sampled and model.output.cosine:
+            width = model.layers[model.output.sources[0][0]].n
+            self._cosine_scratch = (bk.zeros((n, width), dt), bk.zeros(n, dt),
+                                    bk.zeros(self.width(model.output), dt))
+            self._column_scales_ready = False
         if not inference:
-            self._allocate_training_buffers(max_input_nnz)
+            self._allocate_training_buffers(max_input_nnz, max_target_nnz)
 
     def _bind_parameters(self, model, optimizer):
         """Take the backend's copies of ``model``'s parameters and of the
@@ -243,18 +271,22 @@ class Runner:
         at 1M items those frames kept 2 GB of buffers alive into the next fit.
         """
         self.release_parameters()
+        self.sampled = self._cosine_scratch = None
         self.pre, self.out, self.delta, self.penalty_grad = {}, {}, {}, {}
         self.weight_grads, self.bias_grads, self.all_rows_scratch, self._all_rows = [], {}, {}, {}
         self.inputs = self.targets = self.transposed = None
         self.row_ids = self.row_error = self._no_penalty = None
 
-    def _allocate_training_buffers(self, max_input_nnz):
+    def _allocate_training_buffers(self, max_input_nnz, max_target_nnz):
         model, bk, n, dt = self.model, self.backend, self.batch_size, self.model.dtype
         self.transposed = TransposedBlock.empty(self.width(model.input), max_input_nnz, dt, bk)
         self.row_error = bk.zeros(n, np.float64)
         self.delta = {}
+        out = model.output
+        if out.is_sampled:
+            self.sampled = SampledOutput(self, max_target_nnz)
         for p in model.layers:
-            if p.is_input:
+            if p.is_input or (p.is_output and p.is_sampled):
                 continue
             if p.p_dropout > 0:
                 self.out[p.index] = bk.zeros((n, p.n), dt)
@@ -263,13 +295,16 @@ class Runner:
             p.index: bk.zeros(p.n, dt) for p in model.layers if p.penalty is not None
         }
         self._no_penalty = bk.zeros(max(p.n for p in model.layers), dt)
+        # The sampled output layer keeps its compact gradients itself (None here).
         self.weight_grads = [
-            bk.zeros((input_gradient_rows(max_input_nnz, w.shape[0]), w.shape[1]), dt)
+            None if model.layers[t].is_sampled
+            else bk.zeros((input_gradient_rows(max_input_nnz, w.shape[0]), w.shape[1]), dt)
             if model.layers[s].is_input
             else bk.zeros(w.shape, dt)
-            for w, (s, _) in zip(model.weights, model.links)
+            for w, (s, t) in zip(model.weights, model.links)
         ]
-        self.bias_grads = {t: bk.zeros(b.shape, dt) for t, b in model.biases.items()}
+        self.bias_grads = {t: bk.zeros(b.shape, dt) for t, b in model.biases.items()
+                           if not model.layers[t].is_sampled}
         # For the dense input update (every row steps, most with a zero
         # gradient): what the backend's update_all_rows needs.
         self.all_rows_scratch = {
@@ -330,12 +365,20 @@ class Runner:
 
         With ``stop_at_output`` the output layer's pre-activations are left in
         ``self.pre[output]`` for the fused output pass; otherwise they are
-        activated too (inference).
+        activated too (inference). A training runner stops before a sampled
+        output layer, whose pass scores only the items it samples.
         """
         bk = self.backend
         batch = self._batch_view(self.inputs, b)
         for p in self.model.layers:
             if p.is_input:
+                continue
+            if p.is_sampled:
+                if self.sampled is not None:
+                    continue  # a training runner's sampled pass scores what it needs
+                self._sampled_scores(p, b)
+                if not stop_at_output:
+                    self._activate(p, self.pre[p.index][:b])
                 continue
             z = self.pre[p.index][:b]
             bk.fill_rows(z, self.biases[p.index])
@@ -359,17 +402,45 @@ class Runner:
     def _activate(self, layer, z):
         self.backend.activate(z, layer.act, layer.slope, layer.alpha, layer.lam)
 
+    def _sampled_scores(self, layer, b):
+        """Every item's score from a sampled output layer (inference): the
+        incoming activations times the item-major weight, plus the bias, over
+        the temperature; with cosine scoring, unit rows times the weight rows
+        divided by their norms."""
+        bk = self.backend
+        (source, w), = layer.sources
+        z, h, weights = self.pre[layer.index][:b], self.out[source][:b], self.weights[w]
+        if layer.cosine:
+            h_unit, h_norms, scales = self._cosine_scratch
+            if not self._column_scales_ready:
+                bk.row_norms(weights, scales)
+                bk.reciprocal_scaled(scales, layer.temperature)
+                self._column_scales_ready = True
+            bk.normalize_rows(h, h_unit[:b], h_norms[:b])
+            bk.gemm(h_unit[:b], weights, z, trans_b=True)
+            bk.scale_columns(z, scales)
+            return
+        bk.fill_rows(z, self.biases[layer.index])
+        bk.gemm(h, weights, z, beta=1.0, trans_b=True)
+        if layer.temperature != 1.0:
+            bk.scale(z, 1.0 / layer.temperature)
+
     def _add_input_product(self, batch, weights, z):
         """``z += batch @ weights`` for the sparse input layer."""
         self.backend.sparse_matmul_add(batch, weights, z)
 
-    def output_error(self, b, weights=None):
+    def output_error(self, b, weights=None, step=0, rows=None):
         """Fused output pass; returns the summed data error of the batch.
 
         With ``weights`` (host array, one per batch row) each row's error and
         output delta are multiplied by its weight: the gradient of
-        ``(1/b) sum_rows weight * error``.
+        ``(1/b) sum_rows weight * error``. ``step`` keys a sampled output
+        layer's negatives and ``rows`` (the batch's rows of the data set)
+        finds their target totals in a sharded one.
         """
+        if self.sampled is not None:
+            return self.sampled.error_and_gradients(b, step, self._batch_view(self.targets, b),
+                                                    weights, rows)
         out = self.model.output
         act, err = self.model.act_error
         targets = self._batch_view(self.targets, b)
@@ -397,6 +468,12 @@ class Runner:
         inv_b = 1.0 / b
         for p in reversed(layers):
             if p.is_input:
+                continue
+            if p.is_sampled:
+                (source, _), = p.sources
+                self.sampled.backward(b, self._batch_view(self.targets, b),
+                                      accumulate=source in written)
+                written.add(source)
                 continue
             delta = self.delta[p.index][:b]
             if p.index not in written:
@@ -442,6 +519,22 @@ class Runner:
         layer (``into_hidden_from`` is the layer the delta belongs to)."""
         self.backend.gemm(delta, weights, target, beta=1.0 if accumulate else 0.0, trans_b=True)
 
+    # -- what a sharded runner sums over its ranks ------------------------------
+    def sum_over_ranks(self, block):
+        """A device block summed over the ranks holding the output layer's
+        slices (here one: the block itself)."""
+        return block
+
+    def sum_rows_over_ranks(self, values):
+        """A host array summed over the ranks (here: itself)."""
+        return values
+
+    def combine_logsumexp(self, stats):
+        """Each row's log-sum-exp from its ``(max, sum exp(x - max))`` over
+        every rank's share (host float64, rows x 2)."""
+        with np.errstate(divide="ignore"):
+            return stats[:, 0] + np.log(stats[:, 1])
+
     # -- update ---------------------------------------------------------------
     def _rows(self, n):
         if n not in self._all_rows:
@@ -464,9 +557,15 @@ class Runner:
         states = self._optimizer_states(optimizer)
         weight_hyper = optimizer.hyper(step)
         bias_hyper = optimizer.hyper(step, l2=0.0, l1=0.0)
+        n_weights = len(self.weights)
+        bias_slot = {t: n_weights + j for j, t in enumerate(self.biases)}
         for i, (w, (source, target)) in enumerate(zip(self.weights, self.model.links)):
             s1, s2 = states[i]
             grad = self.weight_grads[i]
+            if grad is None:  # the sampled output layer: its touched rows only
+                self.sampled.update(states[i], states[bias_slot[target]], code, weight_hyper,
+                                    bias_hyper)
+                continue
             if i in self.all_rows_scratch:
                 bk.update_all_rows(w, grad, self.transposed.features, self.n_present,
                                    self._rows(w.shape[0]), self.all_rows_scratch[i], s1, s2,
@@ -480,9 +579,10 @@ class Runner:
             norm = self.model.layers[target].weight_norm
             if norm > 0:
                 bk.cap_column_norms(w, norm)
-        n_weights = len(self.weights)
-        for j, (t, bias) in enumerate(self.biases.items()):
-            s1, s2 = states[n_weights + j]
+        for t, bias in self.biases.items():
+            if t not in self.bias_grads:
+                continue  # updated with the sampled output layer's rows
+            s1, s2 = states[bias_slot[t]]
             bk.update_rows(
                 bias.reshape(1, -1), self.bias_grads[t].reshape(1, -1), self._rows(1), 1,
                 s1, s2, code, bias_hyper,
@@ -498,7 +598,7 @@ class Runner:
         b = self.load_batch(inputs, targets, rows, step, training=True)
         self.forward(b, step, training=True, stop_at_output=True)
         weights = None if row_weights is None else row_weights[rows]
-        error = self.output_error(b, weights)
+        error = self.output_error(b, weights, step, rows)
         penalty = self.backward(b, step, training=True)
         self.update(optimizer, step)
         return error, penalty

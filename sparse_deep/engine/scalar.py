@@ -14,6 +14,7 @@ import math
 from .codes import (
     ADADELTA,
     ADAGRAD,
+    COSINE_CONTRASTIVE,
     CROSS_ENTROPY,
     DATA_SCALED_MARGINAL_CROSS_ENTROPY,
     ELU,
@@ -196,6 +197,60 @@ def multinomial_error(err, a, t, is_one, one_target, one_scale):
     return -one_scale * t * _clamped_log(a), -one_scale * t
 
 
+def softplus(x):
+    """``log(1 + exp(x))`` without overflow."""
+    if x > 0.0:
+        return x + math.log1p(math.exp(-x))
+    return math.log1p(math.exp(x))
+
+
+def logistic(x):
+    """``1 / (1 + exp(-x))`` without overflow (the derivative of :func:`softplus`)."""
+    if x >= 0.0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+def sampled_positive(err, z, anchor):
+    """``(error, dE/dz)`` of one target of a sampled output layer, whose logit
+    (score over the temperature) is ``z``; the target's weight is applied by
+    the caller.
+
+    SampledSoftmax: ``anchor`` is the row's log-sum-exp over its negatives'
+    corrected logits, ``A = log sum_j exp(z_j - log(M q_j))``, and the error
+    ``-log(e^z / (e^z + e^A)) = softplus(A - z)``. CosineContrastive: ``z`` is
+    the cosine itself and the error ``1 - z``. (BPR is pairwise:
+    :func:`bpr_pair`.)
+    """
+    if err == COSINE_CONTRASTIVE:
+        return 1.0 - z, -1.0
+    return softplus(anchor - z), -logistic(anchor - z)
+
+
+def sampled_negative(err, z, anchor, log_correction, margin):
+    """``(error, weight)`` of one sampled negative of a row.
+
+    SampledSoftmax: no error of its own (it is in the targets' terms); the
+    weight is the negative's share ``exp(z - log_correction - A)`` of the row's
+    corrected exponential sum, which times the sum of the targets'
+    ``|dE/dz|`` gives its ``dE/dz``. CosineContrastive: ``max(0, z - margin)``
+    and its derivative (the caller applies NegativeWeight / M).
+    """
+    if err == COSINE_CONTRASTIVE:
+        if z > margin:
+            return z - margin, 1.0
+        return 0.0, 0.0
+    return 0.0, math.exp(z - log_correction - anchor)
+
+
+def bpr_pair(z_negative, z_positive):
+    """``(error, dE/dz_negative)`` of BPR's ``-log sigmoid(z_positive - z_negative)``;
+    ``dE/dz_positive`` is minus the second value."""
+    x = z_negative - z_positive
+    return softplus(x), logistic(x)
+
+
 def optimizer_step(code, w, g, s1, s2, lr, mu, rho, beta1, beta2, eps, c1, c2):
     """One optimizer update of a single weight; returns ``(w, s1, s2)``.
 
@@ -248,6 +303,11 @@ _KERNEL_FUNCTIONS = (
     "marginal_error",
     "sigmoid_delta",
     "multinomial_error",
+    "softplus",
+    "logistic",
+    "sampled_positive",
+    "sampled_negative",
+    "bpr_pair",
     "optimizer_step",
     "regularised_gradient",
 )

@@ -14,6 +14,7 @@ from ..distributed.comm import SerialComm, abort_on_error, ranks_agree
 from ..distributed.placement import Placement, communicator, parse_bytes
 from ..engine.optim import OptimizerConfig, OptimizerState, optimizer_code
 from ..engine.runner import max_batch_nnz, runner_bytes
+from ..engine.sampling import NegativeSampler, item_counts
 from ..network import parse_network
 
 # Rows scored per inference chunk, at most; fewer when the widest layer is wide,
@@ -222,6 +223,12 @@ class SparseNetworkEstimator(BaseEstimator):
             raise ValueError(f"device must be 'cpu', 'cuda' or 'auto'; got {self.device!r}")
         parse_bytes(self.weight_memory_limit)
 
+    def _validate_stopping_params(self):
+        _check_number(self.tol, "tol")
+        _check_positive_int(self.n_iter_no_change, "n_iter_no_change")
+        _check_number(self.validation_fraction, "validation_fraction", 0.0, 1.0,
+                      low_inclusive=False)
+
     def _communicator(self):
         """The ranks this estimator spans (``distributed`` parameter)."""
         return communicator(self.distributed)
@@ -231,7 +238,7 @@ class SparseNetworkEstimator(BaseEstimator):
         if self.network is not None:
             spec = parse_network(self.network)
         else:
-            spec = parse_network(self._default_network())
+            spec = parse_network(self._default_network(n_inputs, n_outputs))
         return spec.resolve(n_inputs, n_outputs)
 
     # -- training -------------------------------------------------------------
@@ -278,6 +285,12 @@ class SparseNetworkEstimator(BaseEstimator):
                 self._initialize_output(model, Y, row_weights)
                 state = OptimizerState(config, model.parameters())
                 step, epoch, self.loss_curve_ = 0, 0, []
+            sampler = row_totals = None
+            if model.output.is_sampled:  # drawn over every item, whichever rank holds it
+                sampler = NegativeSampler(model.output.sampling, item_counts(Y))
+                if placement.sharded:  # each rank sees its own items of a row
+                    row_of_entry = np.repeat(np.arange(Y.shape[0]), np.diff(Y.indptr))
+                    row_totals = np.bincount(row_of_entry, weights=Y.data, minlength=Y.shape[0])
             X_in = placement.local_columns(X_in, *model.input_range)
             Y = placement.local_columns(Y, *model.output_range)
             batch_size = min(int(self.batch_size), X_in.shape[0])
@@ -290,6 +303,8 @@ class SparseNetworkEstimator(BaseEstimator):
                 runner = placement.runner(model, backend, *sizes, seed=seed,
                                           sparse_input_update=bool(self.sparse_input_update),
                                           optimizer=state)
+            if sampler is not None:
+                runner.sampled.prepare(sampler, row_totals)
             inputs, targets = runner.backend.batch_source(X_in), runner.backend.batch_source(Y)
         return TrainingSession(runner, inputs, targets, state, seed, step, epoch,
                                X_in.shape[0], batch_size, spec.shuffle_indices, row_weights,

@@ -106,12 +106,6 @@ class SparseMLPBase(SparseNetworkEstimator):
     """
 
     # -- parameters -----------------------------------------------------------
-    def _validate_stopping_params(self):
-        _check_number(self.tol, "tol")
-        _check_positive_int(self.n_iter_no_change, "n_iter_no_change")
-        _check_number(self.validation_fraction, "validation_fraction", 0.0, 1.0,
-                      low_inclusive=False)
-
     def _hidden_sizes(self):
         sizes = self.hidden_layer_sizes
         if isinstance(sizes, (numbers.Integral, np.integer)):

@@ -1,17 +1,38 @@
 """SparseAutoencoderRecommender: DSSTNE's autoencoder as a scikit-learn estimator."""
 
+import numbers
+
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._validation import as_interactions, check_k, check_width, l2_normalize_rows
-from ..metrics import recall_at_k
+from ..datasets import per_user_split
+from ..metrics import ndcg_at_k, recall_at_k
 from ..distributed.comm import ranks_agree
 from ..distributed.merge import merge_rank_topk
 from ..io.model_file import register_estimator
-from ..network import ACTIVATIONS, ERROR_FUNCTIONS
-from ._base import SparseNetworkEstimator, _check_number, _check_positive_int
+from ..network import ACTIVATIONS, ERROR_FUNCTIONS, SAMPLERS, SCORINGS
+from ._base import (
+    SparseNetworkEstimator,
+    StoppingMonitor,
+    _check_number,
+    _check_positive_int,
+)
+
+# Rows whose held-out items early stopping scores after each epoch, at most:
+# enough for a steady NDCG, few enough that validating costs a fraction of an epoch.
+VALIDATION_USERS = 5000
+
+# Negatives per step of n_negatives="auto" (every item, in catalogues smaller).
+AUTO_NEGATIVES = 1000
+
+# The output activation each loss gets when ``output_activation`` is None: the
+# one whose scores at inference mean what the loss trained.
+_NATURAL_OUTPUT = {"SampledSoftmax": "SoftMax", "CosineContrastive": "Linear", "BPR": "Sigmoid",
+                   "CrossEntropy": "SoftMax", "ScaledMarginalCrossEntropy": "SoftMax",
+                   "DataScaledMarginalCrossEntropy": "Sigmoid"}
 
 
 class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
@@ -119,14 +140,20 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
 
     def __init__(
         self,
-        hidden_layer_sizes=(256,),
-        activation="tanh",
-        output_activation="softmax",
-        loss="cross_entropy",
+        hidden_layer_sizes=(128,),
+        activation="linear",
+        output_activation=None,
+        loss="sampled_softmax",
+        n_negatives="auto",
+        negative_sampler="popularity",
+        scoring="cosine",
+        temperature=0.1,
+        margin=0.4,
+        negative_weight=1.0,
         optimizer="adam",
-        learning_rate=1e-3,
-        batch_size=128,
-        epochs=30,
+        learning_rate=1e-2,
+        batch_size=256,
+        epochs=60,
         input_dropout=0.5,
         dropout=0.0,
         normalize_input=True,
@@ -135,6 +162,10 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
         momentum=0.9,
         sparse_input_update=False,
         k=10,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=5,
+        tol=0.0,
         shuffle=True,
         network=None,
         warm_start=False,
@@ -148,6 +179,12 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
         self.activation = activation
         self.output_activation = output_activation
         self.loss = loss
+        self.n_negatives = n_negatives
+        self.negative_sampler = negative_sampler
+        self.scoring = scoring
+        self.temperature = temperature
+        self.margin = margin
+        self.negative_weight = negative_weight
         self.optimizer = optimizer
         self.learning_rate = learning_rate
         self.batch_size = batch_size
@@ -160,6 +197,10 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
         self.momentum = momentum
         self.sparse_input_update = sparse_input_update
         self.k = k
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
         self.shuffle = shuffle
         self.network = network
         self.warm_start = warm_start
@@ -183,8 +224,9 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
         return tags
 
     # -- network --------------------------------------------------------------
-    def _default_network(self):
-        """The DSSTNE JSON network these parameters describe."""
+    def _default_network(self, n_inputs, n_outputs):
+        """The DSSTNE JSON network these parameters describe for data of
+        ``n_inputs`` features and ``n_outputs`` items."""
         sizes = self.hidden_layer_sizes
         if isinstance(sizes, (int, np.integer)):
             sizes = (sizes,)
@@ -192,24 +234,56 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
         if not sizes:
             raise ValueError("hidden_layer_sizes must hold at least one layer size")
         hidden_act = ACTIVATIONS.canonical(self.activation)
+        loss = ERROR_FUNCTIONS.canonical(self.loss)
         layers = [{"Name": "Input", "Kind": "Input", "N": "auto", "DataSet": "input",
                    "Sparse": True}]
         for i, n in enumerate(sizes):
             layers.append({"Name": f"Hidden{i + 1}", "Kind": "Hidden", "N": n,
                            "Activation": hidden_act,
                            "pDropout": _check_number(self.dropout, "dropout", 0.0, 1.0)})
-        layers.append({"Name": "Output", "Kind": "Output", "N": "auto", "DataSet": "output",
-                       "Activation": ACTIVATIONS.canonical(self.output_activation)})
+        output_activation = (_NATURAL_OUTPUT.get(loss, "Linear") if self.output_activation is None
+                             else ACTIVATIONS.canonical(self.output_activation))
+        output = {"Name": "Output", "Kind": "Output", "N": "auto", "DataSet": "output",
+                  "Activation": output_activation}
+        network = {}
+        if ERROR_FUNCTIONS.info(loss).sampled:
+            output.update(self._sampled_output(n_outputs))
+            if loss == "CosineContrastive":
+                output.pop("Temperature")
+                network["CosineContrastive"] = {
+                    "Margin": _check_number(self.margin, "margin", -1.0, 1.0),
+                    "NegativeWeight": _check_number(self.negative_weight, "negative_weight",
+                                                    0.0, low_inclusive=False)}
+        layers.append(output)
         return {
+            **network,
             "Version": 0.9,
             "Name": "SparseAutoencoderRecommender",
             "Kind": "AutoEncoder",
             "Layers": layers,
-            "ErrorFunction": ERROR_FUNCTIONS.canonical(self.loss),
+            "ErrorFunction": loss,
             "Denoising": {"p": _check_number(self.input_dropout, "input_dropout", 0.0, 1.0)},
             "ShuffleIndices": bool(self.shuffle),
             # DSSTNE's default slope (1.0) makes LRelu linear; use the usual 0.01.
             "RELUSlope": 0.01,
+        }
+
+    def _sampled_output(self, n_items):
+        """The sampled Output layer's keys these parameters describe."""
+        negatives = self.n_negatives
+        if isinstance(negatives, str) and negatives == "auto":
+            negatives = min(AUTO_NEGATIVES, n_items)
+        elif (isinstance(negatives, (bool, np.bool_)) or not isinstance(negatives, numbers.Integral)
+                or not 1 <= negatives <= n_items):
+            raise ValueError(f"n_negatives must be 'auto' or an integer from 1 to the number of "
+                             f"items ({n_items}): the items sampled per training step; "
+                             f"got {negatives!r}")
+        return {
+            "Sampling": {"Negatives": int(negatives),
+                         "Sampler": SAMPLERS.canonical(self.negative_sampler)},
+            "Scoring": SCORINGS.canonical(self.scoring),
+            "Temperature": _check_number(self.temperature, "temperature", 0.0,
+                                         low_inclusive=False),
         }
 
     def _inputs(self, X):
@@ -234,11 +308,46 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
         self
         """
         with ranks_agree(self._communicator()):  # bad data on one rank raises on all
+            if self.early_stopping:
+                self._validate_stopping_params()
             X, Y = self._training_data(X, y, reset=True)
             spec = self._network_spec(X.shape[1], Y.shape[1])
-        self._fit_network(self._inputs(X), Y, spec)
+        monitor = None
+        if self.early_stopping:
+            X, Y, monitor = self._validation_monitor(X, Y, y is None, spec)
+        self._fit_network(self._inputs(X), Y, spec, monitor=monitor)
         self.n_items_ = Y.shape[1]
+        self.n_iter_ = self.n_epochs_
+        self.validation_scores_ = None if monitor is None else list(monitor.scores)
+        self.best_validation_score_ = None if monitor is None else monitor.best_score
         return self
+
+    def _validation_monitor(self, X, Y, targets_are_inputs, spec):
+        """Hold out ``validation_fraction`` of each row's target items; returns
+        the training inputs and targets without them, and the monitor that
+        scores NDCG@k of the held-out items (at most VALIDATION_USERS rows,
+        the same every epoch) and stops training."""
+        seed = self._training_seed(self._can_resume(spec))
+        Y_fit, held_out = per_user_split(Y, self.validation_fraction, random_state=seed)
+        if held_out.nnz == 0:
+            raise ValueError(
+                f"early_stopping holds out validation_fraction={self.validation_fraction} of "
+                "each row's items, which leaves no item to validate on (rows need at least two "
+                "items); use a larger validation_fraction or early_stopping=False")
+        X_fit = Y_fit if targets_are_inputs else X
+        users = np.flatnonzero(np.diff(held_out.indptr))
+        if users.size > VALIDATION_USERS:
+            rng = np.random.default_rng(np.random.SeedSequence([seed, 0x7A1]))
+            users = np.sort(rng.choice(users, VALIDATION_USERS, replace=False))
+        history, truth = X_fit[users], held_out[users]
+        inputs = self._inputs(history)
+        k = min(check_k(self.k, max(self.k, 1) if self.k > 0 else 1, name="k"), Y.shape[1])
+        excluded = _exclusion_pattern([history] if history.shape[1] == Y.shape[1] else [])
+
+        def validate(model):
+            return ndcg_at_k(truth, self._top_k(inputs, k, excluded, model), k=k)
+
+        return X_fit, Y_fit, StoppingMonitor(self.tol, self.n_iter_no_change, validate=validate)
 
     def partial_fit(self, X, y=None):
         """Train one epoch on ``X``, continuing the fitted model if there is one.
@@ -257,6 +366,10 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
         -------
         self
         """
+        if self.early_stopping:
+            raise ValueError("partial_fit does not support early_stopping=True: there is no "
+                             "fixed data set to hold out from; use fit, or set "
+                             "early_stopping=False")
         first = not hasattr(self, "model_")
         with ranks_agree(self._communicator()):
             X, Y = self._training_data(X, y, reset=first)
@@ -339,25 +452,34 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
             check_width(X, self.n_items_, "X", "output items (exclude_seen needs the histories "
                         "to be in the output item space)")
         excluded = self._exclusions(X if exclude_seen else None, exclude, X.shape[0])
-        ids = np.empty((X.shape[0], k), dtype=np.int64)
-        scores = np.empty((X.shape[0], k), dtype=self.model_.dtype)
-        no_exclusions = np.zeros(X.shape[0] + 1, dtype=np.int64)
-        out = self.model_.output.index
-        first, last = self.model_.output_range  # this rank's items (all on one process)
-        for start, stop, runner in self._forward_chunks(self._inputs(X)):
+        ids, scores = self._top_k(self._inputs(X), k, excluded, return_scores=True)
+        return (ids, scores) if return_scores else ids
+
+    def _top_k(self, X_in, k, excluded, model=None, return_scores=False):
+        """The top-``k`` items of each row of the network inputs ``X_in``
+        under ``model`` (the fitted one by default), never those stored in
+        ``excluded`` (CSR, sorted indices, or None)."""
+        model = self.model_ if model is None else model
+        n_items = model.output.n
+        ids = np.empty((X_in.shape[0], k), dtype=np.int64)
+        scores = np.empty((X_in.shape[0], k), dtype=model.dtype)
+        no_exclusions = np.zeros(X_in.shape[0] + 1, dtype=np.int64)
+        out = model.output.index
+        first, last = model.output_range  # this rank's items (all on one process)
+        for start, stop, runner in self._forward_chunks(X_in, model=model):
             block = runner.out[out][: stop - start]
             if excluded is not None:
                 rows = excluded[start:stop]
-                if (first, last) != (0, self.n_items_):  # this rank's items, re-based
+                if (first, last) != (0, n_items):  # this rank's items, re-based
                     rows = rows[:, first:last].tocsr()
                 ex_indptr = np.asarray(rows.indptr, dtype=np.int64)
                 ex_indices = np.asarray(rows.indices, dtype=np.int32)
             else:
-                ex_indptr, ex_indices = no_exclusions[: stop - start + 1], X.indices[:0]
+                ex_indptr, ex_indices = no_exclusions[: stop - start + 1], no_exclusions[:0]
             runner.backend.topk(block, k, runner.backend.to_device(ex_indptr),
-                                runner.backend.to_device(ex_indices), ids[start:stop],
-                                scores[start:stop])
-            if self.model_.shards is not None:  # each rank ranked its own items
+                                runner.backend.to_device(ex_indices.astype(np.int32)),
+                                ids[start:stop], scores[start:stop])
+            if model.shards is not None:  # each rank ranked its own items
                 ids[start:stop], scores[start:stop] = merge_rank_topk(
                     runner.comm, ids[start:stop], scores[start:stop], first, k)
         return (ids, scores) if return_scores else ids
@@ -374,14 +496,7 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
                 raise ValueError(f"exclude must have shape ({n_rows}, {self.n_items_}), one row "
                                  f"per row of X and one column per item; got {exclude.shape}")
             patterns.append(exclude)
-        if not patterns:
-            return None
-        union = _pattern(patterns[0])
-        for other in patterns[1:]:
-            union = union + _pattern(other)
-        union = sp.csr_matrix(union)
-        union.sum_duplicates()  # sorted indices, as the top-k kernel expects
-        return union
+        return _exclusion_pattern(patterns)
 
     def predict(self, X):
         """The top-``k`` unseen items of each row as a sparse 0/1 matrix.
@@ -428,6 +543,19 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
         k = min(check_k(self.k, max(self.k, 1) if self.k > 0 else 1, name="k"), self.n_items_)
         recommended = self.recommend(X, k=k, exclude_seen=X.shape[1] == self.n_items_)
         return float(recall_at_k(Y, recommended))
+
+
+def _exclusion_pattern(matrices):
+    """The union of the stored entries of ``matrices`` as a CSR matrix with
+    sorted indices (as the top-k kernel expects), or None when there are none."""
+    if not matrices:
+        return None
+    union = _pattern(matrices[0])
+    for other in matrices[1:]:
+        union = union + _pattern(other)
+    union = sp.csr_matrix(union)
+    union.sum_duplicates()
+    return union
 
 
 def _pattern(matrix):

@@ -22,6 +22,8 @@ __all__ = [
     "LAYER_KINDS",
     "LAYER_TYPES",
     "NETWORK_KINDS",
+    "SAMPLERS",
+    "SCORINGS",
     "activation_info",
     "error_function_info",
 ]
@@ -69,10 +71,20 @@ class ErrorFunctionInfo:
         i.e. be Sigmoid or SoftMax.
     allows_softmax : bool
         False when DSSTNE rejects the error function with a SoftMax output.
+    sampled : bool
+        True for sparse_deep's losses over a sampled Output layer (the
+        scores of each row's target items and of sampled negative items);
+        they need the layer's ``Sampling`` key, and the others forbid it.
+    output_activations : tuple of str
+        For a sampled loss, the Output activations it accepts: the loss
+        trains the layer's scores, and the activation applies to them only
+        at inference (so only those that keep its meaning are allowed).
     """
 
     needs_unit_interval: bool = False
     allows_softmax: bool = True
+    sampled: bool = False
+    output_activations: tuple[str, ...] = ()
 
 
 class Registry:
@@ -217,8 +229,21 @@ ERROR_FUNCTIONS = Registry(
         ),
         "Hinge": ErrorFunctionInfo(),
         "L2Hinge": ErrorFunctionInfo(),
+        # sparse_deep extensions (docs/network.md, "Sampled output layers").
+        "SampledSoftmax": ErrorFunctionInfo(sampled=True,
+                                            output_activations=("SoftMax", "Linear")),
+        "CosineContrastive": ErrorFunctionInfo(sampled=True, output_activations=("Linear",)),
+        "BPR": ErrorFunctionInfo(sampled=True, output_activations=("Sigmoid", "Linear")),
     },
+    aliases={"CCL": "CosineContrastive",
+             "BayesianPersonalizedRanking": "BPR"},
 )
+
+# How the negatives of a sampled Output layer are drawn.
+SAMPLERS = Registry("negative sampler", dict.fromkeys(("Uniform", "Popularity")))
+
+# How a sampled Output layer scores a (row, item) pair.
+SCORINGS = Registry("scoring", dict.fromkeys(("Dot", "Cosine")))
 
 WEIGHT_INITS = Registry(
     "weight initialization scheme",

@@ -26,6 +26,8 @@ from .registry import (
     LAYER_KINDS,
     LAYER_TYPES,
     NETWORK_KINDS,
+    SAMPLERS,
+    SCORINGS,
     WEIGHT_INITS,
 )
 
@@ -37,6 +39,8 @@ __all__ = [
     "SparsenessPenalty",
     "ScaledMarginalCrossEntropy",
     "DeltaBoost",
+    "Sampling",
+    "CosineContrastive",
     "LayerSpec",
     "NetworkSpec",
     "parse_network",
@@ -214,6 +218,62 @@ class DeltaBoost:
         _set(self, "zero", _bounded(self.zero, "DeltaBoost 'zero'", 0.0))
 
 
+@dataclass(frozen=True)
+class Sampling:
+    """How a sampled Output layer picks the items a training step scores
+    (a sparse_deep extension; docs/network.md, "Sampled output layers").
+
+    A step scores each row's target items and ``negatives`` items drawn for
+    the whole batch, with replacement, from the sampler's distribution.
+
+    Parameters
+    ----------
+    negatives : int
+        Items drawn per step, shared by the batch's rows (>= 1; at most the
+        layer's N, checked when the size is known).
+    sampler : str
+        ``"Uniform"`` (every item alike) or ``"Popularity"`` (item ``i`` with
+        probability proportional to ``(count_i + 1) ** exponent``, ``count_i``
+        the rows whose targets hold it).
+    exponent : float
+        The popularity sampler's exponent, in [0, 1].
+    """
+
+    negatives: int = 1000
+    sampler: str = "Popularity"
+    exponent: float = 0.75
+
+    def __post_init__(self) -> None:
+        _set(self, "negatives", _positive_int(self.negatives, "Sampling 'Negatives'"))
+        _set(self, "sampler", _lookup(SAMPLERS, self.sampler, "Sampling 'Sampler'"))
+        _set(self, "exponent", _bounded(self.exponent, "Sampling 'Exponent'", 0.0, 1.0))
+
+
+@dataclass(frozen=True)
+class CosineContrastive:
+    """Parameters of the CosineContrastive error function (SimpleX's loss):
+    ``(1 - cos(positive)) + NegativeWeight * mean(max(0, cos(negative) - Margin))``.
+
+    Parameters
+    ----------
+    margin : float
+        Cosine above which a negative is penalised, in [-1, 1).
+    negative_weight : float
+        Weight of the negatives' mean term, > 0.
+    """
+
+    margin: float = 0.4
+    negative_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        _set(self, "margin",
+             _bounded(self.margin, "CosineContrastive 'Margin'", -1.0, 1.0, high_open=True))
+        weight = _number(self.negative_weight, "CosineContrastive 'NegativeWeight'")
+        if weight <= 0:
+            raise ValueError(f"CosineContrastive 'NegativeWeight' must be > 0, got {weight:g}")
+        _set(self, "negative_weight", weight)
+
+
 # JSON key -> attribute of each small object; drives both parsing and emitting.
 _OBJECT_KEYS: dict[type, dict[str, str]] = {
     WeightInit: {"Scheme": "scheme", "Scale": "scale", "Bias": "bias"},
@@ -225,6 +285,8 @@ _OBJECT_KEYS: dict[type, dict[str, str]] = {
         "zeroScale": "zero_scale",
     },
     DeltaBoost: {"one": "one", "zero": "zero"},
+    Sampling: {"Negatives": "negatives", "Sampler": "sampler", "Exponent": "exponent"},
+    CosineContrastive: {"Margin": "margin", "NegativeWeight": "negative_weight"},
 }
 
 
@@ -251,6 +313,9 @@ _KIND_ONLY = {
     "selu_lambda": ("SELULambda", _WEIGHTED_KINDS),
     "sparseness_penalty": ("SparsenessPenalty", ("Hidden",)),
     "dataset": ("DataSet", ("Input", "Output")),
+    "sampling": ("Sampling", ("Output",)),
+    "scoring": ("Scoring", ("Output",)),
+    "temperature": ("Temperature", ("Output",)),
 }
 
 
@@ -321,6 +386,16 @@ class LayerSpec:
         Per-layer override of the network's penalty (Hidden layers only).
     relu_slope, elu_alpha, selu_lambda : float or None
         Per-layer overrides of the network's activation parameters.
+    sampling : Sampling or None
+        Output layers only (sparse_deep extension): train on the scores of
+        each row's targets and of sampled negatives instead of every unit.
+    scoring : str
+        Output layers only (sparse_deep extension): ``"Dot"`` (default, the
+        weighted sum plus bias) or ``"Cosine"`` (the cosine of the incoming
+        activations and the unit's weights; no bias). Cosine needs Sampling.
+    temperature : float
+        Output layers only (sparse_deep extension): the scores are divided by
+        it (> 0, default 1) in training and at inference.
     """
 
     name: str
@@ -339,6 +414,9 @@ class LayerSpec:
     relu_slope: float | None = None
     elu_alpha: float | None = None
     selu_lambda: float | None = None
+    sampling: Sampling | None = None
+    scoring: str = "Dot"
+    temperature: float = 1.0
 
     def __post_init__(self) -> None:
         where = f"layer {_string(self.name, 'a layer name', allow_empty=False)!r}"
@@ -361,7 +439,24 @@ class LayerSpec:
         for attr, key in (("relu_slope", "RELUSlope"), ("elu_alpha", "ELUAlpha"),
                           ("selu_lambda", "SELULambda")):
             _set(self, attr, _optional_number(getattr(self, attr), f"{where}: '{key}'"))
+        self._check_sampled_fields(where)
         self._check_kind_only_fields(where)
+
+    def _check_sampled_fields(self, where: str) -> None:
+        if self.sampling is not None:
+            self._check_instance("sampling", Sampling, where)
+        _set(self, "scoring", _lookup(SCORINGS, self.scoring, f"{where}: 'Scoring'"))
+        temperature = _number(self.temperature, f"{where}: 'Temperature'")
+        if temperature <= 0:
+            raise ValueError(f"{where}: 'Temperature' must be > 0, got {temperature:g}")
+        _set(self, "temperature", temperature)
+        if (self.sampling is not None and isinstance(self.n, int)
+                and self.sampling.negatives > self.n):
+            raise ValueError(f"{where}: Sampling 'Negatives' is {self.sampling.negatives} but "
+                             f"the layer has N={self.n}; it must be between 1 and {self.n}")
+        if self.scoring == "Cosine" and self.sampling is None:
+            raise ValueError(f"{where}: 'Scoring' \"Cosine\" is implemented for sampled Output "
+                             "layers only; add a 'Sampling' object or use \"Dot\"")
 
     def _checked_activation(self, where: str) -> str | None:
         if self.activation is None:
@@ -466,6 +561,9 @@ class NetworkSpec:
         Network-wide activation parameters (defaults 1.0, 1.0, 1.050701).
     decay : float
         Learning-rate decay: alpha / (1 + decay * batches), >= 0.
+    contrastive : CosineContrastive
+        Parameters of the CosineContrastive error function (sparse_deep
+        extension).
     extras : dict
         Pooling-only settings (LocalResponseNormalization, MaxOut,
         WeightsData) kept for round-tripping; they have no effect.
@@ -485,6 +583,7 @@ class NetworkSpec:
     elu_alpha: float = DEFAULT_ELU_ALPHA
     selu_lambda: float = DEFAULT_SELU_LAMBDA
     decay: float = 0.0
+    contrastive: CosineContrastive = field(default_factory=CosineContrastive)
     # A dict is unhashable, so it takes no part in hash() (it still does in ==).
     extras: dict[str, Any] = field(default_factory=dict, hash=False)
 
@@ -498,7 +597,8 @@ class NetworkSpec:
         _set(self, "error_function",
              _lookup(ERROR_FUNCTIONS, self.error_function, "'ErrorFunction'"))
         for attr, cls in (("sparseness_penalty", SparsenessPenalty), ("delta_boost", DeltaBoost),
-                          ("smce", ScaledMarginalCrossEntropy)):
+                          ("smce", ScaledMarginalCrossEntropy),
+                          ("contrastive", CosineContrastive)):
             if not isinstance(getattr(self, attr), cls):
                 raise ValueError(f"{attr} must be a {cls.__name__}, "
                                  f"got {_describe(getattr(self, attr))}")
@@ -606,6 +706,8 @@ class NetworkSpec:
             "SELULambda": self.selu_lambda,
             "Decay": self.decay,
         }
+        if self.contrastive != CosineContrastive():
+            out["CosineContrastive"] = _object_to_json(self.contrastive)
         out.update({key: (dict(value) if isinstance(value, Mapping) else value)
                     for key, value in self.extras.items()})
         out["Layers"] = [_layer_to_json(layer) for layer in self.layers]
@@ -617,6 +719,10 @@ class NetworkSpec:
 
 
 def _resolved(layer: LayerSpec, size: int, data: str) -> LayerSpec:
+    if layer.sampling is not None and layer.sampling.negatives > size:
+        raise ValueError(f"the {layer.kind} layer {layer.name!r} samples "
+                         f"{layer.sampling.negatives} negatives per step but the {data} data "
+                         f"has {size} columns; 'Negatives' must be between 1 and {size}")
     if layer.n == AUTO:
         return dataclasses.replace(layer, n=size)
     if layer.n != size:
@@ -704,6 +810,9 @@ def _check_skip_size(layer: LayerSpec, skipped: LayerSpec) -> None:
 
 def _check_error_function(error_function: str, output: LayerSpec) -> None:
     info = ERROR_FUNCTIONS.info(error_function)
+    if info.sampled or output.sampling is not None:
+        _check_sampled_error_function(error_function, info, output)
+        return
     if info.needs_unit_interval and ACTIVATIONS.info(output.activation).output_range != (0.0, 1.0):
         allowed = [name for name in ACTIVATIONS.names
                    if ACTIVATIONS.info(name).output_range == (0.0, 1.0)
@@ -714,6 +823,34 @@ def _check_error_function(error_function: str, output: LayerSpec) -> None:
     if not info.allows_softmax and output.activation == "SoftMax":
         raise ValueError(f"ErrorFunction {error_function!r} cannot be used with a SoftMax "
                          f"Output layer ({output.name!r}), as in DSSTNE; use Sigmoid")
+
+
+_SAMPLED_ERRORS = ", ".join(name for name in ERROR_FUNCTIONS.names
+                            if ERROR_FUNCTIONS.info(name).sampled)
+
+
+def _check_sampled_error_function(error_function: str, info: Any, output: LayerSpec) -> None:
+    """A sampled loss needs a sampled Output layer, and a sampled layer a sampled loss."""
+    where = f"the Output layer {output.name!r}"
+    if not info.sampled:
+        raise ValueError(f"{where} has 'Sampling', which only sampled error functions can "
+                         f"train ({_SAMPLED_ERRORS}); ErrorFunction {error_function!r} needs "
+                         "every output unit: remove 'Sampling' or change the ErrorFunction")
+    if output.sampling is None:
+        raise ValueError(f"ErrorFunction {error_function!r} trains a sampled Output layer; "
+                         f"give {where} a 'Sampling' object (e.g. {{\"Negatives\": 1000}})")
+    if output.activation not in info.output_activations:
+        raise ValueError(f"ErrorFunction {error_function!r} trains the scores of {where}, "
+                         f"whose activation {output.activation!r} it cannot serve at "
+                         f"inference; use {' or '.join(info.output_activations)}")
+    if error_function == "CosineContrastive":
+        if output.scoring != "Cosine":
+            raise ValueError(f"ErrorFunction 'CosineContrastive' compares cosines with its "
+                             f"margin; give {where} \"Scoring\": \"Cosine\"")
+        if output.temperature != 1.0:
+            raise ValueError(f"ErrorFunction 'CosineContrastive' works on the cosines "
+                             f"themselves; {where} has 'Temperature' {output.temperature:g}, "
+                             "which it would ignore: remove it")
 
 
 def _layer_to_json(layer: LayerSpec) -> dict[str, Any]:
@@ -740,6 +877,14 @@ def _layer_to_json(layer: LayerSpec) -> dict[str, Any]:
                       ("selu_lambda", "SELULambda")):
         if getattr(layer, attr) is not None:
             out[key] = getattr(layer, attr)
+    # sparse_deep's extensions appear only when used, so DSSTNE's own
+    # definitions come back exactly as DSSTNE writes them.
+    if layer.sampling is not None:
+        out["Sampling"] = _object_to_json(layer.sampling)
+    if layer.scoring != "Dot":
+        out["Scoring"] = layer.scoring
+    if layer.temperature != 1.0:
+        out["Temperature"] = layer.temperature
     return out
 
 
@@ -786,7 +931,8 @@ class _Keys:
 _TOP_KEYS = _Keys(
     ("Version", "Name", "Kind", "Layers", "ErrorFunction", "SparsenessPenalty", "Denoising",
      "ScaledMarginalCrossEntropy", "ShuffleIndices", "DeltaBoost", "RELUSlope", "ELUAlpha",
-     "SELULambda", "Decay", "LocalResponseNormalization", "MaxOut", "WeightsData"),
+     "SELULambda", "Decay", "LocalResponseNormalization", "MaxOut", "WeightsData",
+     "CosineContrastive"),
     aliases={"Slope": "RELUSlope", "LRN": "LocalResponseNormalization",
              "DataScaledMarginalCrossEntropy": "ScaledMarginalCrossEntropy"},
 )
@@ -802,6 +948,7 @@ _TOP_OBJECTS = {
     "SparsenessPenalty": (SparsenessPenalty, "sparseness_penalty"),
     "ScaledMarginalCrossEntropy": (ScaledMarginalCrossEntropy, "smce"),
     "DeltaBoost": (DeltaBoost, "delta_boost"),
+    "CosineContrastive": (CosineContrastive, "contrastive"),
 }
 
 # DSSTNE layer keys for features sparse_deep does not implement.
@@ -811,7 +958,7 @@ _UNSUPPORTED_LAYER_KEYS = ("Kernel", "KernelStride", "Function", "BatchNormaliza
 _LAYER_KEYS = _Keys(
     ("Name", "Kind", "Type", "N", "DataSet", "Sparse", "Activation", "pDropout", "WeightInit",
      "WeightNorm", "Source", "Skip", "SparsenessPenalty", "RELUSlope", "ELUAlpha",
-     "SELULambda"),
+     "SELULambda", "Sampling", "Scoring", "Temperature"),
     aliases={"Slope": "RELUSlope"},
     unsupported=_UNSUPPORTED_LAYER_KEYS,
 )
@@ -821,7 +968,7 @@ _LAYER_SCALARS = {
     "N": "n", "Type": "type", "DataSet": "dataset", "Sparse": "sparse",
     "Activation": "activation", "pDropout": "p_dropout", "WeightNorm": "weight_norm",
     "Source": "sources", "Skip": "skips", "RELUSlope": "relu_slope", "ELUAlpha": "elu_alpha",
-    "SELULambda": "selu_lambda",
+    "SELULambda": "selu_lambda", "Scoring": "scoring", "Temperature": "temperature",
 }
 
 _TOP_WHERE = "the top level of the network definition"
@@ -919,7 +1066,8 @@ def _parse_layer(raw: Any, index: int, count: int) -> LayerSpec:
     kwargs["name"] = keys.get("Name", _default_name(kind, index))
     kwargs["kind"] = kind
     for key, cls, attr in (("WeightInit", WeightInit, "weight_init"),
-                           ("SparsenessPenalty", SparsenessPenalty, "sparseness_penalty")):
+                           ("SparsenessPenalty", SparsenessPenalty, "sparseness_penalty"),
+                           ("Sampling", Sampling, "sampling")):
         if key in keys:
             kwargs[attr] = _parse_object(cls, keys[key], key, label, prefix=label)
     return LayerSpec(**kwargs)

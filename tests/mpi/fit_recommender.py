@@ -4,6 +4,7 @@ Also saves the fitted model with save_model (OUT.nc) and checks that loading it
 on the same ranks recommends the same items.
 
 Usage: fit_recommender.py OUT.npz [--nan-on-rank R] [--limit BYTES] [--network movielens]
+                          [--loss NAME] [--scoring NAME]
 Every rank builds the same synthetic data (as a user's unchanged script would
 load the same file); rank 0 writes the whole model's weights and the results.
 """
@@ -62,6 +63,8 @@ def main():
     parser.add_argument("--network", default="default")
     parser.add_argument("--estimator", default="recommender", choices=["recommender", "mlp"])
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--loss", default=None)
+    parser.add_argument("--scoring", default=None)
     args = parser.parse_args()
     comm = world()
     X = synthetic()
@@ -71,6 +74,10 @@ def main():
     params = dict(hidden_layer_sizes=(8,), epochs=3, batch_size=16, random_state=0,
                   input_dropout=0.3, dropout=0.2, weight_memory_limit=args.limit,
                   device=args.device)
+    if args.loss is not None:
+        params["loss"] = args.loss
+    if args.scoring is not None:
+        params["scoring"] = args.scoring
     if args.network == "movielens":
         params.update(network=movielens_config(), normalize_input=False)
     if args.estimator == "mlp":

@@ -13,3 +13,6 @@ sigmoid_delta = _cpu.sigmoid_delta
 multinomial_error = _cpu.multinomial_error
 is_unit_interval_error = _cpu.is_unit_interval_error
 uniform = rng.uniform
+sampled_positive = _cpu.sampled_positive
+sampled_negative = _cpu.sampled_negative
+bpr_pair = _cpu.bpr_pair

@@ -4,7 +4,7 @@ import numpy as np
 
 from ...engine.runner import CSRBlock
 from ..base import Backend
-from . import dense, optim, sparse, topk
+from . import dense, optim, sampled, sparse, topk
 from .blas import gemm
 
 
@@ -33,6 +33,12 @@ class CPUBackend(Backend):
 
     def zero(self, x):
         x[...] = 0
+
+    def fill(self, x, value):
+        x[...] = value
+
+    def scale(self, x, factor):
+        x *= x.dtype.type(factor)
 
     def sum(self, x):
         return float(np.sum(x))
@@ -138,6 +144,69 @@ class CPUBackend(Backend):
 
     def zero_rows(self, dst, rows):
         sparse.zero_rows(dst, rows)
+
+    def touched_rows(self, targets, neg_ids, slot, rows, neg_slot, g_indptr, g_entries):
+        n_rows, n_pos = sampled.touched_rows(targets.indptr, targets.indices, neg_ids, slot, rows,
+                                             neg_slot, g_indptr, g_entries)
+        return int(n_rows), int(n_pos)
+
+    def gather_rows_dense(self, source, ids, out):
+        sampled.gather_rows_dense(source, ids, out)
+
+    def normalize_rows(self, x, out, norms):
+        sampled.normalize_rows(x, out, norms)
+
+    def row_norms(self, x, out):
+        sampled.row_norms(x, out)
+
+    def reciprocal_scaled(self, x, factor):
+        x[...] = 1.0 / (x * x.dtype.type(factor))
+
+    def positive_scores(self, h, targets, weights, bias, cosine, out):
+        sampled.positive_scores(h, targets.indptr, targets.indices, weights, bias, bool(cosine),
+                                out)
+
+    def add_row_bias(self, z, bias, ids):
+        sampled.add_row_bias(z, bias, ids)
+
+    def scale_columns(self, z, scales):
+        sampled.scale_columns(z, scales)
+
+    def negative_logsumexp(self, z_neg, corrections, inv_tau, stats):
+        sampled.negative_logsumexp(z_neg, corrections, float(inv_tau), stats)
+
+    def positive_pass(self, err, z_pos, targets, anchors, inv_tau, row_scale, inv_totals, d_pos,
+                      row_error, pulls):
+        sampled.positive_pass(err, z_pos, targets.indptr, targets.data, anchors, float(inv_tau),
+                              row_scale, inv_totals, d_pos, row_error, pulls)
+
+    def negative_pass(self, err, z_neg, corrections, anchors, pulls, inv_tau, margin, neg_scale,
+                      row_scale, d_neg, row_error):
+        sampled.negative_pass(err, z_neg, corrections, anchors, pulls, float(inv_tau),
+                              float(margin), float(neg_scale), row_scale, d_neg, row_error)
+
+    def bpr_pass(self, z_pos, targets, z_neg, inv_tau, neg_scale, row_scale, inv_totals, d_pos,
+                 d_neg, row_error):
+        sampled.bpr_pass(z_pos, targets.indptr, targets.data, z_neg, float(inv_tau),
+                         float(neg_scale), row_scale, inv_totals, d_pos, d_neg, row_error)
+
+    def add_positive_deltas(self, d_pos, targets, weights, cosine, dh):
+        sampled.add_positive_deltas(d_pos, targets.indptr, targets.indices, weights,
+                                    bool(cosine), dh)
+
+    def compact_gradient(self, d_pos, targets, g_indptr, g_entries, n_pos, h, d_negatives,
+                         neg_slot, grad):
+        sampled.compact_gradient(d_pos, targets.indptr, g_indptr, g_entries, n_pos, h,
+                                 d_negatives, neg_slot, grad)
+
+    def compact_bias_gradient(self, d_pos, g_indptr, g_entries, n_pos, d_neg, neg_slot, grad):
+        sampled.compact_bias_gradient(d_pos, g_indptr, g_entries, n_pos, d_neg, neg_slot, grad)
+
+    def project_out_radial(self, grad, vectors, ids):
+        sampled.project_out_radial(grad, vectors, ids, sampled.NORM_FLOOR)
+
+    def project_hidden(self, dh_unit, h_unit, norms, dh, accumulate):
+        sampled.project_hidden(dh_unit, h_unit, norms, dh, bool(accumulate))
 
     def topk(self, scores, k, exclude_indptr, exclude_indices, out_ids, out_scores):
         topk.topk_rows(scores, k, exclude_indptr, exclude_indices, out_ids, out_scores)

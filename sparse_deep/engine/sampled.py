@@ -1,0 +1,238 @@
+"""One training step of a sampled output layer, in backend operations.
+
+A sampled output layer (``"Sampling"`` in the network language) scores only
+each row's target items and ``M`` negatives drawn for the step and shared by
+the batch (:mod:`.sampling`), so a step costs ``O((targets + M) x d)``
+whatever the catalogue's size. Its weight is item-major, one row of ``d``
+weights per item, so a step reads and updates only the rows it touched.
+
+:class:`SampledOutput` owns the buffers of that part of the step; the
+:class:`~.runner.Runner` calls it where a full output layer would run its
+GEMM, fused output pass and backward GEMMs. docs/engine.md states the maths.
+"""
+
+import numpy as np
+
+from .codes import BPR, COSINE_CONTRASTIVE, SAMPLED_SOFTMAX
+
+
+def sampled_buffer_shapes(n_rows, width, n_items, max_target_nnz, n_negatives, cosine,
+                          dtype):
+    """``name -> (shape, dtype)`` of every buffer :class:`SampledOutput`
+    allocates: its allocation and the runner's memory estimate both read it.
+
+    ``width`` is the incoming layer's size, ``n_items`` the items this
+    process holds, ``n_negatives`` the negatives drawn per step (at most that
+    many fall in this process's items).
+    """
+    t, m = max(int(max_target_nnz), 1), int(n_negatives)
+    touched = t + m
+    shapes = {
+        "neg_ids": ((m,), np.int64),
+        "corrections": ((m,), np.float64),
+        "w_neg": ((m, width), dtype),
+        "z_neg": ((n_rows, m), dtype),
+        "d_neg": ((n_rows, m), dtype),
+        "d_w_neg": ((m, width), dtype),
+        "z_pos": ((t,), dtype),
+        "d_pos": ((t,), dtype),
+        "slot": ((max(int(n_items), 1),), np.int32),
+        "rows": ((touched,), np.int64),
+        "neg_slot": ((m,), np.int64),
+        "g_indptr": ((t + 1,), np.int64),
+        "g_entries": ((t,), np.int64),
+        "grad": ((touched, width), dtype),
+        "bias_grad": ((touched,), dtype),
+        "stats": ((n_rows, 2), np.float64),
+        "anchors": ((n_rows,), np.float64),
+        "row_scale": ((n_rows,), np.float64),
+        "inv_totals": ((n_rows,), np.float64),
+        "pulls": ((n_rows,), np.float64),
+        "dh": ((n_rows, width), dtype),
+    }
+    if cosine:
+        shapes.update({
+            "h_unit": ((n_rows, width), dtype),
+            "h_norms": ((n_rows,), dtype),
+            "w_neg_norms": ((m,), dtype),
+        })
+    return shapes
+
+
+def sampled_buffer_bytes(shapes):
+    """Bytes of the buffers :func:`sampled_buffer_shapes` describes."""
+    return sum(int(np.prod(shape)) * np.dtype(dt).itemsize for shape, dt in shapes.values())
+
+
+class SampledOutput:
+    """The sampled output layer's part of a training step.
+
+    Parameters
+    ----------
+    runner : Runner
+        The runner whose model, backend, parameters and hidden buffers this
+        step works with; its ``width`` says how many items this process holds
+        and ``model.output_range`` which.
+    max_target_nnz : int
+        Most target entries a batch holds.
+    """
+
+    def __init__(self, runner, max_target_nnz):
+        model, bk = runner.model, runner.backend
+        layer = model.output
+        if len(layer.sources) != 1 or layer.skips:
+            raise ValueError(f"the sampled Output layer {layer.name!r} must have exactly one "
+                             "Source and no Skip")
+        self.runner = runner
+        self.layer = layer
+        self.source, self.weight_index = layer.sources[0]
+        self.error = model.act_error[1]
+        self.cosine = layer.cosine
+        self.inv_tau = 1.0 / layer.temperature
+        self.n_negatives = layer.sampling.negatives
+        self.item_start, self.item_stop = model.output_range
+        spec = model.spec
+        self.margin = spec.contrastive.margin
+        if self.error == COSINE_CONTRASTIVE:
+            self.neg_scale = spec.contrastive.negative_weight / self.n_negatives
+        else:
+            self.neg_scale = 1.0 / self.n_negatives
+        width = model.layers[self.source].n
+        shapes = sampled_buffer_shapes(runner.batch_size, width, runner.width(layer),
+                                       max_target_nnz, self.n_negatives, self.cosine,
+                                       model.dtype)
+        self.buffers = {name: bk.zeros(shape, dt) for name, (shape, dt) in shapes.items()}
+        bk.fill(self.buffers["slot"], -1)
+        self.sampler = self.inv_totals = None
+        self.n_local = self.n_touched = self.n_pos = 0
+
+    def prepare(self, sampler, row_totals=None):
+        """Set this fit's :class:`~.sampling.NegativeSampler` and, for a layer
+        split over ranks, each data set row's sum of targets over all items
+        (host array; a row's targets are weighted by their share of it)."""
+        self.sampler = sampler
+        self.inv_totals = None
+        if row_totals is not None:
+            totals = np.asarray(row_totals, dtype=np.float64)
+            self.inv_totals = np.divide(1.0, totals, out=np.zeros_like(totals),
+                                        where=totals > 0)
+
+    # -- the step -------------------------------------------------------------
+    def _draw(self, step):
+        """This process's share of the step's negatives, on the backend."""
+        bk, buf = self.runner.backend, self.buffers
+        ids, corrections = self.sampler.draw(self.runner.seed, step)
+        lo, hi = np.searchsorted(ids, [self.item_start, self.item_stop])
+        self.n_local = int(hi - lo)
+        bk.upload(buf["neg_ids"], ids[lo:hi] - self.item_start)
+        bk.upload(buf["corrections"], corrections[lo:hi])
+
+    def error_and_gradients(self, b, step, targets, row_weights=None, rows=None):
+        """Scores, losses and score gradients of the batch's first ``b`` rows
+        against ``targets`` (a CSR batch view); returns the summed (weighted)
+        error over every process's share. ``row_weights`` (host) weight rows;
+        ``rows`` are the batch's rows of the data set (needed when
+        :meth:`prepare` was given row totals).
+        """
+        runner, bk, buf = self.runner, self.runner.backend, self.buffers
+        self._draw(step)
+        m = self.n_local
+        h = runner.out[self.source][:b]
+        weights = runner.weights[self.weight_index]
+        bias = runner.biases[self.layer.index]
+        neg_ids = buf["neg_ids"][:m]
+        w_neg, z_neg = buf["w_neg"][:m], buf["z_neg"][:b, :m]
+        if self.cosine:
+            h_unit = buf["h_unit"][:b]
+            bk.normalize_rows(h, h_unit, buf["h_norms"][:b])
+            bk.gather_rows_dense(weights, neg_ids, w_neg)
+            bk.normalize_rows(w_neg, w_neg, buf["w_neg_norms"][:m])
+            h = h_unit
+        else:
+            bk.gather_rows_dense(weights, neg_ids, w_neg)
+        bk.gemm(h, w_neg, z_neg, trans_b=True)
+        if not self.cosine:
+            bk.add_row_bias(z_neg, bias, neg_ids)
+        z_pos = buf["z_pos"]
+        bk.positive_scores(h, targets, weights, bias, self.cosine, z_pos)
+        anchors = buf["anchors"][:b]
+        if self.error == SAMPLED_SOFTMAX:
+            stats = buf["stats"][:b]
+            bk.negative_logsumexp(z_neg, buf["corrections"][:m], self.inv_tau, stats)
+            bk.upload(anchors, runner.combine_logsumexp(bk.to_host(stats)))
+        scale = np.full(b, 1.0 / b) if row_weights is None else np.asarray(row_weights) / b
+        bk.upload(buf["row_scale"], scale)
+        inv_totals = buf["inv_totals"][:0]  # the kernel sums each row's targets itself
+        if self.inv_totals is not None:
+            if rows is None:
+                raise ValueError("a sampled layer split over ranks needs the batch's rows")
+            inv_totals = buf["inv_totals"][:b]
+            bk.upload(inv_totals, self.inv_totals[rows])
+        row_error, row_scale = runner.row_error[:b], buf["row_scale"][:b]
+        d_neg = buf["d_neg"][:b, :m]
+        if self.error == BPR:
+            bk.bpr_pass(z_pos, targets, z_neg, self.inv_tau, self.neg_scale, row_scale,
+                        inv_totals, buf["d_pos"], d_neg, row_error)
+        else:
+            pulls = buf["pulls"][:b]
+            bk.positive_pass(self.error, z_pos, targets, anchors, self.inv_tau, row_scale,
+                             inv_totals, buf["d_pos"], row_error, pulls)
+            if self.error == SAMPLED_SOFTMAX:  # every rank's targets pull on every negative
+                bk.upload(pulls, runner.sum_rows_over_ranks(bk.to_host(pulls)))
+            bk.negative_pass(self.error, z_neg, buf["corrections"][:m], anchors, pulls,
+                             self.inv_tau, self.margin, self.neg_scale, row_scale, d_neg,
+                             row_error)
+        errors = runner.sum_rows_over_ranks(bk.to_host(row_error))
+        if row_weights is None:
+            return float(np.sum(errors))
+        return float(np.sum(errors * np.asarray(row_weights)))
+
+    def backward(self, b, targets, accumulate):
+        """Gradients of the touched weight rows (and biases), and the delta
+        of the incoming layer (added to it when ``accumulate``)."""
+        runner, bk, buf = self.runner, self.runner.backend, self.buffers
+        m = self.n_local
+        weights = runner.weights[self.weight_index]
+        h = buf["h_unit"][:b] if self.cosine else runner.out[self.source][:b]
+        d_neg, w_neg = buf["d_neg"][:b, :m], buf["w_neg"][:m]
+        # dE/dh (of h/|h| with cosine scores), summed over the processes' items
+        dh = buf["dh"][:b]
+        bk.gemm(d_neg, w_neg, dh)
+        bk.add_positive_deltas(buf["d_pos"], targets, weights, self.cosine, dh)
+        dh = runner.sum_over_ranks(dh)
+        target = runner.delta[self.source][:b]
+        if self.cosine:
+            bk.project_hidden(dh, h, buf["h_norms"][:b], target, accumulate)
+        elif accumulate:
+            bk.add(target, dh)
+        else:
+            bk.copy(target, dh)
+        # the rows of the weight (and bias) that the step touched
+        self.n_touched, self.n_pos = bk.touched_rows(
+            targets, buf["neg_ids"][:m], buf["slot"], buf["rows"], buf["neg_slot"][:m],
+            buf["g_indptr"], buf["g_entries"])
+        d_w_neg = buf["d_w_neg"][:m]
+        bk.gemm(d_neg, h, d_w_neg, trans_a=True)
+        grad = buf["grad"][:self.n_touched]
+        bk.compact_gradient(buf["d_pos"], targets, buf["g_indptr"], buf["g_entries"],
+                            self.n_pos, h, d_w_neg, buf["neg_slot"][:m], grad)
+        if self.cosine:
+            bk.project_out_radial(grad, weights, buf["rows"][:self.n_touched])
+        else:
+            bk.compact_bias_gradient(buf["d_pos"], buf["g_indptr"], buf["g_entries"],
+                                     self.n_pos, d_neg, buf["neg_slot"][:m],
+                                     buf["bias_grad"][:self.n_touched])
+
+    def update(self, state, bias_state, code, weight_hyper, bias_hyper):
+        """One optimizer step of the touched rows of the weight (and bias)."""
+        runner, bk, buf = self.runner, self.runner.backend, self.buffers
+        n, rows = self.n_touched, buf["rows"]
+        weights = runner.weights[self.weight_index]
+        bk.update_rows(weights, buf["grad"], rows, n, state[0], state[1], code, weight_hyper)
+        if self.cosine:
+            return  # cosine scores have no bias
+        bias = runner.biases[self.layer.index]
+        s1, s2 = bias_state
+        bk.update_rows(bias.reshape(-1, 1), buf["bias_grad"].reshape(-1, 1), rows, n,
+                       s1.reshape(-1, 1), s2.reshape(-1, 1), code, bias_hyper)
+
