@@ -31,7 +31,7 @@ def main():
     except Exception as exc:  # no libNVVM: the CUDA toolkit is not installed
         print(f"NVVM unavailable: {exc}")
         return 3
-    from sparse_deep.backends.cuda import dense, gemm, optim, scan, sparse, topk
+    from sparse_deep.backends.cuda import dense, gemm, optim, sampled, scan, sparse, topk
     from sparse_deep.engine.codes import ACTIVATION_CODES as ACT
     from sparse_deep.engine.codes import ERROR_CODES as ERR
 
@@ -50,7 +50,7 @@ def main():
         (dense._hidden_delta, (m2, m2, i64, f64, f64, f64, u64, i64v, f64, f64, v)),
         (dense._column_sums, (m2, f32, v)),
         (dense._sparseness_penalty, (m2, f64, f64, f64, v, arr(f64))),
-        (dense._scale_rows, (m2, v)),
+        (dense._scale_rows, (m2, v)), (dense._scale, (m2, f32)),
         (sparse._denoise_count, (i64v, i32v, i64v, i64, i64, u64, u64, f64, i64v)),
         (sparse._denoise_compact, (i64v, i32v, v, i64v, i64, i64, u64, u64, f64, f64, i64v,
                                     i32v, v)),
@@ -90,6 +90,27 @@ def main():
         (dense._partials_kernel(256), (m2, i64v, v, arr(f64, 2))),
         (dense._softmax_apply, (m2, arr(f64, 2))),
         (dense._softmax_jacobian, (m2, m2, arr(f64), f64)),
+    ]
+    # The sampled output layer (every loss's branches, dot and cosine scores).
+    f64v, f64m = arr(f64), arr(f64, 2)
+    kernels += [
+        (sampled._touched_rows, (i64v, i64, i32v, i64v, i32v, i64v, i64v, i64v, i64v, i64v)),
+        (sampled._gather_rows_dense, (m2, i64v, m2)),
+        (sampled._normalize_rows, (m2, m2, v)), (sampled._row_norms, (m2, v)),
+        (sampled._reciprocal_scaled, (v, f32)),
+        (sampled._positive_scores, (m2, i64v, i64, i32v, m2, v, types.boolean, v)),
+        (sampled._add_row_bias, (m2, v, i64v)), (sampled._scale_columns, (m2, v)),
+        (sampled._negative_logsumexp, (m2, f64v, f64, f64m)),
+        (sampled._positive_pass, (i64, v, i64v, i64, v, f64v, f64, f64v, v, f64v, f64v)),
+        (sampled._negative_pass, (i64, m2, f64v, f64v, f64v, f64, f64, f64, f64v, m2, f64v)),
+        (sampled._bpr_pass, (v, i64v, i64, v, m2, f64, f64, f64v, v, m2, f64v)),
+        (sampled._add_positive_deltas, (v, i64v, i32v, m2, types.boolean, m2)),
+        (sampled._positive_gradient, (v, i64v, i64, i64v, i64v, i64, m2, m2)),
+        (sampled._add_negative_rows, (m2, i64v, m2)),
+        (sampled._project_out_radial, (m2, m2, i64v)),
+        (sampled._project_hidden, (m2, m2, v, m2, types.boolean)),
+        (sampled._positive_bias_gradient, (v, i64v, i64v, i64, v)),
+        (sampled._negative_column_sums, (m2, v)), (sampled._add_negative_bias, (v, i64v, v)),
     ]
     for kernel, signature in kernels:
         cuda.compile_ptx(kernel.py_func, signature, cc=CC)

@@ -158,15 +158,15 @@ def sampled_loss(model, x, t, negatives, corrections, *, training=False, seed=0,
     total = 0.0
     for r in range(x.shape[0]):
         targets = np.flatnonzero(t[r])
-        weights = t[r, targets] / t[r, targets].sum() if targets.size else targets
+        weights = t[r, targets]
         z_neg = z[r, negatives]
         if error == "SampledSoftmax":
             anchor = np.log(np.sum(np.exp(z_neg - corrections)))
             row = np.sum(weights * np.log1p(np.exp(anchor - z[r, targets])))
         elif error == "CosineContrastive":
             c = spec.contrastive
-            row = (np.sum(weights * (1.0 - scores[r, targets]))
-                   + c.negative_weight / m * np.sum(np.maximum(0.0, scores[r, negatives] - c.margin)))
+            hinge = c.negative_weight / m * np.sum(np.maximum(0.0, scores[r, negatives] - c.margin))
+            row = np.sum(weights * (1.0 - scores[r, targets] + hinge))
         else:  # BPR
             pairs = z_neg[None, :] - z[r, targets][:, None]
             row = np.sum(weights[:, None] * np.log1p(np.exp(pairs))) / m

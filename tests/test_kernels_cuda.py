@@ -166,7 +166,7 @@ def test_every_kernel_compiles_for_a_real_gpu():
 
 def tiny_model(n_items=9, hidden=4):
     spec = parse_network(SparseAutoencoderRecommender(hidden_layer_sizes=(hidden,))
-                         ._default_network()).resolve(n_items, n_items)
+                         ._default_network(n_items, n_items)).resolve(n_items, n_items)
     return Model(spec, np.float32).initialize(0)
 
 
@@ -726,6 +726,57 @@ def test_training_steps_match_the_cpu(bk, sparse_input_update):
         np.testing.assert_allclose(a1, b1, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(a2, b2, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(gpu[3], cpu[3], rtol=1e-9, atol=1e-12)
+
+
+def sampled_network(error, scoring):
+    top = {"CosineContrastive": {"Margin": 0.2, "NegativeWeight": 2.0}}
+    output = {"Name": "out", "Kind": "Output", "N": "auto",
+              "Activation": {"SampledSoftmax": "SoftMax", "CosineContrastive": "Linear",
+                             "BPR": "Sigmoid"}[error],
+              "Sampling": {"Negatives": 5, "Sampler": "Popularity"}, "Scoring": scoring,
+              "Temperature": 0.5 if error != "CosineContrastive" else 1.0}
+    return parse_network({"ErrorFunction": error, "Denoising": {"p": 0.25}, **top, "Layers": [
+        {"Name": "in", "Kind": "Input", "N": "auto", "Sparse": True},
+        {"Name": "h", "Kind": "Hidden", "N": 6, "Activation": "Tanh", "pDropout": 0.2},
+        output]}).resolve(9, 8)
+
+
+def train_sampled_steps(backend, error, scoring):
+    from sparse_deep.engine.sampling import NegativeSampler, item_counts
+
+    rng = np.random.default_rng(4)
+    x = sp.csr_matrix(np.where(rng.random((7, 9)) < 0.5, rng.uniform(0.5, 1.5, (7, 9)), 0.0))
+    t = sp.csr_matrix(np.where(rng.random((7, 8)) < 0.4, rng.uniform(0.5, 1.5, (7, 8)), 0.0))
+    model = Model(sampled_network(error, scoring), np.float64).initialize(12)
+    for b in model.biases.values():
+        b[...] = rng.uniform(-0.2, 0.2, b.shape)
+    state = OptimizerState(OptimizerConfig(name="adam", learning_rate=0.01, l2=0.01),
+                           model.parameters())
+    runner = Runner(model, backend, 4, 40, 40, seed=5, optimizer=state)
+    runner.sampled.prepare(NegativeSampler(model.output.sampling, item_counts(t)))
+    xs, ts = backend.batch_source(x), backend.batch_source(t)
+    losses = [runner.train_step(xs, ts, rows, step, state)
+              for step, rows in enumerate([np.array([6, 0, 3, 2]), np.array([1, 5, 4])],
+                                          start=1)]
+    runner.sync_to_model()
+    scorer = Runner(model, backend, 4, 40, inference=True)
+    scorer.load_batch(xs, None, np.arange(4), 0, training=False)
+    scorer.forward(4, training=False)
+    return model, losses, backend.to_host(scorer.out[model.output.index])[:4]
+
+
+@pytest.mark.parametrize("error,scoring", [("SampledSoftmax", "Cosine"), ("SampledSoftmax", "Dot"),
+                                           ("CosineContrastive", "Cosine"), ("BPR", "Dot")])
+def test_sampled_training_steps_match_the_cpu(bk, error, scoring):
+    """Two float64 steps of a sampled output layer (negatives, losses, compact
+    gradients, touched-row updates), then every item's score at inference."""
+    cpu = train_sampled_steps(CPUBackend(), error, scoring)
+    gpu = train_sampled_steps(bk, error, scoring)
+    np.testing.assert_allclose(gpu[1], cpu[1], rtol=1e-10)
+    for a, b in zip(gpu[0].weights + list(gpu[0].biases.values()),
+                    cpu[0].weights + list(cpu[0].biases.values())):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(gpu[2], cpu[2], rtol=1e-9, atol=1e-12)
 
 
 def test_same_seed_gives_the_same_weights_run_after_run(bk):

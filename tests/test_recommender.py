@@ -409,3 +409,88 @@ def initial_input_weights(est):
     """The input weights a fitted estimator started from (same seed, no training)."""
     from sparse_deep.engine.model import Model
     return Model(est.model_.spec).initialize(est._seed_).weights[0]
+
+
+# -- sampled output layers and early stopping ----------------------------------------
+SAMPLED_VARIANTS = [
+    dict(),  # the defaults: SampledSoftmax, cosine scores, popularity sampler
+    dict(scoring="dot", temperature=1.0, negative_sampler="uniform", n_negatives=7),
+    dict(loss="cosine_contrastive", margin=0.3, negative_weight=5.0),
+    dict(loss="bpr", scoring="dot", n_negatives=5),
+    dict(loss="cross_entropy"),  # the full SoftMax output layer, one parameter away
+]
+
+
+@pytest.mark.parametrize("params", SAMPLED_VARIANTS, ids=["default", "dot", "ccl", "bpr", "full"])
+def test_each_output_variant_learns_and_continues_bit_exactly(data, params, tmp_path):
+    from sparse_deep.io import load_model, save_model
+
+    history, held = _split(data)
+    once = small(epochs=6, **params).fit(history)
+    assert recall_at_k(held, once.recommend(history, k=5)) > 0.3
+    stepwise = small(epochs=3, warm_start=True, **params).fit(history)
+    save_model(stepwise, tmp_path / "model.nc")
+    resumed = load_model(tmp_path / "model.nc")
+    for model in (stepwise, resumed):
+        model.fit(history)
+        assert model.loss_curve_ == once.loss_curve_
+        for a, b in zip(once.model_.weights + list(once.model_.biases.values()),
+                        model.model_.weights + list(model.model_.biases.values())):
+            np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(resumed.recommend(history, k=5), once.recommend(history, k=5))
+
+
+def test_a_sampled_step_updates_only_the_rows_it_scored(data):
+    """One step (the whole data set in one batch, three negatives): the
+    item-major output weight changes in the rows of the items held by some
+    row or drawn as a negative, and nowhere else."""
+    from sparse_deep.engine.model import Model
+    from sparse_deep.engine.sampling import NegativeSampler, item_counts
+
+    keep = np.ones(20, dtype=np.float32)
+    keep[3:6] = 0  # three items no row holds
+    X = (data[:, :20] @ sp.diags(keep)).tocsr()
+    X.eliminate_zeros()
+    X = X[np.diff(X.indptr) > 0]
+    est = small(epochs=1, batch_size=X.shape[0], n_negatives=3, negative_sampler="uniform",
+                input_dropout=0.0).fit(X)
+    weights = est.model_.weights[-1]
+    assert weights.shape == (X.shape[1], 16)  # one row per item
+    initial = Model(est.model_.spec, np.float32).initialize(est._seed_).weights[-1]
+    negatives, _ = NegativeSampler(est.model_.output.sampling, item_counts(X)).draw(est._seed_, 1)
+    touched = set(X.indices) | set(negatives)
+    for item in range(X.shape[1]):
+        changed = not np.array_equal(weights[item], initial[item])
+        assert changed == (item in touched), item
+
+
+def test_early_stopping_restores_the_best_epoch(data):
+    """A learning rate high enough that validation NDCG peaks early and then
+    falls: the model kept is the best epoch's, bit for bit what a plain fit of
+    that many epochs on the same training split gives."""
+    from sklearn.utils import check_random_state
+
+    from sparse_deep.datasets import per_user_split
+
+    est = small(early_stopping=True, validation_fraction=0.3, n_iter_no_change=3, epochs=40,
+                learning_rate=0.3).fit(data)
+    scores = est.validation_scores_
+    best = int(np.argmax(scores)) + 1
+    assert est.n_epochs_ == len(scores) < 40  # stopped early
+    assert best < len(scores) and est.best_validation_score_ == max(scores)
+    seed = int(check_random_state(0).randint(0, 2**31 - 1))
+    kept, _ = per_user_split(data, 0.3, random_state=seed)
+    reference = small(epochs=best, learning_rate=0.3).fit(kept)
+    for a, b in zip(est.model_.weights + list(est.model_.biases.values()),
+                    reference.model_.weights + list(reference.model_.biases.values())):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_early_stopping_needs_items_to_hold_out_and_refuses_partial_fit(data):
+    one_each = sp.identity(30, format="csr", dtype=np.float32)
+    with pytest.raises(ValueError, match="leaves no item to validate on"):
+        small(early_stopping=True).fit(one_each)
+    with pytest.raises(ValueError, match="partial_fit does not support early_stopping"):
+        small(early_stopping=True).partial_fit(data)
+    est = small(early_stopping=False).fit(data)
+    assert est.validation_scores_ is None and est.best_validation_score_ is None

@@ -212,16 +212,16 @@ class Backend:
     def negative_logsumexp(self, z_neg, corrections, inv_tau, stats):
         raise NotImplementedError
 
-    def positive_pass(self, err, z_pos, targets, anchors, inv_tau, row_scale, inv_totals, d_pos,
-                      row_error, pulls):
+    def positive_pass(self, err, z_pos, targets, anchors, inv_tau, row_scale, d_pos, row_error,
+                      pulls):
         raise NotImplementedError
 
     def negative_pass(self, err, z_neg, corrections, anchors, pulls, inv_tau, margin, neg_scale,
                       row_scale, d_neg, row_error):
         raise NotImplementedError
 
-    def bpr_pass(self, z_pos, targets, z_neg, inv_tau, neg_scale, row_scale, inv_totals, d_pos,
-                 d_neg, row_error):
+    def bpr_pass(self, z_pos, targets, z_neg, inv_tau, neg_scale, row_scale, d_pos, d_neg,
+                 row_error):
         raise NotImplementedError
 
     def add_positive_deltas(self, d_pos, targets, weights, cosine, dh):

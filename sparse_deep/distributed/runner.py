@@ -108,9 +108,9 @@ class ShardedRunner(Runner):
         else:
             super()._activate(layer, z)
 
-    def output_error(self, b, weights=None, step=0, rows=None):
+    def output_error(self, b, weights=None, step=0):
         if self.sampled is not None:
-            return super().output_error(b, weights, step, rows)
+            return super().output_error(b, weights, step)
         out = self.model.output
         act, err = self.model.act_error
         bk = self.backend

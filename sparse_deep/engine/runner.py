@@ -429,18 +429,17 @@ class Runner:
         """``z += batch @ weights`` for the sparse input layer."""
         self.backend.sparse_matmul_add(batch, weights, z)
 
-    def output_error(self, b, weights=None, step=0, rows=None):
+    def output_error(self, b, weights=None, step=0):
         """Fused output pass; returns the summed data error of the batch.
 
         With ``weights`` (host array, one per batch row) each row's error and
         output delta are multiplied by its weight: the gradient of
         ``(1/b) sum_rows weight * error``. ``step`` keys a sampled output
-        layer's negatives and ``rows`` (the batch's rows of the data set)
-        finds their target totals in a sharded one.
+        layer's negatives.
         """
         if self.sampled is not None:
             return self.sampled.error_and_gradients(b, step, self._batch_view(self.targets, b),
-                                                    weights, rows)
+                                                    weights)
         out = self.model.output
         act, err = self.model.act_error
         targets = self._batch_view(self.targets, b)
@@ -598,7 +597,7 @@ class Runner:
         b = self.load_batch(inputs, targets, rows, step, training=True)
         self.forward(b, step, training=True, stop_at_output=True)
         weights = None if row_weights is None else row_weights[rows]
-        error = self.output_error(b, weights, step, rows)
+        error = self.output_error(b, weights, step)
         penalty = self.backward(b, step, training=True)
         self.update(optimizer, step)
         return error, penalty

@@ -46,7 +46,6 @@ def sampled_buffer_shapes(n_rows, width, n_items, max_target_nnz, n_negatives, c
         "stats": ((n_rows, 2), np.float64),
         "anchors": ((n_rows,), np.float64),
         "row_scale": ((n_rows,), np.float64),
-        "inv_totals": ((n_rows,), np.float64),
         "pulls": ((n_rows,), np.float64),
         "dh": ((n_rows, width), dtype),
     }
@@ -103,19 +102,13 @@ class SampledOutput:
                                        model.dtype)
         self.buffers = {name: bk.zeros(shape, dt) for name, (shape, dt) in shapes.items()}
         bk.fill(self.buffers["slot"], -1)
-        self.sampler = self.inv_totals = None
+        self.sampler = None
         self.n_local = self.n_touched = self.n_pos = 0
 
-    def prepare(self, sampler, row_totals=None):
-        """Set this fit's :class:`~.sampling.NegativeSampler` and, for a layer
-        split over ranks, each data set row's sum of targets over all items
-        (host array; a row's targets are weighted by their share of it)."""
+    def prepare(self, sampler):
+        """Set this fit's :class:`~.sampling.NegativeSampler` (it knows the item
+        counts of the fit's targets)."""
         self.sampler = sampler
-        self.inv_totals = None
-        if row_totals is not None:
-            totals = np.asarray(row_totals, dtype=np.float64)
-            self.inv_totals = np.divide(1.0, totals, out=np.zeros_like(totals),
-                                        where=totals > 0)
 
     # -- the step -------------------------------------------------------------
     def _draw(self, step):
@@ -127,12 +120,10 @@ class SampledOutput:
         bk.upload(buf["neg_ids"], ids[lo:hi] - self.item_start)
         bk.upload(buf["corrections"], corrections[lo:hi])
 
-    def error_and_gradients(self, b, step, targets, row_weights=None, rows=None):
+    def error_and_gradients(self, b, step, targets, row_weights=None):
         """Scores, losses and score gradients of the batch's first ``b`` rows
         against ``targets`` (a CSR batch view); returns the summed (weighted)
-        error over every process's share. ``row_weights`` (host) weight rows;
-        ``rows`` are the batch's rows of the data set (needed when
-        :meth:`prepare` was given row totals).
+        error over every process's share. ``row_weights`` (host) weight rows.
         """
         runner, bk, buf = self.runner, self.runner.backend, self.buffers
         self._draw(step)
@@ -162,23 +153,17 @@ class SampledOutput:
             bk.upload(anchors, runner.combine_logsumexp(bk.to_host(stats)))
         scale = np.full(b, 1.0 / b) if row_weights is None else np.asarray(row_weights) / b
         bk.upload(buf["row_scale"], scale)
-        inv_totals = buf["inv_totals"][:0]  # the kernel sums each row's targets itself
-        if self.inv_totals is not None:
-            if rows is None:
-                raise ValueError("a sampled layer split over ranks needs the batch's rows")
-            inv_totals = buf["inv_totals"][:b]
-            bk.upload(inv_totals, self.inv_totals[rows])
         row_error, row_scale = runner.row_error[:b], buf["row_scale"][:b]
         d_neg = buf["d_neg"][:b, :m]
         if self.error == BPR:
             bk.bpr_pass(z_pos, targets, z_neg, self.inv_tau, self.neg_scale, row_scale,
-                        inv_totals, buf["d_pos"], d_neg, row_error)
+                        buf["d_pos"], d_neg, row_error)
         else:
             pulls = buf["pulls"][:b]
             bk.positive_pass(self.error, z_pos, targets, anchors, self.inv_tau, row_scale,
-                             inv_totals, buf["d_pos"], row_error, pulls)
-            if self.error == SAMPLED_SOFTMAX:  # every rank's targets pull on every negative
-                bk.upload(pulls, runner.sum_rows_over_ranks(bk.to_host(pulls)))
+                             buf["d_pos"], row_error, pulls)
+            # every rank's targets pull on every negative
+            bk.upload(pulls, runner.sum_rows_over_ranks(bk.to_host(pulls)))
             bk.negative_pass(self.error, z_neg, buf["corrections"][:m], anchors, pulls,
                              self.inv_tau, self.margin, self.neg_scale, row_scale, d_neg,
                              row_error)

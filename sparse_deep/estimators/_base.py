@@ -285,12 +285,9 @@ class SparseNetworkEstimator(BaseEstimator):
                 self._initialize_output(model, Y, row_weights)
                 state = OptimizerState(config, model.parameters())
                 step, epoch, self.loss_curve_ = 0, 0, []
-            sampler = row_totals = None
+            sampler = None
             if model.output.is_sampled:  # drawn over every item, whichever rank holds it
                 sampler = NegativeSampler(model.output.sampling, item_counts(Y))
-                if placement.sharded:  # each rank sees its own items of a row
-                    row_of_entry = np.repeat(np.arange(Y.shape[0]), np.diff(Y.indptr))
-                    row_totals = np.bincount(row_of_entry, weights=Y.data, minlength=Y.shape[0])
             X_in = placement.local_columns(X_in, *model.input_range)
             Y = placement.local_columns(Y, *model.output_range)
             batch_size = min(int(self.batch_size), X_in.shape[0])
@@ -304,7 +301,7 @@ class SparseNetworkEstimator(BaseEstimator):
                                           sparse_input_update=bool(self.sparse_input_update),
                                           optimizer=state)
             if sampler is not None:
-                runner.sampled.prepare(sampler, row_totals)
+                runner.sampled.prepare(sampler)
             inputs, targets = runner.backend.batch_source(X_in), runner.backend.batch_source(Y)
         return TrainingSession(runner, inputs, targets, state, seed, step, epoch,
                                X_in.shape[0], batch_size, spec.shuffle_indices, row_weights,

@@ -175,20 +175,20 @@ class CPUBackend(Backend):
     def negative_logsumexp(self, z_neg, corrections, inv_tau, stats):
         sampled.negative_logsumexp(z_neg, corrections, float(inv_tau), stats)
 
-    def positive_pass(self, err, z_pos, targets, anchors, inv_tau, row_scale, inv_totals, d_pos,
-                      row_error, pulls):
+    def positive_pass(self, err, z_pos, targets, anchors, inv_tau, row_scale, d_pos, row_error,
+                      pulls):
         sampled.positive_pass(err, z_pos, targets.indptr, targets.data, anchors, float(inv_tau),
-                              row_scale, inv_totals, d_pos, row_error, pulls)
+                              row_scale, d_pos, row_error, pulls)
 
     def negative_pass(self, err, z_neg, corrections, anchors, pulls, inv_tau, margin, neg_scale,
                       row_scale, d_neg, row_error):
         sampled.negative_pass(err, z_neg, corrections, anchors, pulls, float(inv_tau),
                               float(margin), float(neg_scale), row_scale, d_neg, row_error)
 
-    def bpr_pass(self, z_pos, targets, z_neg, inv_tau, neg_scale, row_scale, inv_totals, d_pos,
-                 d_neg, row_error):
+    def bpr_pass(self, z_pos, targets, z_neg, inv_tau, neg_scale, row_scale, d_pos, d_neg,
+                 row_error):
         sampled.bpr_pass(z_pos, targets.indptr, targets.data, z_neg, float(inv_tau),
-                         float(neg_scale), row_scale, inv_totals, d_pos, d_neg, row_error)
+                         float(neg_scale), row_scale, d_pos, d_neg, row_error)
 
     def add_positive_deltas(self, d_pos, targets, weights, cosine, dh):
         sampled.add_positive_deltas(d_pos, targets.indptr, targets.indices, weights,

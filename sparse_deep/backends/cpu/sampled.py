@@ -121,41 +121,27 @@ def negative_logsumexp(z_neg, corrections, inv_tau, stats):
         stats[r, 1] = s
 
 
-@njit(cache=True)
-def _inverse_total(t_data, lo, hi, inv_totals, r):
-    """One over row r's target sum: given in ``inv_totals``, or from its entries."""
-    if inv_totals.shape[0] > 0:
-        return inv_totals[r]
-    total = 0.0
-    for e in range(lo, hi):
-        total += t_data[e]
-    return 1.0 / total if total > 0.0 else 0.0
-
-
 @njit(parallel=True, cache=True)
-def positive_pass(err, z_pos, t_indptr, t_data, anchors, inv_tau, row_scale, inv_totals, d_pos,
-                  row_error, pulls):
+def positive_pass(err, z_pos, t_indptr, t_data, anchors, inv_tau, row_scale, d_pos, row_error,
+                  pulls):
     """The targets' part of a sampled loss (SampledSoftmax, CosineContrastive).
 
-    ``z_pos`` are the targets' scores (dot or cosine), the logits ``z / tau``.
-    A row's targets are weighted by their values over the row's sum:
-    ``inv_totals[r]`` is one over that sum (over every rank's items, in a
-    sharded layer), or, when ``inv_totals`` is empty, the row's own entries
-    give it. ``anchors[r]`` is SampledSoftmax's log-sum-exp over the row's
-    negatives (every rank's). ``row_scale[r]`` (the row's loss weight over the
-    batch size) multiplies the gradients ``d_pos``. Writes each row's error
-    (unscaled) and, for SampledSoftmax, its ``pull``: the sum over its
-    targets of weight * |dE/dz|, which :func:`negative_pass` spreads over the
-    negatives (summed over ranks first, in a sharded layer).
+    ``z_pos`` are the targets' scores (dot or cosine), the logits ``z / tau``;
+    each target's term is weighted by its value (1 for an interaction).
+    ``anchors[r]`` is SampledSoftmax's log-sum-exp over the row's negatives
+    (every rank's). ``row_scale[r]`` (the row's loss weight over the batch
+    size) multiplies the gradients ``d_pos``. Writes each row's error
+    (unscaled) and its ``pull``: the sum over its targets of weight *
+    |dE/dz|, which :func:`negative_pass` spreads over the negatives (summed
+    over ranks first, in a sharded layer).
     """
     for r in prange(t_indptr.shape[0] - 1):
         lo, hi = t_indptr[r], t_indptr[r + 1]
-        inv_total = _inverse_total(t_data, lo, hi, inv_totals, r)
         scale = row_scale[r]
         error = 0.0
         pull = 0.0
         for e in range(lo, hi):
-            weight = t_data[e] * inv_total
+            weight = t_data[e]
             loss, g = sampled_positive(err, z_pos[e] * inv_tau, anchors[r])
             error += weight * loss
             pull -= weight * g
@@ -171,40 +157,41 @@ def negative_pass(err, z_neg, corrections, anchors, pulls, inv_tau, margin, neg_
     x negatives), and CosineContrastive's error added to ``row_error``.
 
     SampledSoftmax: negative j of row r gets ``pull[r] * share_j / tau``, its
-    share of the row's corrected exponential sum. CosineContrastive:
-    ``neg_scale`` (NegativeWeight / M, M the negatives over all ranks) times
-    the hinge's derivative.
+    share of the row's corrected exponential sum. CosineContrastive: every
+    target brings the row's negatives' hinge terms (``pull[r]``, the targets'
+    summed weight, times ``neg_scale``: NegativeWeight / M, M the negatives
+    over all ranks).
     """
     for r in prange(z_neg.shape[0]):
         scale = row_scale[r]
+        pull = pulls[r]
         error = 0.0
         for j in range(z_neg.shape[1]):
             loss, g = sampled_negative(err, z_neg[r, j] * inv_tau, anchors[r], corrections[j],
                                        margin)
             if err == COSINE_CONTRASTIVE:
-                error += neg_scale * loss
-                d_neg[r, j] = neg_scale * g * scale
+                error += pull * neg_scale * loss
+                d_neg[r, j] = pull * neg_scale * g * scale
             else:
-                d_neg[r, j] = pulls[r] * g * inv_tau * scale
+                d_neg[r, j] = pull * g * inv_tau * scale
         row_error[r] += error
 
 
 @njit(parallel=True, cache=True)
-def bpr_pass(z_pos, t_indptr, t_data, z_neg, inv_tau, neg_scale, row_scale, inv_totals, d_pos,
-             d_neg, row_error):
+def bpr_pass(z_pos, t_indptr, t_data, z_neg, inv_tau, neg_scale, row_scale, d_pos, d_neg,
+             row_error):
     """BPR over every (target, negative) pair of each row: errors and both
     gradients (``neg_scale`` is 1 / M). Every pair is on one process: BPR is
     not split over ranks."""
     n_neg = z_neg.shape[1]
     for r in prange(t_indptr.shape[0] - 1):
         lo, hi = t_indptr[r], t_indptr[r + 1]
-        inv_total = _inverse_total(t_data, lo, hi, inv_totals, r)
         scale = row_scale[r]
         error = 0.0
         for j in range(n_neg):
             d_neg[r, j] = 0.0
         for e in range(lo, hi):
-            weight = t_data[e] * inv_total * neg_scale
+            weight = t_data[e] * neg_scale
             g_pos = 0.0
             for j in range(n_neg):
                 loss, g = bpr_pair(z_neg[r, j] * inv_tau, z_pos[e] * inv_tau)

@@ -110,3 +110,8 @@ def row_of(indptr, n_rows, p):
         else:
             hi = mid - 1
     return lo
+
+
+sampled_positive = _math.sampled_positive
+sampled_negative = _math.sampled_negative
+bpr_pair = _math.bpr_pair

@@ -16,7 +16,7 @@ from numba import cuda
 
 from ..base import Backend
 from ..cpu import sparse as host_kernels
-from . import dense, memory, optim, sparse, topk
+from . import dense, memory, optim, sampled, sparse, topk
 from ._device import SIMULATED
 from .gemm import gemm, scratch_elements
 
@@ -179,6 +179,12 @@ class CUDABackend(Backend):
 
     def zero(self, x):
         dense.fill(x, 0, self.stream)
+
+    def fill(self, x, value):
+        dense.fill(x, value, self.stream)
+
+    def scale(self, x, factor):
+        dense.scale(x, factor, self.stream)
 
     def sum(self, x):
         return float(np.sum(self.to_host(x)))
@@ -379,6 +385,74 @@ class CUDABackend(Backend):
 
     def zero_rows(self, dst, rows):
         sparse.zero_rows(dst, rows, self.stream)
+
+    # -- sampled output layer -------------------------------------------------------
+    def touched_rows(self, targets, neg_ids, slot, rows, neg_slot, g_indptr, g_entries):
+        return sampled.touched_rows(targets.indptr, targets.indices, neg_ids, slot, rows,
+                                    neg_slot, g_indptr, g_entries,
+                                    self.scratch("touched_counts", 2, np.int64), self.stream)
+
+    def gather_rows_dense(self, source, ids, out):
+        sampled.gather_rows_dense(source, ids, out, self.stream)
+
+    def normalize_rows(self, x, out, norms):
+        sampled.normalize_rows(x, out, norms, self.stream)
+
+    def row_norms(self, x, out):
+        sampled.row_norms(x, out, self.stream)
+
+    def reciprocal_scaled(self, x, factor):
+        sampled.reciprocal_scaled(x, x.dtype.type(factor), self.stream)
+
+    def positive_scores(self, h, targets, weights, bias, cosine, out):
+        sampled.positive_scores(h, targets.indptr, targets.indices, weights, bias, bool(cosine),
+                                out, self.stream)
+
+    def add_row_bias(self, z, bias, ids):
+        sampled.add_row_bias(z, bias, ids, self.stream)
+
+    def scale_columns(self, z, scales):
+        sampled.scale_columns(z, scales, self.stream)
+
+    def negative_logsumexp(self, z_neg, corrections, inv_tau, stats):
+        sampled.negative_logsumexp(z_neg, corrections, float(inv_tau), stats, self.stream)
+
+    def positive_pass(self, err, z_pos, targets, anchors, inv_tau, row_scale, d_pos, row_error,
+                      pulls):
+        sampled.positive_pass(err, z_pos, targets.indptr, targets.data, anchors, float(inv_tau),
+                              row_scale, d_pos, row_error, pulls, self.stream)
+
+    def negative_pass(self, err, z_neg, corrections, anchors, pulls, inv_tau, margin, neg_scale,
+                      row_scale, d_neg, row_error):
+        sampled.negative_pass(err, z_neg, corrections, anchors, pulls, float(inv_tau),
+                              float(margin), float(neg_scale), row_scale, d_neg, row_error,
+                              self.stream)
+
+    def bpr_pass(self, z_pos, targets, z_neg, inv_tau, neg_scale, row_scale, d_pos, d_neg,
+                 row_error):
+        sampled.bpr_pass(z_pos, targets.indptr, targets.data, z_neg, float(inv_tau),
+                         float(neg_scale), row_scale, d_pos, d_neg, row_error,
+                         self.stream)
+
+    def add_positive_deltas(self, d_pos, targets, weights, cosine, dh):
+        sampled.add_positive_deltas(d_pos, targets.indptr, targets.indices, weights,
+                                    bool(cosine), dh, self.stream)
+
+    def compact_gradient(self, d_pos, targets, g_indptr, g_entries, n_pos, h, d_negatives,
+                         neg_slot, grad):
+        sampled.compact_gradient(d_pos, targets.indptr, g_indptr, g_entries, n_pos, h,
+                                 d_negatives, neg_slot, grad, self.stream)
+
+    def compact_bias_gradient(self, d_pos, g_indptr, g_entries, n_pos, d_neg, neg_slot, grad):
+        sums = self.scratch("negative_bias_sums", d_neg.shape[1], d_neg.dtype)
+        sampled.compact_bias_gradient(d_pos, g_indptr, g_entries, n_pos, d_neg, neg_slot, grad,
+                                      sums, self.stream)
+
+    def project_out_radial(self, grad, vectors, ids):
+        sampled.project_out_radial(grad, vectors, ids, self.stream)
+
+    def project_hidden(self, dh_unit, h_unit, norms, dh, accumulate):
+        sampled.project_hidden(dh_unit, h_unit, norms, dh, bool(accumulate), self.stream)
 
     # -- inference ----------------------------------------------------------------
     def topk(self, scores, k, exclude_indptr, exclude_indices, out_ids, out_scores):

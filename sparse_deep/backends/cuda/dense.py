@@ -52,6 +52,14 @@ def _fill(out, value):
 
 
 @cuda.jit
+def _scale(out, factor):
+    n = out.shape[1]
+    for idx in range(cuda.grid(1), out.shape[0] * n, cuda.gridsize(1)):
+        i = idx // n
+        out[i, idx - i * n] *= factor
+
+
+@cuda.jit
 def _copy(dst, src):
     n = dst.shape[1]
     for idx in range(cuda.grid(1), dst.shape[0] * n, cuda.gridsize(1)):
@@ -85,6 +93,14 @@ def fill(out, value, stream):
     if out.size:
         blocks, threads = _grid(out.size)
         _fill[blocks, threads, stream](out, out.dtype.type(value))
+
+
+def scale(out, factor, stream):
+    """Every entry of ``out`` (1-D or 2-D) times ``factor``."""
+    out = _as_2d(out)
+    if out.size:
+        blocks, threads = _grid(out.size)
+        _scale[blocks, threads, stream](out, out.dtype.type(factor))
 
 
 def copy(dst, src, stream):

@@ -1,0 +1,426 @@
+"""CUDA kernels of a sampled output layer (the CPU's ``backends/cpu/sampled.py``).
+
+Each output is computed by one thread in a fixed order, as on the CPU, so
+results repeat exactly; no float atomics. The grouping of the batch's target
+entries by item (``touched_rows``) is one thread's serial walk over the
+batch's entries (a few thousand): simple and exact, and the place to
+parallelise first if it shows in a profile.
+"""
+
+import math
+
+from numba import cuda
+
+from ...engine.codes import COSINE_CONTRASTIVE
+from . import launch
+from ._device import bpr_pair, row_of, sampled_negative, sampled_positive
+
+NORM_FLOOR = 1e-12
+
+
+@cuda.jit(device=True)
+def _norm(sum_of_squares):
+    """``sqrt(sum_of_squares)`` floored at NORM_FLOOR (a conditional: numba's
+    CUDA target fails on two-argument max, numba issue #10753)."""
+    norm = math.sqrt(sum_of_squares)
+    return norm if norm > NORM_FLOOR else NORM_FLOOR
+
+
+@cuda.jit
+def _touched_rows(t_indptr, n_rows, t_indices, neg_ids, slot, rows, neg_slot, g_indptr,
+                  g_entries, counts):
+    if cuda.grid(1) != 0:
+        return
+    nnz = t_indptr[n_rows]
+    n = 0
+    for e in range(nnz):
+        item = t_indices[e]
+        if slot[item] < 0:
+            slot[item] = n
+            rows[n] = item
+            g_indptr[n + 1] = 0
+            n += 1
+        g_indptr[slot[item] + 1] += 1
+    n_pos = n
+    g_indptr[0] = 0
+    for u in range(n_pos):
+        g_indptr[u + 1] += g_indptr[u]
+    for e in range(nnz):  # fill each item's entries in entry order (slot as cursor)
+        u = slot[t_indices[e]]
+        g_entries[g_indptr[u]] = e
+        g_indptr[u] += 1
+    for u in range(n_pos - 1, 0, -1):  # the cursors moved each start to the next's
+        g_indptr[u] = g_indptr[u - 1]
+    if n_pos > 0:
+        g_indptr[0] = 0
+    for j in range(neg_ids.shape[0]):
+        item = neg_ids[j]
+        if slot[item] < 0:
+            slot[item] = n
+            rows[n] = item
+            n += 1
+        neg_slot[j] = slot[item]
+    for u in range(n):
+        slot[rows[u]] = -1
+    counts[0] = n
+    counts[1] = n_pos
+
+
+def touched_rows(t_indptr, t_indices, neg_ids, slot, rows, neg_slot, g_indptr, g_entries,
+                 counts, stream):
+    """As the CPU kernel; ``counts`` (2 int64 on the device) receives
+    ``(n_rows, n_pos)``, which are returned (one small copy to the host)."""
+    _touched_rows[1, 1, stream](t_indptr, t_indptr.shape[0] - 1, t_indices, neg_ids, slot, rows,
+                                neg_slot, g_indptr, g_entries, counts)
+    host = counts.copy_to_host(stream=stream)
+    stream.synchronize()
+    return int(host[0]), int(host[1])
+
+
+@cuda.jit
+def _gather_rows_dense(source, ids, out):
+    n, d = out.shape
+    for p in range(cuda.grid(1), n * d, cuda.gridsize(1)):
+        j, k = p // d, p % d
+        out[j, k] = source[ids[j], k]
+
+
+def gather_rows_dense(source, ids, out, stream):
+    if out.size:
+        _gather_rows_dense[launch.elementwise(out.size) + (stream,)](source, ids, out)
+
+
+@cuda.jit
+def _normalize_rows(x, out, norms):
+    for r in range(cuda.grid(1), x.shape[0], cuda.gridsize(1)):
+        s = 0.0
+        for k in range(x.shape[1]):
+            s += x[r, k] * x[r, k]
+        norm = _norm(s)
+        norms[r] = norm
+        inv = 1.0 / norm
+        for k in range(x.shape[1]):
+            out[r, k] = x[r, k] * inv
+
+
+def normalize_rows(x, out, norms, stream):
+    if x.shape[0]:
+        _normalize_rows[launch.elementwise(x.shape[0]) + (stream,)](x, out, norms)
+
+
+@cuda.jit
+def _row_norms(x, out):
+    for r in range(cuda.grid(1), x.shape[0], cuda.gridsize(1)):
+        s = 0.0
+        for k in range(x.shape[1]):
+            s += x[r, k] * x[r, k]
+        out[r] = _norm(s)
+
+
+def row_norms(x, out, stream):
+    if x.shape[0]:
+        _row_norms[launch.elementwise(x.shape[0]) + (stream,)](x, out)
+
+
+@cuda.jit
+def _reciprocal_scaled(x, factor):
+    for i in range(cuda.grid(1), x.shape[0], cuda.gridsize(1)):
+        x[i] = 1.0 / (x[i] * factor)
+
+
+def reciprocal_scaled(x, factor, stream):
+    if x.shape[0]:
+        _reciprocal_scaled[launch.elementwise(x.shape[0]) + (stream,)](x, factor)
+
+
+@cuda.jit
+def _positive_scores(h, t_indptr, n_rows, t_indices, weights, bias, cosine, out):
+    d = h.shape[1]
+    for e in range(cuda.grid(1), t_indptr[n_rows], cuda.gridsize(1)):
+        r = row_of(t_indptr, n_rows, e)
+        item = t_indices[e]
+        dot = 0.0
+        ww = 0.0
+        for k in range(d):
+            w = weights[item, k]
+            dot += h[r, k] * w
+            ww += w * w
+        if cosine:
+            out[e] = dot / _norm(ww)
+        else:
+            out[e] = dot + bias[item]
+
+
+def positive_scores(h, t_indptr, t_indices, weights, bias, cosine, out, stream):
+    capacity = t_indices.shape[0]
+    _positive_scores[launch.elementwise(capacity) + (stream,)](
+        h, t_indptr, t_indptr.shape[0] - 1, t_indices, weights, bias, cosine, out)
+
+
+@cuda.jit
+def _add_row_bias(z, bias, ids):
+    n, m = z.shape
+    for p in range(cuda.grid(1), n * m, cuda.gridsize(1)):
+        r, j = p // m, p % m
+        z[r, j] += bias[ids[j]]
+
+
+def add_row_bias(z, bias, ids, stream):
+    if z.size:
+        _add_row_bias[launch.elementwise(z.size) + (stream,)](z, bias, ids)
+
+
+@cuda.jit
+def _scale_columns(z, scales):
+    n, m = z.shape
+    for p in range(cuda.grid(1), n * m, cuda.gridsize(1)):
+        r, j = p // m, p % m
+        z[r, j] *= scales[j]
+
+
+def scale_columns(z, scales, stream):
+    if z.size:
+        _scale_columns[launch.elementwise(z.size) + (stream,)](z, scales)
+
+
+@cuda.jit
+def _negative_logsumexp(z_neg, corrections, inv_tau, stats):
+    for r in range(cuda.grid(1), z_neg.shape[0], cuda.gridsize(1)):
+        m = -math.inf
+        for j in range(z_neg.shape[1]):
+            x = z_neg[r, j] * inv_tau - corrections[j]
+            if x > m:
+                m = x
+        s = 0.0
+        for j in range(z_neg.shape[1]):
+            s += math.exp(z_neg[r, j] * inv_tau - corrections[j] - m)
+        stats[r, 0] = m
+        stats[r, 1] = s
+
+
+def negative_logsumexp(z_neg, corrections, inv_tau, stats, stream):
+    if z_neg.shape[0]:
+        _negative_logsumexp[launch.elementwise(z_neg.shape[0]) + (stream,)](z_neg, corrections,
+                                                                        inv_tau, stats)
+
+
+@cuda.jit
+def _positive_pass(err, z_pos, t_indptr, n_rows, t_data, anchors, inv_tau, row_scale, d_pos,
+                   row_error, pulls):
+    for r in range(cuda.grid(1), n_rows, cuda.gridsize(1)):
+        lo, hi = t_indptr[r], t_indptr[r + 1]
+        scale = row_scale[r]
+        error = 0.0
+        pull = 0.0
+        for e in range(lo, hi):
+            weight = t_data[e]
+            loss, g = sampled_positive(err, z_pos[e] * inv_tau, anchors[r])
+            error += weight * loss
+            pull -= weight * g
+            d_pos[e] = weight * g * inv_tau * scale
+        row_error[r] = error
+        pulls[r] = pull
+
+
+def positive_pass(err, z_pos, t_indptr, t_data, anchors, inv_tau, row_scale, d_pos, row_error,
+                  pulls, stream):
+    n_rows = t_indptr.shape[0] - 1
+    if n_rows:
+        _positive_pass[launch.elementwise(n_rows) + (stream,)](
+            err, z_pos, t_indptr, n_rows, t_data, anchors, inv_tau, row_scale, d_pos, row_error,
+            pulls)
+
+
+@cuda.jit
+def _negative_pass(err, z_neg, corrections, anchors, pulls, inv_tau, margin, neg_scale,
+                   row_scale, d_neg, row_error):
+    for r in range(cuda.grid(1), z_neg.shape[0], cuda.gridsize(1)):
+        scale = row_scale[r]
+        pull = pulls[r]
+        error = 0.0
+        for j in range(z_neg.shape[1]):
+            loss, g = sampled_negative(err, z_neg[r, j] * inv_tau, anchors[r], corrections[j],
+                                       margin)
+            if err == COSINE_CONTRASTIVE:
+                error += pull * neg_scale * loss
+                d_neg[r, j] = pull * neg_scale * g * scale
+            else:
+                d_neg[r, j] = pull * g * inv_tau * scale
+        row_error[r] += error
+
+
+def negative_pass(err, z_neg, corrections, anchors, pulls, inv_tau, margin, neg_scale, row_scale,
+                  d_neg, row_error, stream):
+    if z_neg.shape[0]:
+        _negative_pass[launch.elementwise(z_neg.shape[0]) + (stream,)](
+            err, z_neg, corrections, anchors, pulls, inv_tau, margin, neg_scale, row_scale,
+            d_neg, row_error)
+
+
+@cuda.jit
+def _bpr_pass(z_pos, t_indptr, n_rows, t_data, z_neg, inv_tau, neg_scale, row_scale, d_pos,
+              d_neg, row_error):
+    n_neg = z_neg.shape[1]
+    for r in range(cuda.grid(1), n_rows, cuda.gridsize(1)):
+        lo, hi = t_indptr[r], t_indptr[r + 1]
+        scale = row_scale[r]
+        error = 0.0
+        for j in range(n_neg):
+            d_neg[r, j] = 0.0
+        for e in range(lo, hi):
+            weight = t_data[e] * neg_scale
+            g_pos = 0.0
+            for j in range(n_neg):
+                loss, g = bpr_pair(z_neg[r, j] * inv_tau, z_pos[e] * inv_tau)
+                error += weight * loss
+                g_pos -= g
+                d_neg[r, j] += weight * g * inv_tau * scale
+            d_pos[e] = weight * g_pos * inv_tau * scale
+        row_error[r] = error
+
+
+def bpr_pass(z_pos, t_indptr, t_data, z_neg, inv_tau, neg_scale, row_scale, d_pos, d_neg,
+             row_error, stream):
+    n_rows = t_indptr.shape[0] - 1
+    if n_rows:
+        _bpr_pass[launch.elementwise(n_rows) + (stream,)](
+            z_pos, t_indptr, n_rows, t_data, z_neg, inv_tau, neg_scale, row_scale, d_pos, d_neg,
+            row_error)
+
+
+@cuda.jit
+def _add_positive_deltas(d_pos, t_indptr, t_indices, weights, cosine, dh):
+    n, d = dh.shape
+    for p in range(cuda.grid(1), n * d, cuda.gridsize(1)):
+        r, k = p // d, p % d
+        total = dh[r, k]
+        for e in range(t_indptr[r], t_indptr[r + 1]):
+            item = t_indices[e]
+            scale = d_pos[e]
+            if cosine:
+                ww = 0.0
+                for q in range(d):
+                    ww += weights[item, q] * weights[item, q]
+                scale = scale / _norm(ww)
+            total += scale * weights[item, k]
+        dh[r, k] = total
+
+
+def add_positive_deltas(d_pos, t_indptr, t_indices, weights, cosine, dh, stream):
+    if dh.size:
+        _add_positive_deltas[launch.elementwise(dh.size) + (stream,)](d_pos, t_indptr, t_indices,
+                                                                  weights, cosine, dh)
+
+
+@cuda.jit
+def _positive_gradient(d_pos, t_indptr, n_rows, g_indptr, g_entries, n_pos, h, grad):
+    n_touched, d = grad.shape
+    for p in range(cuda.grid(1), n_touched * d, cuda.gridsize(1)):
+        u, k = p // d, p % d
+        total = 0.0
+        if u < n_pos:
+            for q in range(g_indptr[u], g_indptr[u + 1]):
+                e = g_entries[q]
+                total += d_pos[e] * h[row_of(t_indptr, n_rows, e), k]
+        grad[u, k] = total
+
+
+@cuda.jit
+def _add_negative_rows(d_negatives, neg_slot, grad):
+    """Each column k by one thread, negatives in j order."""
+    d = grad.shape[1]
+    for k in range(cuda.grid(1), d, cuda.gridsize(1)):
+        for j in range(neg_slot.shape[0]):
+            grad[neg_slot[j], k] += d_negatives[j, k]
+
+
+def compact_gradient(d_pos, t_indptr, g_indptr, g_entries, n_pos, h, d_negatives, neg_slot, grad,
+                     stream):
+    if grad.size:
+        _positive_gradient[launch.elementwise(grad.size) + (stream,)](
+            d_pos, t_indptr, t_indptr.shape[0] - 1, g_indptr, g_entries, n_pos, h, grad)
+        if neg_slot.shape[0]:
+            _add_negative_rows[launch.elementwise(grad.shape[1]) + (stream,)](d_negatives, neg_slot,
+                                                                          grad)
+
+
+@cuda.jit
+def _project_out_radial(grad, vectors, ids):
+    d = grad.shape[1]
+    for u in range(cuda.grid(1), grad.shape[0], cuda.gridsize(1)):
+        row = ids[u]
+        s = 0.0
+        for k in range(d):
+            s += vectors[row, k] * vectors[row, k]
+        inv = 1.0 / _norm(s)
+        dot = 0.0
+        for k in range(d):
+            dot += grad[u, k] * vectors[row, k] * inv
+        for k in range(d):
+            grad[u, k] = (grad[u, k] - dot * vectors[row, k] * inv) * inv
+
+
+def project_out_radial(grad, vectors, ids, stream):
+    if grad.shape[0]:
+        _project_out_radial[launch.elementwise(grad.shape[0]) + (stream,)](grad, vectors, ids)
+
+
+@cuda.jit
+def _project_hidden(dh_unit, h_unit, norms, dh, accumulate):
+    d = dh.shape[1]
+    for r in range(cuda.grid(1), dh.shape[0], cuda.gridsize(1)):
+        dot = 0.0
+        for k in range(d):
+            dot += dh_unit[r, k] * h_unit[r, k]
+        inv = 1.0 / norms[r]
+        for k in range(d):
+            v = (dh_unit[r, k] - dot * h_unit[r, k]) * inv
+            if accumulate:
+                dh[r, k] += v
+            else:
+                dh[r, k] = v
+
+
+def project_hidden(dh_unit, h_unit, norms, dh, accumulate, stream):
+    if dh.shape[0]:
+        _project_hidden[launch.elementwise(dh.shape[0]) + (stream,)](dh_unit, h_unit, norms, dh,
+                                                                 accumulate)
+
+
+@cuda.jit
+def _positive_bias_gradient(d_pos, g_indptr, g_entries, n_pos, grad):
+    for u in range(cuda.grid(1), grad.shape[0], cuda.gridsize(1)):
+        total = 0.0
+        if u < n_pos:
+            for q in range(g_indptr[u], g_indptr[u + 1]):
+                total += d_pos[g_entries[q]]
+        grad[u] = total
+
+
+@cuda.jit
+def _negative_column_sums(d_neg, sums):
+    for j in range(cuda.grid(1), d_neg.shape[1], cuda.gridsize(1)):
+        total = 0.0
+        for r in range(d_neg.shape[0]):
+            total += d_neg[r, j]
+        sums[j] = total
+
+
+@cuda.jit
+def _add_negative_bias(sums, neg_slot, grad):
+    if cuda.grid(1) != 0:
+        return
+    for j in range(neg_slot.shape[0]):
+        grad[neg_slot[j]] += sums[j]
+
+
+def compact_bias_gradient(d_pos, g_indptr, g_entries, n_pos, d_neg, neg_slot, grad, sums,
+                          stream):
+    """As the CPU kernel; ``sums`` is scratch of one value per negative."""
+    if grad.shape[0]:
+        _positive_bias_gradient[launch.elementwise(grad.shape[0]) + (stream,)](
+            d_pos, g_indptr, g_entries, n_pos, grad)
+    if neg_slot.shape[0]:
+        _negative_column_sums[launch.elementwise(d_neg.shape[1]) + (stream,)](d_neg, sums)
+        _add_negative_bias[1, 1, stream](sums, neg_slot, grad)
+
