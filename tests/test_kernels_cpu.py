@@ -9,6 +9,7 @@ compared with a tolerance that fits one rounding per stored value.
 """
 
 import itertools
+import math
 from types import SimpleNamespace
 
 import os
@@ -26,6 +27,7 @@ from sparse_deep.engine import rng as crng
 from sparse_deep.engine.codes import ACTIVATION_CODES, ERROR_CODES, OPTIMIZER_CODES
 from sparse_deep.engine.model import SELU_ALPHA
 from sparse_deep.engine.optim import OptimizerConfig, OptimizerState
+from sparse_deep.network import ERROR_FUNCTIONS
 
 from . import naive
 
@@ -597,7 +599,11 @@ UNIT_ERRORS = {"CrossEntropy", "ScaledMarginalCrossEntropy", "DataScaledMarginal
 
 
 def valid_pair(act, err):
-    """The activation x error pairs the network language accepts."""
+    """The activation x error pairs the network language accepts for a full
+    output layer (the sampled losses have kernels of their own,
+    tests/test_sampled.py)."""
+    if ERROR_FUNCTIONS.info(err).sampled:
+        return False
     if err in UNIT_ERRORS and act not in ("Sigmoid", "SoftMax"):
         return False
     return not (err == "DataScaledMarginalCrossEntropy" and act == "SoftMax")
@@ -1129,7 +1135,9 @@ def test_fast_exp_is_within_one_ulp_in_float32_and_exact_in_float64():
     x64 = x.astype(np.float64)
     out64 = np.empty_like(x64)
     apply(x64, out64)
-    np.testing.assert_array_equal(out64, np.exp(x64))
+    # float64 is the C library's exp, which numpy's SIMD exp (on AVX-512
+    # machines) can differ from by an ulp.
+    np.testing.assert_array_equal(out64, [math.exp(v) for v in x64])
 
 
 def test_fast_log_and_sigmoid_are_accurate_in_float32_and_exact_in_float64():
@@ -1153,7 +1161,7 @@ def test_fast_log_and_sigmoid_are_accurate_in_float32_and_exact_in_float64():
     x64 = x.astype(np.float64)
     logs64, sig64 = np.empty_like(x64), np.empty_like(x64)
     apply(x64, logs64, sig64)
-    np.testing.assert_array_equal(logs64, np.log(x64))
+    np.testing.assert_array_equal(logs64, [math.log(v) for v in x64])
 
 
 def test_scatter_and_zero_rows():
