@@ -77,7 +77,7 @@ sparse_deep         sparse_deep.SparseAutoencoderRecommender(random_state=0)
                     JSON), ``--epochs`` passed through if given. Not tuned
                     here: its defaults come from
                     ``benchmarks/tune_recommender_defaults.py``, which used
-                    the same validation splits of Last.fm and ML-100K.
+                    the same validation splits of all three data sets.
 
 Data (see /work/shared/data/README.md)
 --------------------------------------

@@ -299,7 +299,8 @@ def _training_estimator(args):
     with open(args.config, encoding="utf-8") as handle:
         config = json.load(handle)
     params = {k: (v if v is not None else TRAIN_DEFAULTS[k]) for k, v in overrides.items()}
-    return SparseAutoencoderRecommender(network=config, **params), config
+    # DSSTNE's schedule: only the config's own Decay (per minibatch) lowers the rate.
+    return SparseAutoencoderRecommender(network=config, learning_rate_decay=0.0, **params), config
 
 
 def _training_data(args, estimator, config):

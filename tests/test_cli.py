@@ -120,6 +120,7 @@ def test_cli_train_equals_estimator_fit(tmp_path):
     direct = SparseAutoencoderRecommender(
         network=movielens_config(), epochs=3, batch_size=16, learning_rate=0.1, l2=0.001,
         l1=0.0, momentum=0.5, optimizer="sgd", random_state=12134, normalize_input=False,
+        learning_rate_decay=0.0,
     ).fit(X, Y)
     assert cli_model.loss_curve_ == direct.loss_curve_
     for a, b in zip(cli_model.model_.weights, direct.model_.weights):
@@ -141,6 +142,35 @@ def test_continue_training_equals_one_longer_run(tmp_path):
     assert resumed.n_epochs_ == 3 and resumed.loss_curve_ == longer.loss_curve_
     for a, b in zip(resumed.model_.weights, longer.model_.weights):
         assert np.array_equal(a, b)
+
+
+def test_a_sampled_config_trains_predicts_and_continues_exactly(tmp_path):
+    """DSSTNE's config with the sparse_deep extension keys: a sampled SoftMax
+    output (cosine scores, 8 popularity-drawn negatives per step)."""
+    config = json.loads(CONFIG.read_text())
+    output = config["Layers"][-1]
+    output.update(Activation="SoftMax", Sampling={"Negatives": 8}, Scoring="Cosine",
+                  Temperature=0.2)
+    config["ErrorFunction"] = "SampledSoftmax"
+    sampled = tmp_path / "sampled.json"
+    sampled.write_text(json.dumps(config))
+    ratings = write_ratings(tmp_path / "ratings.txt")
+    train = ("--optimizer", "adam", "-alpha", 0.01)
+    recs = workflow(tmp_path, ratings, epochs=3, extra_train=train)
+    assert len(recs) == 48
+    run("train", "-c", sampled, "-i", "gl_input.nc", "-o", "gl_output.nc", "-n", "longer.nc",
+        "-b", 16, "-e", 3, *train, "-q")
+    run("train", "-c", sampled, "-i", "gl_input.nc", "-o", "gl_output.nc", "-n", "part.nc",
+        "-b", 16, "-e", 1, *train, "-q")
+    run("train", "--continue", "part.nc", "-i", "gl_input.nc", "-o", "gl_output.nc", "-n",
+        "part.nc", "-e", 2, "-q")
+    longer, resumed = load_model("longer.nc"), load_model("part.nc")
+    assert resumed.model_.output.is_sampled and resumed.loss_curve_ == longer.loss_curve_
+    for a, b in zip(resumed.model_.weights, longer.model_.weights):
+        assert np.array_equal(a, b)
+    run("predict", "-b", 16, "-d", "gl", "-i", "features_input", "-o", "features_output",
+        "-k", 5, "-n", "part.nc", "-f", ratings, "-s", "recs_sampled", "-r", ratings, "-q")
+    assert len(read_recommendations(tmp_path / "recs_sampled")) == 48
 
 
 def test_large_k_and_score_format(tmp_path):

@@ -206,6 +206,19 @@ def test_separate_targets_of_another_width(data):
         est.recommend(data, k=3)
 
 
+def test_learning_rate_decays_by_epoch(data):
+    """Epoch e steps at learning_rate / (1 + learning_rate_decay * e): under
+    SGD without penalties, an epoch at decay d equals, step for step, an epoch
+    at a rate divided by (1 + d * e). Two epochs at decay 1 equal one epoch at
+    the full rate followed by one at half of it."""
+    sgd = dict(optimizer="sgd", input_dropout=0.0, shuffle=False)
+    decayed = small(**sgd, learning_rate=0.4, learning_rate_decay=1.0, epochs=2).fit(data)
+    halves = small(**sgd, learning_rate=0.4, learning_rate_decay=0.0, epochs=1).fit(data)
+    halves.set_params(learning_rate=0.2, warm_start=True).fit(data)
+    for a, b in zip(decayed.model_.weights, halves.model_.weights):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
 def test_warm_start_continues_exactly_like_one_longer_run(data):
     once = small(epochs=6).fit(data)
     twice = small(epochs=3, warm_start=True).fit(data)
@@ -302,8 +315,9 @@ def test_loss_decreases(data):
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "adagrad", "rmsprop",
                                        "adadelta", "adam"])
 def test_every_optimizer_trains(data, optimizer):
+    # The full SoftMax output: its loss has no sampling noise to hide a small descent.
     lr = {"sgd": 0.5, "momentum": 0.1, "nesterov": 0.1, "adagrad": 0.05}.get(optimizer, 1e-2)
-    est = small(optimizer=optimizer, learning_rate=lr, epochs=10).fit(data)
+    est = small(optimizer=optimizer, learning_rate=lr, epochs=10, loss="cross_entropy").fit(data)
     assert est.loss_curve_[-1] < est.loss_curve_[0]
 
 
@@ -336,6 +350,7 @@ def test_bad_values_rejected_before_training(data, bad, match):
                                     "Popularity"),
     (dict(scoring="euclid"), "unknown scoring 'euclid'; expected one of: Dot, Cosine"),
     (dict(temperature=0.0), "temperature must be a number in"),
+    (dict(temperature="hot"), "temperature must be 'auto' or a number > 0; got 'hot'"),
     (dict(loss="cosine_contrastive", margin=1.0), r"margin must be a number in \[-1.0, 1.0\)"),
     (dict(loss="cosine_contrastive", negative_weight=0.0), "negative_weight must be a number"),
     (dict(loss="bpr", scoring="dot", output_activation="softmax"), "use Sigmoid or Linear"),
@@ -391,12 +406,12 @@ def test_dense_and_lazy_input_updates(data):
     modes must agree bit for bit; with an L2 penalty only the dense mode also
     decays the rows of items no batch contains."""
     X = sp.hstack([data, sp.csr_matrix((data.shape[0], 3), dtype=np.float32)]).tocsr()
-    sgd = dict(optimizer="sgd", learning_rate=0.5, epochs=3)
-    dense = small(**sgd).fit(X).model_.weights[0]
+    sgd = dict(optimizer="sgd", learning_rate=0.5, epochs=3, learning_rate_decay=0.0)
+    dense = small(**sgd, sparse_input_update=False).fit(X).model_.weights[0]
     lazy = small(**sgd, sparse_input_update=True).fit(X).model_.weights[0]
     np.testing.assert_array_equal(dense, lazy)
     unseen = slice(data.shape[1], None)
-    dense_fit = small(**sgd, l2=0.1).fit(X)
+    dense_fit = small(**sgd, l2=0.1, sparse_input_update=False).fit(X)
     lazy = small(**sgd, l2=0.1, sparse_input_update=True).fit(X).model_.weights[0]
     start = initial_input_weights(dense_fit)
     steps = 3 * -(-X.shape[0] // dense_fit.batch_size)
@@ -414,7 +429,8 @@ def initial_input_weights(est):
 # -- sampled output layers and early stopping ----------------------------------------
 SAMPLED_VARIANTS = [
     dict(),  # the defaults: SampledSoftmax, cosine scores, popularity sampler
-    dict(scoring="dot", temperature=1.0, negative_sampler="uniform", n_negatives=7),
+    dict(scoring="dot", temperature=1.0, negative_sampler="uniform", n_negatives=7,
+         learning_rate=3e-2),
     dict(loss="cosine_contrastive", margin=0.3, negative_weight=5.0),
     dict(loss="bpr", scoring="dot", n_negatives=5),
     dict(loss="cross_entropy"),  # the full SoftMax output layer, one parameter away

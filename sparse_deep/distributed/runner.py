@@ -132,6 +132,8 @@ class ShardedRunner(Runner):
         return float(np.sum(errors * weights))
 
     # -- what the sampled output layer sums over ranks -------------------------
+    sharded = True
+
     def sum_over_ranks(self, block):
         return self._sum_over_ranks(block)
 

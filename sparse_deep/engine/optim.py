@@ -16,7 +16,10 @@ class OptimizerConfig:
     ``momentum`` is DSSTNE's mu (Momentum, Nesterov); ``rho`` the decay of the
     squared-gradient averages (RMSProp, AdaDelta); ``beta1``/``beta2`` Adam's.
     ``l2``/``l1`` are DSSTNE's lambda/lambda1 (weights only, never biases).
-    ``decay`` divides the learning rate by ``1 + decay * step``.
+    ``decay`` divides the learning rate by ``1 + decay * step`` (DSSTNE's
+    ``Decay``, per minibatch) and ``epoch_decay`` by ``1 + epoch_decay * epoch``
+    (epochs counted from 0: a schedule that does not depend on the data set's
+    size, so that ``partial_fit`` and ``warm_start`` follow it exactly).
     """
 
     name: str = "adam"
@@ -29,6 +32,7 @@ class OptimizerConfig:
     l2: float = 0.0
     l1: float = 0.0
     decay: float = 0.0
+    epoch_decay: float = 0.0
 
     @property
     def code(self):
@@ -70,10 +74,11 @@ class OptimizerState:
             self.states.append((s1, s2))
         self.uses_state = n_states
 
-    def hyper(self, step, l2=None, l1=None):
-        """Packed hyper-parameters for update ``step`` (1-based) of one parameter."""
+    def hyper(self, step, l2=None, l1=None, epoch=0):
+        """Packed hyper-parameters for update ``step`` (1-based), in ``epoch``
+        (0-based), of one parameter."""
         c = self.config
-        lr = c.learning_rate / (1.0 + c.decay * (step - 1))
+        lr = c.learning_rate / (1.0 + c.decay * (step - 1)) / (1.0 + c.epoch_decay * epoch)
         c1 = 1.0 - c.beta1**step
         c2 = 1.0 - c.beta2**step
         return np.array(

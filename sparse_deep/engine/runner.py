@@ -519,6 +519,9 @@ class Runner:
         self.backend.gemm(delta, weights, target, beta=1.0 if accumulate else 0.0, trans_b=True)
 
     # -- what a sharded runner sums over its ranks ------------------------------
+    # Whether the output layer is split over ranks (see ShardedRunner).
+    sharded = False
+
     def sum_over_ranks(self, block):
         """A device block summed over the ranks holding the output layer's
         slices (here one: the block itself)."""
@@ -549,13 +552,14 @@ class Runner:
                             for s1, s2 in optimizer.states]
         return self._states
 
-    def update(self, optimizer, step):
-        """Apply one optimizer step (``step`` is 1-based) to every parameter."""
+    def update(self, optimizer, step, epoch=0):
+        """Apply one optimizer step (``step`` is 1-based, ``epoch`` 0-based) to
+        every parameter."""
         bk = self.backend
         code = optimizer.code
         states = self._optimizer_states(optimizer)
-        weight_hyper = optimizer.hyper(step)
-        bias_hyper = optimizer.hyper(step, l2=0.0, l1=0.0)
+        weight_hyper = optimizer.hyper(step, epoch=epoch)
+        bias_hyper = optimizer.hyper(step, l2=0.0, l1=0.0, epoch=epoch)
         n_weights = len(self.weights)
         bias_slot = {t: n_weights + j for j, t in enumerate(self.biases)}
         for i, (w, (source, target)) in enumerate(zip(self.weights, self.model.links)):
@@ -587,19 +591,20 @@ class Runner:
                 s1, s2, code, bias_hyper,
             )
 
-    def train_step(self, inputs, targets, rows, step, optimizer, row_weights=None):
+    def train_step(self, inputs, targets, rows, step, optimizer, row_weights=None, epoch=0):
         """Load, forward, error, backward and update one batch; returns the
         summed (weighted) data error and the sparseness penalty of the step.
 
         ``row_weights``, optional, holds one loss weight per row of the data
         set (host array); the batch's rows are weighted by ``row_weights[rows]``.
+        ``epoch`` (0-based) sets the learning rate's epoch decay.
         """
         b = self.load_batch(inputs, targets, rows, step, training=True)
         self.forward(b, step, training=True, stop_at_output=True)
         weights = None if row_weights is None else row_weights[rows]
         error = self.output_error(b, weights, step)
         penalty = self.backward(b, step, training=True)
-        self.update(optimizer, step)
+        self.update(optimizer, step, epoch)
         return error, penalty
 
     def sync_to_model(self):

@@ -78,10 +78,7 @@ class SampledOutput:
 
     def __init__(self, runner, max_target_nnz):
         model, bk = runner.model, runner.backend
-        layer = model.output
-        if len(layer.sources) != 1 or layer.skips:
-            raise ValueError(f"the sampled Output layer {layer.name!r} must have exactly one "
-                             "Source and no Skip")
+        layer = model.output  # one Source, no Skip: checked by engine.model.build_plan
         self.runner = runner
         self.layer = layer
         self.source, self.weight_index = layer.sources[0]
@@ -125,48 +122,57 @@ class SampledOutput:
         against ``targets`` (a CSR batch view); returns the summed (weighted)
         error over every process's share. ``row_weights`` (host) weight rows.
         """
-        runner, bk, buf = self.runner, self.runner.backend, self.buffers
         self._draw(step)
+        self._scores(b, targets)
+        return self._losses(b, targets, row_weights)
+
+    def _scores(self, b, targets):
+        """The negatives' scores (one GEMM against their gathered rows) and the
+        targets' (one dot product per entry); with cosine scoring, of unit
+        vectors."""
+        runner, bk, buf = self.runner, self.runner.backend, self.buffers
         m = self.n_local
         h = runner.out[self.source][:b]
         weights = runner.weights[self.weight_index]
         bias = runner.biases[self.layer.index]
-        neg_ids = buf["neg_ids"][:m]
-        w_neg, z_neg = buf["w_neg"][:m], buf["z_neg"][:b, :m]
+        neg_ids, w_neg = buf["neg_ids"][:m], buf["w_neg"][:m]
+        bk.gather_rows_dense(weights, neg_ids, w_neg)
         if self.cosine:
             h_unit = buf["h_unit"][:b]
             bk.normalize_rows(h, h_unit, buf["h_norms"][:b])
-            bk.gather_rows_dense(weights, neg_ids, w_neg)
             bk.normalize_rows(w_neg, w_neg, buf["w_neg_norms"][:m])
             h = h_unit
-        else:
-            bk.gather_rows_dense(weights, neg_ids, w_neg)
+        z_neg = buf["z_neg"][:b, :m]
         bk.gemm(h, w_neg, z_neg, trans_b=True)
         if not self.cosine:
             bk.add_row_bias(z_neg, bias, neg_ids)
-        z_pos = buf["z_pos"]
-        bk.positive_scores(h, targets, weights, bias, self.cosine, z_pos)
-        anchors = buf["anchors"][:b]
-        if self.error == SAMPLED_SOFTMAX:
-            stats = buf["stats"][:b]
-            bk.negative_logsumexp(z_neg, buf["corrections"][:m], self.inv_tau, stats)
-            bk.upload(anchors, runner.combine_logsumexp(bk.to_host(stats)))
+        bk.positive_scores(h, targets, weights, bias, self.cosine, buf["z_pos"])
+
+    def _losses(self, b, targets, row_weights):
+        """Each row's error and the gradients of the scores (``d_pos``, ``d_neg``)."""
+        runner, bk, buf = self.runner, self.runner.backend, self.buffers
+        m = self.n_local
+        z_pos, z_neg, d_neg = buf["z_pos"], buf["z_neg"][:b, :m], buf["d_neg"][:b, :m]
+        corrections, anchors = buf["corrections"][:m], buf["anchors"][:b]
         scale = np.full(b, 1.0 / b) if row_weights is None else np.asarray(row_weights) / b
-        bk.upload(buf["row_scale"], scale)
-        row_error, row_scale = runner.row_error[:b], buf["row_scale"][:b]
-        d_neg = buf["d_neg"][:b, :m]
+        row_scale = buf["row_scale"][:b]
+        bk.upload(row_scale, scale)
+        row_error = runner.row_error[:b]
         if self.error == BPR:
             bk.bpr_pass(z_pos, targets, z_neg, self.inv_tau, self.neg_scale, row_scale,
                         buf["d_pos"], d_neg, row_error)
         else:
+            if self.error == SAMPLED_SOFTMAX:
+                stats = buf["stats"][:b]
+                bk.negative_logsumexp(z_neg, corrections, self.inv_tau, stats)
+                bk.upload(anchors, runner.combine_logsumexp(bk.to_host(stats)))
             pulls = buf["pulls"][:b]
             bk.positive_pass(self.error, z_pos, targets, anchors, self.inv_tau, row_scale,
                              buf["d_pos"], row_error, pulls)
-            # every rank's targets pull on every negative
-            bk.upload(pulls, runner.sum_rows_over_ranks(bk.to_host(pulls)))
-            bk.negative_pass(self.error, z_neg, buf["corrections"][:m], anchors, pulls,
-                             self.inv_tau, self.margin, self.neg_scale, row_scale, d_neg,
-                             row_error)
+            if runner.sharded:  # every rank's targets pull on every negative
+                bk.upload(pulls, runner.sum_rows_over_ranks(bk.to_host(pulls)))
+            bk.negative_pass(self.error, z_neg, corrections, anchors, pulls, self.inv_tau,
+                             self.margin, self.neg_scale, row_scale, d_neg, row_error)
         errors = runner.sum_rows_over_ranks(bk.to_host(row_error))
         if row_weights is None:
             return float(np.sum(errors))

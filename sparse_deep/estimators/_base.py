@@ -105,7 +105,7 @@ class TrainingSession:
             self.step += 1
             error, penalty = self.runner.train_step(
                 self.inputs, self.targets, order[start:start + batch], self.step,
-                self.optimizer, row_weights=self.row_weights,
+                self.optimizer, row_weights=self.row_weights, epoch=self.epoch,
             )
             total += error + penalty * min(batch, n - start)
         self.epoch += 1
@@ -214,7 +214,12 @@ class SparseNetworkEstimator(BaseEstimator):
             l2=_check_number(self.l2, "l2"),
             l1=_check_number(self.l1, "l1"),
             decay=float(decay),
+            epoch_decay=self._epoch_decay(),
         )
+
+    def _epoch_decay(self):
+        """The learning rate's decay per epoch (see OptimizerConfig); none here."""
+        return 0.0
 
     def _validate_training_params(self):
         _check_positive_int(self.batch_size, "batch_size")

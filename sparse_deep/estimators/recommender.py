@@ -28,6 +28,13 @@ VALIDATION_USERS = 5000
 # Negatives per step of n_negatives="auto" (every item, in catalogues smaller).
 AUTO_NEGATIVES = 1000
 
+# temperature="auto" is AUTO_TEMPERATURE / ln(n_items). Cosine scores lie in
+# [-1, 1], so the logits span 2 / temperature; for a softmax over n items to put
+# a given share of its mass on a few of them, that span must grow as ln(n).
+# The constant was chosen on validation splits of Last.fm, ML-100K and Yelp2018
+# (benchmarks/tune_recommender_defaults.py): 0.17, 0.15 and 0.12 there.
+AUTO_TEMPERATURE = 1.25
+
 # The output activation each loss gets when ``output_activation`` is None: the
 # one whose scores at inference mean what the loss trained.
 _NATURAL_OUTPUT = {"SampledSoftmax": "SoftMax", "CosineContrastive": "Linear", "BPR": "Sigmoid",
@@ -44,29 +51,64 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
     unit per item, dense hidden layers, an output layer with one unit per item.
     Inputs are never densified.
 
-    The defaults follow the evidence in ``benchmarks/`` (see docs/quickstart.md):
-    a SoftMax output trained with the multinomial cross-entropy, tanh hidden
-    units, L2-normalised input rows, and half of each user's items hidden at
-    random in every epoch (DSSTNE's denoising).
+    The defaults follow the evidence in ``benchmarks/`` (docs/quickstart.md,
+    "The defaults, and why"): the output layer is trained on sampled items
+    (the sampled softmax over each user's items and 1,000 negatives drawn by
+    popularity, cosine scores at a temperature set by the number of items),
+    so a step costs the same
+    whatever the number of items; one linear hidden layer of 256 units;
+    L2-normalised input rows, half of each user's items hidden at random in
+    every epoch (DSSTNE's denoising); Adam with a learning rate that falls
+    with the epochs. ``loss="cross_entropy"`` trains DSSTNE's full SoftMax
+    output instead.
 
     Parameters
     ----------
     hidden_layer_sizes : tuple of int, default=(256,)
         Units of each hidden layer, input side first.
-    activation : str, default="tanh"
+    activation : str, default="linear"
         Hidden activation, any of DSSTNE's names (case-insensitive): Sigmoid,
         Tanh, Linear, Relu, LRelu (slope 0.01 here), ELU, SELU, SoftPlus, SoftSign.
-    output_activation : str, default="softmax"
-        Output activation (SoftMax gives the multinomial form of the loss).
-    loss : str, default="cross_entropy"
-        DSSTNE error function: L1, L2, CrossEntropy, ScaledMarginalCrossEntropy,
-        DataScaledMarginalCrossEntropy, Hinge, L2Hinge (spaces, case and
-        underscores are ignored).
+    output_activation : str or None, default=None
+        Output activation; None takes the one whose scores mean what the loss
+        trains: SoftMax for sampled_softmax and the cross-entropy losses,
+        Linear for cosine_contrastive, Sigmoid for bpr (a sampled loss trains
+        the scores, and the activation applies at inference only).
+    loss : str, default="sampled_softmax"
+        sparse_deep's sampled losses, which score each row's items and
+        ``n_negatives`` sampled items per step (docs/engine.md, "Sampled
+        output layers"): sampled_softmax (the softmax cross-entropy against
+        the negatives, with the log-Q correction), cosine_contrastive
+        (SimpleX's loss; needs ``scoring="cosine"``) or bpr; or a DSSTNE error
+        function over every item: L1, L2, CrossEntropy,
+        ScaledMarginalCrossEntropy, DataScaledMarginalCrossEntropy, Hinge,
+        L2Hinge (spaces, case and underscores are ignored).
+    n_negatives : int or "auto", default="auto"
+        Items sampled per training step and shared by the batch (sampled
+        losses): "auto" is 1,000, or every item in smaller catalogues; an
+        integer from 1 to the number of items.
+    negative_sampler : {"popularity", "uniform"}, default="popularity"
+        How negatives are drawn: in proportion to ``(count + 1) ** 0.75``,
+        ``count`` the training rows holding the item, or uniformly.
+    scoring : {"cosine", "dot"}, default="cosine"
+        A sampled output unit's score: the cosine of the hidden activations
+        and the item's weights, or their dot product plus the item's bias.
+    temperature : float or "auto", default="auto"
+        Scores are divided by it (sampled softmax, bpr; and at inference).
+        "auto" is ``1.25 / ln(n_items)`` (0.12 for 38,000 items, 0.17 for
+        1,700): cosine logits then span enough for a softmax over every item
+        to single out a few of them, whatever the catalogue's size.
+    margin, negative_weight : float, default=0.4, 1.0
+        cosine_contrastive's margin (negatives with a cosine above it are
+        penalised) and the weight of its negatives' term.
     optimizer : str, default="adam"
         sgd, momentum, nesterov, adagrad, rmsprop, adadelta or adam.
-    learning_rate : float, default=1e-3
+    learning_rate : float, default=1e-2
+    learning_rate_decay : float, default=0.15
+        Epoch ``e`` (from 0) trains at ``learning_rate / (1 + learning_rate_decay
+        * e)``: a tenth of the rate in the 61st epoch. 0 keeps it constant.
     batch_size : int, default=128
-    epochs : int, default=30
+    epochs : int, default=60
     input_dropout : float, default=0.5
         Probability of hiding each of a user's items in an epoch (DSSTNE's
         ``Denoising``); survivors are scaled by 1 / (1 - p).
@@ -79,14 +121,26 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
         Weight penalties (DSSTNE's lambda and lambda1), on weights, not biases.
     momentum : float, default=0.9
         Momentum of the momentum and nesterov optimizers.
-    sparse_input_update : bool, default=False
+    sparse_input_update : bool, default=True
         Update only the input-layer rows of items present in each batch (a
-        "lazy" update, as sparse Adam), instead of every row. Cheaper when the
-        optimizer step of the input layer matters; on Last.fm it cost 0.003 of
-        recall@20 (benchmarks/README.md).
+        "lazy" update, as sparse Adam), instead of every row: the input layer
+        then costs nothing in proportion to the catalogue, as a sampled
+        output layer (whose rows are always updated this way). With the full
+        SoftMax output on Last.fm it cost 0.003 of recall@20
+        (benchmarks/README.md); with the sampled one it changed nothing.
     k : int, default=10
         Number of items :meth:`predict` marks per row, and the cut-off of
-        :meth:`score`.
+        :meth:`score` and of early stopping's NDCG.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of each row's items (rows with at
+        least two), train on the rest, score NDCG@k of the held-out items
+        after every epoch (at most 5,000 rows, the same each epoch), stop
+        after ``n_iter_no_change`` epochs that do not beat the best by more
+        than ``tol``, and keep the best epoch's weights.
+    validation_fraction : float, default=0.1
+        Share of each row's items held out by ``early_stopping``, in (0, 1).
+    n_iter_no_change : int, default=5
+    tol : float, default=0.0
     shuffle : bool, default=True
         Shuffle rows every epoch (DSSTNE's ``ShuffleIndices``).
     network : dict, str or path, optional
@@ -132,27 +186,32 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
         Output units: columns of the targets.
     loss_curve_ : list of float
         Mean training loss per example after each epoch.
-    n_epochs_, n_steps_ : int
-        Epochs and minibatch steps trained so far.
+    validation_scores_ : list of float or None
+        With ``early_stopping``, NDCG@k of the held-out items after each epoch.
+    best_validation_score_ : float or None
+        The best of them (its epoch's weights are the model's).
+    n_epochs_, n_steps_, n_iter_ : int
+        Epochs and minibatch steps trained so far (``n_iter_``: epochs).
     n_ranks_ : int
         MPI ranks the model is sharded over (1: not sharded).
     """
 
     def __init__(
         self,
-        hidden_layer_sizes=(128,),
+        hidden_layer_sizes=(256,),
         activation="linear",
         output_activation=None,
         loss="sampled_softmax",
         n_negatives="auto",
         negative_sampler="popularity",
         scoring="cosine",
-        temperature=0.1,
+        temperature="auto",
         margin=0.4,
         negative_weight=1.0,
         optimizer="adam",
         learning_rate=1e-2,
-        batch_size=256,
+        learning_rate_decay=0.15,
+        batch_size=128,
         epochs=60,
         input_dropout=0.5,
         dropout=0.0,
@@ -160,7 +219,7 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
         l2=0.0,
         l1=0.0,
         momentum=0.9,
-        sparse_input_update=False,
+        sparse_input_update=True,
         k=10,
         early_stopping=False,
         validation_fraction=0.1,
@@ -187,6 +246,7 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
         self.negative_weight = negative_weight
         self.optimizer = optimizer
         self.learning_rate = learning_rate
+        self.learning_rate_decay = learning_rate_decay
         self.batch_size = batch_size
         self.epochs = epochs
         self.input_dropout = input_dropout
@@ -282,12 +342,22 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
             "Sampling": {"Negatives": int(negatives),
                          "Sampler": SAMPLERS.canonical(self.negative_sampler)},
             "Scoring": SCORINGS.canonical(self.scoring),
-            "Temperature": _check_number(self.temperature, "temperature", 0.0,
-                                         low_inclusive=False),
+            "Temperature": self._temperature(n_items),
         }
+
+    def _temperature(self, n_items):
+        if isinstance(self.temperature, str):
+            if self.temperature != "auto":
+                raise ValueError(f"temperature must be 'auto' or a number > 0; "
+                                 f"got {self.temperature!r}")
+            return AUTO_TEMPERATURE / np.log(max(n_items, 2))
+        return _check_number(self.temperature, "temperature", 0.0, low_inclusive=False)
 
     def _inputs(self, X):
         return l2_normalize_rows(X) if self.normalize_input else X
+
+    def _epoch_decay(self):
+        return _check_number(self.learning_rate_decay, "learning_rate_decay")
 
     # -- fit ------------------------------------------------------------------
     def fit(self, X, y=None):
