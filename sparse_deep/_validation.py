@@ -1,6 +1,7 @@
 """Input checks shared by the estimators: clear errors before any work starts."""
 
 import numbers
+import os
 
 import numpy as np
 import scipy.sparse as sp
@@ -8,6 +9,70 @@ from numba import njit
 from sklearn.utils.validation import check_array
 
 FLOAT_DTYPES = (np.float32, np.float64)
+
+# Assumed where the operating system does not report its physical memory
+# (os.sysconf is POSIX only): a size most machines that train networks have.
+FALLBACK_MEMORY_BYTES = 16 * 2**30
+
+
+def physical_memory():
+    """Bytes of physical memory of this machine (``FALLBACK_MEMORY_BYTES`` when
+    the operating system does not say).
+
+    Returns
+    -------
+    int
+    """
+    try:
+        pages, page_size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return FALLBACK_MEMORY_BYTES
+    if pages <= 0 or page_size <= 0:
+        return FALLBACK_MEMORY_BYTES
+    return int(pages) * int(page_size)
+
+
+def format_bytes(n_bytes):
+    """``n_bytes`` for a message, in binary units: "512 B", "3.64 TiB"."""
+    if n_bytes < 1024:
+        return f"{int(n_bytes)} B"
+    value = float(n_bytes)
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        value /= 1024
+        if value < 1024:
+            break
+    else:
+        unit, value = "PiB", value / 1024
+    return f"{value:.3g} {unit}"
+
+
+def check_memory_budget(n_bytes, message):
+    """Refuse, before allocating, work that needs more than this machine's memory.
+
+    Files state the sizes of their arrays; a damaged or hostile file can claim
+    any size, and allocating first would exhaust the machine (or fail with a
+    numpy error that names no file). Readers compute what the claimed sizes
+    need and call this before reading anything.
+
+    Parameters
+    ----------
+    n_bytes : int
+        Bytes needed.
+    message : str
+        The start of the error, with ``{needed}`` where the size goes, e.g.
+        ``"model.nc: the network needs {needed} for its weights"``; the
+        machine's memory is appended.
+
+    Raises
+    ------
+    ValueError
+        If ``n_bytes`` exceeds :func:`physical_memory`.
+    """
+    budget = physical_memory()
+    if n_bytes > budget:
+        # replace, not format: a path may hold braces
+        raise ValueError(message.replace("{needed}", format_bytes(n_bytes))
+                         + f"; this machine has {format_bytes(budget)} of memory")
 
 
 def as_interactions(X, name="X", dtype=np.float32, checked=False):

@@ -27,7 +27,7 @@ from sparse_deep.io import (
     write_index,
     write_text,
 )
-from sparse_deep.io import netcdf_data
+from sparse_deep.io import model_file, netcdf_data
 
 # -- a DSSTNE file written by hand, as dsstne.md section 3 lays it out -------------
 
@@ -491,8 +491,26 @@ def test_save_errors(tmp_path):
 
 
 def _edit(path, change):
+    """Apply ``change`` to a model file and seal it again with fresh checksums,
+    as a deliberate forger would: what follows must be caught by the checks
+    of the content, not by the checksums."""
     with netCDF4.Dataset(path, "a") as nc:
         change(nc)
+        reseal(nc)
+
+
+def reseal(nc):
+    """Recompute the ``sparse_deep_checksums`` of an open model file."""
+    if "sparse_deep_checksums" in nc.ncattrs():
+        nc.delncattr("sparse_deep_checksums")
+    nc.set_auto_mask(False)
+    variables = {}
+    for name, var in nc.variables.items():
+        attributes = {a: var.getncattr(a) for a in var.ncattrs()}
+        # A forged size or type is refused before any read: no sum needed.
+        forged = var.size > 10**7 or not isinstance(var.dtype, np.dtype)
+        variables[name] = 0 if forged else model_file._variable_checksum(var[...], attributes)
+    model_file._write_checksums(nc, variables)
 
 
 @pytest.mark.parametrize("change,message", [

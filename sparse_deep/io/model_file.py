@@ -8,12 +8,22 @@ with ``sparse_deep_``. Nothing in the file is executable: parameters and
 fitted scalars are JSON, arrays are plain NetCDF variables, and the estimator
 class is looked up by name among the classes registered with
 :func:`register_estimator`, the only classes loading ever instantiates.
+
+Nothing in the file is trusted either. Loading checks every size, shape and
+type against the network and against the machine's memory before reading any
+array, reads weights only as finite floating-point numbers, restores only the
+fitted attributes the class registered, and (format version 2) verifies a
+CRC-32 of every variable and attribute, so that a damaged file is refused
+rather than loaded with other weights. docs/io.md lists the checks.
 """
 
 import dataclasses
 import json
+import math
+import numbers
 import os
 import warnings
+import zlib
 from dataclasses import dataclass
 
 import netCDF4
@@ -28,16 +38,20 @@ from ..distributed.shards import (
     scatter_model,
     scatter_optimizer_state,
 )
-from ..engine.model import Model
-from ..engine.optim import OptimizerConfig, OptimizerState
+from .._validation import check_memory_budget
+from ..engine.model import Model, build_plan, link_shape
+from ..engine.optim import _STATES, OptimizerConfig, OptimizerState, optimizer_code
 from ..network import NetworkSpec, parse_network
-from ._files import atomic_path, open_netcdf, read_variable
+from ._files import atomic_path, open_netcdf, read_variable, reading, variable_layout
 
 __all__ = ["load_model", "register_estimator", "registered_estimators", "save_model"]
 
 FORMAT = "sparse_deep model"
-FORMAT_VERSION = 1
+# 2: a CRC-32 of every variable and attribute (sparse_deep_checksums). Files
+# of version 1 have none and still load.
+FORMAT_VERSION = 2
 _WHAT = "a sparse_deep model file"
+_CHECKSUMS = "sparse_deep_checksums"
 
 # Fitted attributes every network estimator has, stored as JSON scalars.
 _COMMON_SCALARS = ("_seed_", "n_steps_", "n_epochs_", "n_features_in_")
@@ -99,6 +113,8 @@ def _to_json(value, where):
     they come back as themselves."""
     if value is None or isinstance(value, (bool, str)):
         return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
     if isinstance(value, (int, float)):
         return value
     if isinstance(value, np.generic):
@@ -122,20 +138,46 @@ def _to_json(value, where):
 
 
 def _from_json(value):
+    """The value :func:`_to_json` made JSON of. A tagged array is rebuilt only
+    from a flat list of numbers or strings whose length its shape matches,
+    and only as numbers or text: its dtype is the file's claim."""
     if isinstance(value, list):
         return [_from_json(v) for v in value]
     if isinstance(value, dict):
         if set(value) == {"__tuple__"}:
             return tuple(_from_json(v) for v in value["__tuple__"])
         if set(value) == {"__ndarray__"}:
-            spec = value["__ndarray__"]
-            if spec["dtype"] == "str":
-                array = np.array(spec["data"], dtype=object if spec["object"] else str)
-            else:
-                array = np.array(spec["data"], dtype=np.dtype(spec["dtype"]))
-            return array.reshape(spec["shape"])
+            return _array_from_json(value["__ndarray__"])
         return {k: _from_json(v) for k, v in value.items()}
     return value
+
+
+def _array_from_json(spec):
+    if not isinstance(spec, dict) or set(spec) != {"dtype", "object", "shape", "data"}:
+        raise ValueError("a tagged array must have exactly dtype, object, shape and data")
+    data, shape = spec["data"], spec["shape"]
+    if not isinstance(data, list) or not all(isinstance(v, (bool, int, float, str))
+                                             for v in data):
+        raise ValueError("a tagged array's data must be a flat list of numbers or strings")
+    if (not isinstance(shape, list) or not all(_is_count(d) for d in shape)
+            or math.prod(shape) != len(data)):
+        raise ValueError(f"a tagged array's shape {shape!r} does not fit its {len(data)} values")
+    if spec["dtype"] == "str":
+        if not all(isinstance(v, str) for v in data):
+            raise ValueError("a tagged text array holds values that are not strings")
+        return np.array(data, dtype=object if spec["object"] is True else str).reshape(shape)
+    dtype = np.dtype(spec["dtype"]) if isinstance(spec["dtype"], str) else None
+    # Only the types _to_json writes: numbers of at most 8 bytes, never objects.
+    if dtype is None or dtype.kind not in "biuf" or dtype.itemsize > 8:
+        raise ValueError(f"a tagged array's dtype {spec['dtype']!r} is not a numeric type")
+    if any(isinstance(v, str) for v in data):
+        raise ValueError("a tagged numeric array holds strings")
+    return np.array(data, dtype=dtype).reshape(shape)
+
+
+def _is_count(value):
+    """A non-negative int that is not a bool (JSON's true is a Python bool)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0
 
 
 def _params_to_json(estimator):
@@ -208,9 +250,10 @@ def save_model(estimator, path):
 def _write_model_file(path, estimator, model, state, params, fitted, arrays):
     with atomic_path(path) as temporary:
         with netCDF4.Dataset(temporary, "w", format="NETCDF4") as nc:
+            sums = {}  # variable name -> CRC-32, filled in by _write_array
             _write_network_attributes(nc, model.spec)
             _write_layers(nc, model)
-            _write_weights(nc, model)
+            _write_weights(nc, model, sums)
             nc.setncattr("sparse_deep_format", FORMAT)
             nc.setncattr("sparse_deep_format_version", np.int32(FORMAT_VERSION))
             nc.setncattr("sparse_deep_version", _package_version())
@@ -219,10 +262,11 @@ def _write_model_file(path, estimator, model, state, params, fitted, arrays):
             nc.setncattr("sparse_deep_params", json.dumps(params))
             nc.setncattr("sparse_deep_fitted", json.dumps(fitted))
             _write_array(nc, "sparse_deep_loss_curve",
-                         np.asarray(estimator.loss_curve_, dtype=np.float64))
+                         np.asarray(estimator.loss_curve_, dtype=np.float64), sums)
             for name, array in arrays.items():
-                _write_array(nc, f"sparse_deep_fitted_{name}", array)
-            _write_optimizer_state(nc, state)
+                _write_array(nc, f"sparse_deep_fitted_{name}", array, sums)
+            _write_optimizer_state(nc, state, sums)
+            _write_checksums(nc, sums)
 
 
 def _entry_of(estimator):
@@ -267,7 +311,7 @@ def _write_layers(nc, model):
         nc.setncattr(f"layer{i}_Nx", np.uint32(plan.n))
 
 
-def _write_weights(nc, model):
+def _write_weights(nc, model, sums):
     """``weight<i>_*`` as DSSTNE: the matrix of link i row-major with one row per
     source unit (DSSTNE's W[source][target]); the target layer's bias on its
     first incoming link and zeros on any further one (DSSTNE adds them up)."""
@@ -285,27 +329,38 @@ def _write_weights(nc, model):
         nc.setncattr(prefix + "norm", np.float32(model.layers[t].weight_norm))
         bias = model.biases[t] if t not in biased else np.zeros_like(model.biases[t])
         biased.add(t)
-        _write_array(nc, prefix + "bias", bias, dim=prefix + "biasDim")
-        _write_array(nc, prefix + "weights", w.reshape(-1), dim=prefix + "weightDim")
+        _write_array(nc, prefix + "bias", bias, sums, dim=prefix + "biasDim")
+        _write_array(nc, prefix + "weights", w.reshape(-1), sums, dim=prefix + "weightDim")
 
 
-def _write_array(nc, name, array, dim=None):
-    """A variable holding ``array`` flattened; its shape is an attribute when 2-D+."""
+def _write_array(nc, name, array, sums, dim=None):
+    """A variable holding ``array`` flattened, with its shape as an attribute;
+    its checksum goes into ``sums``."""
     flat = np.ascontiguousarray(array).reshape(-1)
     dim = dim or f"{name}_dim"
     nc.createDimension(dim, flat.size if flat.size else None)
     var = nc.createVariable(name, flat.dtype, (dim,))
     if flat.size:
         var[:] = flat
-    var.setncattr("shape", np.asarray(np.shape(array), dtype=np.int64))
+    shape = np.asarray(np.shape(array), dtype=np.int64)
+    var.setncattr("shape", shape)
+    # From the values in memory: reading them back would cost another pass.
+    sums[name] = _variable_checksum(flat, {"shape": shape})
 
 
-def _write_optimizer_state(nc, state):
+def _write_optimizer_state(nc, state, sums):
     nc.setncattr("sparse_deep_optimizer", json.dumps(dataclasses.asdict(state.config)))
     nc.setncattr("sparse_deep_optimizer_parameters", np.uint32(len(state.states)))
     for p, slots in enumerate(state.states):
         for s, array in enumerate(slots, start=1):
-            _write_array(nc, f"sparse_deep_optimizer{p}_state{s}", _host_copy(array))
+            _write_array(nc, f"sparse_deep_optimizer{p}_state{s}", _host_copy(array), sums)
+
+
+def _write_checksums(nc, variables):
+    """The last attribute: the CRC-32 of every other attribute (as read back)
+    and of every variable."""
+    attributes = {name: _attribute_checksum(nc.getncattr(name)) for name in nc.ncattrs()}
+    nc.setncattr(_CHECKSUMS, json.dumps({"attributes": attributes, "variables": variables}))
 
 
 def _host_copy(array):
@@ -316,11 +371,90 @@ def _host_copy(array):
     return np.asarray(array)
 
 
+# -- checksums -----------------------------------------------------------------------
+
+
+def _little_endian(values):
+    """``values`` as a C-contiguous little-endian array, so that a checksum is
+    the same whichever byte order the file or the machine has."""
+    values = np.asarray(values)
+    return np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("<"))
+
+
+def _attribute_checksum(value, crc=0):
+    """CRC-32 of an attribute's value: text as UTF-8, numbers as their
+    little-endian bytes after their type (a scalar and a one-element array
+    give the same bytes, as netCDF4 reads either back as the other)."""
+    if isinstance(value, str):
+        return zlib.crc32(b"text:" + value.encode("utf-8"), crc)
+    array = np.asarray(value)
+    if array.dtype.kind not in "biuf":
+        return zlib.crc32(b"other:" + repr(array.tolist()).encode("utf-8"), crc)
+    array = _little_endian(array)
+    return zlib.crc32(array.tobytes(), zlib.crc32(array.dtype.str.encode("ascii"), crc))
+
+
+def _variable_checksum(values, attributes):
+    """CRC-32 of a variable: its type, its attributes (by name) and its values."""
+    values = _little_endian(values).reshape(-1)
+    crc = zlib.crc32(values.dtype.str.encode("ascii"))
+    for name in sorted(attributes):
+        crc = _attribute_checksum(attributes[name], zlib.crc32(name.encode("utf-8"), crc))
+    return zlib.crc32(memoryview(values).cast("B"), crc)
+
+
+def _checksums(nc, path, version):
+    """Verify the CRC-32 of every global attribute; return those of the
+    variables (checked as each is read), or None for a file without any
+    (format version 1).
+
+    A file that has checksums has them verified whatever version it claims,
+    so that a damaged version number does not switch the check off.
+    """
+    if _CHECKSUMS not in nc.ncattrs():
+        if version >= 2:
+            raise ValueError(f"{path}: a model file of format version {version} must have the "
+                             f"attribute {_CHECKSUMS!r}; the file is damaged")
+        return None
+    sums = _json_attr(nc, _CHECKSUMS, path)
+    if (not isinstance(sums, dict) or set(sums) != {"attributes", "variables"}
+            or not all(isinstance(part, dict) and all(_is_count(v) for v in part.values())
+                       for part in sums.values())):
+        raise ValueError(f"{path}: attribute {_CHECKSUMS!r} must map 'attributes' and "
+                         "'variables' each to CRC-32 values by name; the file is damaged")
+    expected = sums["attributes"]
+    present = [name for name in nc.ncattrs() if name != _CHECKSUMS]
+    _same_names(present, expected, "global attribute", path)
+    for name in present:
+        if _attribute_checksum(nc.getncattr(name)) != expected[name]:
+            raise ValueError(f"{path}: global attribute {name!r} fails its checksum; the file "
+                             "is damaged")
+    _same_names(list(nc.variables), sums["variables"], "variable", path)
+    return sums["variables"]
+
+
+def _same_names(present, listed, what, path):
+    """Every name in the file has a checksum and every checksum a name."""
+    unlisted = sorted(set(present) - set(listed))
+    if unlisted:
+        raise ValueError(f"{path}: {what} {unlisted[0]!r} has no checksum; the file is damaged "
+                         "or was changed after it was saved")
+    missing = sorted(set(listed) - set(present))
+    if missing:
+        raise ValueError(f"{path}: {what} {missing[0]!r} is missing; the file is damaged")
+
+
 # -- loading -------------------------------------------------------------------------
 
 
 def load_model(path):
     """Load an estimator saved by :func:`save_model`.
+
+    The file is not trusted: every size, shape and type is checked against
+    the network and against this machine's memory before any array is read;
+    weights, biases and optimizer arrays must be finite floating-point
+    numbers; only the fitted attributes the estimator's class registered are
+    restored; and the checksums of a format-2 file must match.
 
     Parameters
     ----------
@@ -335,39 +469,35 @@ def load_model(path):
 
     Raises
     ------
-    FileNotFoundError
-        If ``path`` does not exist.
+    FileNotFoundError, IsADirectoryError, PermissionError
+        If ``path`` does not exist, is a directory or cannot be read.
     ValueError
-        If the file is not a sparse_deep model file (DSSTNE's own network
-        files included), was written by a newer format version, names an
-        estimator class that is not registered, or is missing or has
-        inconsistent variables; the message names the file and the problem.
+        If the file is not a regular file or not a sparse_deep model file
+        (DSSTNE's own network files included), was written by a newer format
+        version, is damaged (a checksum fails, the HDF5 library cannot read
+        it), names an estimator class that is not registered, needs more
+        memory than this machine has, or holds a missing, misshapen,
+        non-float or non-finite array, an unknown fitted attribute or values
+        that disagree with the network; the message names the file and the
+        problem.
     """
     path = os.fspath(path)
-    with open_netcdf(path, _WHAT) as nc:
-        _check_format(nc, path)
+    with reading(path), open_netcdf(path, _WHAT) as nc:
+        reader = _Reader(nc, path, _checksums(nc, path, _check_format(nc, path)))
         entry = _registered(_text_attr(nc, "sparse_deep_estimator", path), path)
-        params = _from_json(_json_attr(nc, "sparse_deep_params", path))
-        try:
-            estimator = entry.cls(**params)
-        except TypeError as error:
-            raise ValueError(f"{path}: the saved parameters do not fit "
-                             f"{entry.cls.__name__} ({error})") from None
+        estimator = _new_estimator(nc, entry, path)
         spec = _network(nc, path)
-        model = _read_model(nc, spec, path)
-        fitted = _from_json(_json_attr(nc, "sparse_deep_fitted", path))
-        missing = [name for name in _COMMON_SCALARS if name not in fitted]
-        if missing:
-            raise ValueError(f"{path}: sparse_deep_fitted lacks {', '.join(missing)}")
-        for name, value in fitted.items():
-            setattr(estimator, name, value)
-        estimator.loss_curve_ = [float(v) for v in
-                                 _read_array(nc, "sparse_deep_loss_curve", path)]
-        for name in entry.array_attributes:
-            var = f"sparse_deep_fitted_{name}"
-            if var in nc.variables:
-                setattr(estimator, name, _read_array(nc, var, path))
-        state = _read_optimizer_state(nc, model, path)
+        config = _optimizer_config(nc, path)
+        layout = _Layout(spec, config, nc, entry, path)
+        fitted = _fitted_attributes(nc, entry, layout, path)
+        model = _read_model(nc, reader, layout, path)
+        state = _read_optimizer_state(reader, model, config)
+        loss_curve = reader.floats("sparse_deep_loss_curve")
+        arrays = {name: reader.numbers(f"sparse_deep_fitted_{name}")
+                  for name in layout.array_attributes}
+    for name, value in {**fitted, **arrays}.items():
+        setattr(estimator, name, value)
+    estimator.loss_curve_ = [float(v) for v in loss_curve]
     # Under mpiexec with a sharding estimator, each rank keeps its shard.
     comm = estimator._communicator()
     if comm.size > 1:
@@ -380,6 +510,8 @@ def load_model(path):
 
 
 def _check_format(nc, path):
+    """The file's format version, once it is known to be a model file this
+    version of sparse_deep reads."""
     attributes = nc.ncattrs()
     if "sparse_deep_format" not in attributes:
         if "weights" in attributes and "weight0_inputLayer" in attributes:
@@ -390,11 +522,25 @@ def _check_format(nc, path):
             raise ValueError(f"{path} is a DSSTNE data set file, not a model file")
         raise ValueError(f"{path} is not a sparse_deep model file (no 'sparse_deep_format' "
                          "attribute)")
-    version = int(np.asarray(nc.getncattr("sparse_deep_format_version")).reshape(()))
-    if nc.getncattr("sparse_deep_format") != FORMAT or version > FORMAT_VERSION:
+    if _text_attr(nc, "sparse_deep_format", path) != FORMAT:
+        raise ValueError(f"{path}: attribute 'sparse_deep_format' is "
+                         f"{nc.getncattr('sparse_deep_format')!r}; expected {FORMAT!r}")
+    version = _int_attr(nc, "sparse_deep_format_version", path)
+    if version < 1:
+        raise ValueError(f"{path}: format version {version} does not exist; the file is damaged")
+    if version > FORMAT_VERSION:
         raise ValueError(f"{path} is a model file of format version {version}; this version of "
                          f"sparse_deep reads version {FORMAT_VERSION} or older. Upgrade "
                          "sparse_deep to load it.")
+    return version
+
+
+def _int_attr(nc, name, path):
+    value = nc.getncattr(name) if name in nc.ncattrs() else None
+    array = np.asarray(value)
+    if array.size != 1 or array.dtype.kind not in "iu":
+        raise ValueError(f"{path}: attribute {name!r} must be one integer; got {value!r}")
+    return int(array.reshape(()))
 
 
 def _text_attr(nc, name, path):
@@ -411,6 +557,19 @@ def _json_attr(nc, name, path):
         return json.loads(_text_attr(nc, name, path))
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}: attribute {name!r} is not valid JSON ({error.msg})") from None
+    except RecursionError:
+        raise ValueError(f"{path}: attribute {name!r} nests too deeply") from None
+
+
+def _tagged_json_attr(nc, name, path):
+    """A JSON object written by :func:`_to_json`, as Python values."""
+    value = _json_attr(nc, name, path)
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: attribute {name!r} must be a JSON object")
+    try:
+        return _from_json(value)
+    except (ValueError, TypeError, OverflowError) as error:
+        raise ValueError(f"{path}: attribute {name!r}: {error}") from None
 
 
 def _registered(name, path):
@@ -421,59 +580,282 @@ def _registered(name, path):
     return entry
 
 
+def _new_estimator(nc, entry, path):
+    """The registered class with the saved parameters (its ``__init__`` only
+    stores them; they are checked as a fit or a prediction uses them)."""
+    params = _tagged_json_attr(nc, "sparse_deep_params", path)
+    try:
+        return entry.cls(**params)
+    except TypeError as error:
+        raise ValueError(f"{path}: the saved parameters do not fit "
+                         f"{entry.cls.__name__} ({error})") from None
+
+
 def _network(nc, path):
     try:
         spec = parse_network(_json_attr(nc, "sparse_deep_network", path))
-    except ValueError as error:
+    except (ValueError, TypeError) as error:
+        if path in str(error):
+            raise
         raise ValueError(f"{path}: the saved network is invalid ({error})") from None
     if not isinstance(spec, NetworkSpec) or not spec.is_resolved:
         raise ValueError(f"{path}: the saved network still has 'auto' layer sizes")
     return spec
 
 
-def _read_array(nc, name, path, shape=None):
-    """Variable ``name`` in the shape it was saved with (its ``shape`` attribute),
-    checked against ``shape`` when given."""
-    if name not in nc.variables:
-        raise ValueError(f"{path}: missing variable {name!r}")
-    values = np.asarray(read_variable(nc, name, path))
-    var = nc.variables[name]
-    saved = values.shape
-    if "shape" in var.ncattrs():
-        saved = tuple(int(d) for d in np.atleast_1d(var.getncattr("shape")))
-    if int(np.prod(saved)) != values.size:
-        raise ValueError(f"{path}: variable {name!r} holds {values.size} values but its shape "
-                         f"attribute says {saved}")
-    values = values.reshape(saved)
-    if shape is not None and values.shape != tuple(shape):
-        raise ValueError(f"{path}: variable {name!r} has shape {values.shape}; the network "
-                         f"needs {tuple(shape)}")
-    return values
+def _optimizer_config(nc, path):
+    """The saved OptimizerConfig: a known optimizer and finite numbers."""
+    raw = _json_attr(nc, "sparse_deep_optimizer", path)
+    fields = {f.name for f in dataclasses.fields(OptimizerConfig)}
+    if not isinstance(raw, dict) or not set(raw) <= fields:
+        raise ValueError(f"{path}: sparse_deep_optimizer must be a JSON object with keys among "
+                         f"{', '.join(sorted(fields))}")
+    for key, value in raw.items():
+        ok = (isinstance(value, str) if key == "name" else
+              isinstance(value, (int, float)) and not isinstance(value, bool)
+              and math.isfinite(value))
+        if not ok:
+            raise ValueError(f"{path}: sparse_deep_optimizer's {key!r} is {value!r}; expected "
+                             f"{'an optimizer name' if key == 'name' else 'a finite number'}")
+    config = OptimizerConfig(**raw)
+    try:
+        optimizer_code(config.name)
+    except ValueError as error:
+        raise ValueError(f"{path}: sparse_deep_optimizer: {error}") from None
+    return config
 
 
-def _read_model(nc, spec, path):
-    weights0 = nc.variables.get("weight0_weights")
-    model = Model(spec, np.float32 if weights0 is None else weights0.dtype)
-    count = _attr_or_none(nc, "weights")
-    if count is None or int(count) != len(model.links):
+class _Layout:
+    """What the file must hold for its network, worked out from the network
+    and the file's metadata only: every array's name, length and type, and the
+    memory the model will need, checked against this machine's before anything
+    is allocated or read.
+
+    Attributes
+    ----------
+    spec : NetworkSpec
+    plans, links : list
+        The network's layer plans and connections (:func:`build_plan`).
+    input, output : LayerPlan
+        Its input and output layers.
+    shapes : list of tuple
+        The full shape of each connection's weight.
+    dtype : numpy dtype
+        The model's: float32 or float64, that of every weight, bias and
+        optimizer array.
+    array_attributes : list of str
+        The registered fitted arrays the file holds.
+    """
+
+    def __init__(self, spec, config, nc, entry, path):
+        self.spec, self.path = spec, path
+        try:
+            self.plans, self.links = build_plan(spec)
+        except ValueError as error:
+            raise ValueError(f"{path}: the saved network is invalid ({error})") from None
+        self.shapes = [link_shape(self.plans, s, t) for s, t in self.links]
+        self.input = next(p for p in self.plans if p.is_input)
+        self.output = next(p for p in self.plans if p.is_output)
+        self.dtype = self._model_dtype(nc)
+        lengths = self._lengths(config)
+        self.array_attributes = [name for name in entry.array_attributes
+                                 if f"sparse_deep_fitted_{name}" in nc.variables]
+        self._check_budget(nc, lengths)
+        self._check_variables(nc, lengths)
+
+    def _model_dtype(self, nc):
+        if "weight0_weights" not in nc.variables:
+            raise ValueError(f"{self.path}: missing variable 'weight0_weights'")
+        dtype, _ = variable_layout(nc, "weight0_weights", self.path)
+        if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise ValueError(f"{self.path}: variable 'weight0_weights' holds {dtype} values; "
+                             "weights must be float32 or float64")
+        return dtype
+
+    def _lengths(self, config):
+        """Name -> number of values of every weight, bias and optimizer array
+        the network has, in :meth:`Model.parameters` order for the optimizer
+        (whose slots mirror :class:`OptimizerState`: full size for the slots
+        the optimizer uses, one row otherwise)."""
+        lengths, params = {}, []
+        for i, ((s, t), shape) in enumerate(zip(self.links, self.shapes)):
+            lengths[f"weight{i}_weights"] = shape[0] * shape[1]
+            lengths[f"weight{i}_bias"] = self.plans[t].n
+            params.append(shape)
+        params += [(1, p.n) for p in self.plans if not p.is_input]
+        n_states = _STATES.get(optimizer_code(config.name), 1)
+        for p, (rows, cols) in enumerate(params):
+            for slot in (1, 2):
+                used = n_states >= slot
+                lengths[f"sparse_deep_optimizer{p}_state{slot}"] = (rows if used else 1) * cols
+        return lengths
+
+    def _check_budget(self, nc, lengths):
+        """Refuse a model bigger than this machine's memory: its parameters and
+        optimizer arrays, plus the largest array while it is copied in, plus
+        the loss curve and fitted arrays at the sizes the file claims."""
+        itemsize = self.dtype.itemsize
+        # Biases are held once per layer although a file may repeat them per link.
+        held = sum(v for k, v in lengths.items() if not k.endswith("_bias"))
+        held += sum(p.n for p in self.plans if not p.is_input)
+        needed = (held + max(lengths.values())) * itemsize
+        for name in ["sparse_deep_loss_curve"] + [f"sparse_deep_fitted_{a}"
+                                                  for a in self.array_attributes]:
+            if name in nc.variables:
+                dtype, length = variable_layout(nc, name, self.path)
+                needed += length * dtype.itemsize
+        check_memory_budget(needed, f"{self.path}: the network needs {{needed}} for its "
+                                    "weights, biases and optimizer state")
+
+    def _check_variables(self, nc, lengths):
+        """Every variable the file holds is one the network has, of the right
+        length and type; nothing else is there."""
+        for name, length in lengths.items():
+            dtype, found = variable_layout(nc, name, self.path)
+            if found != length:
+                raise ValueError(f"{self.path}: variable {name!r} holds {found} values; the "
+                                 f"network needs {length}")
+            if dtype != self.dtype:
+                raise ValueError(f"{self.path}: variable {name!r} holds {dtype} values; every "
+                                 f"weight, bias and optimizer array must be {self.dtype} like "
+                                 "'weight0_weights'")
+        known = set(lengths) | {"sparse_deep_loss_curve"} | {
+            f"sparse_deep_fitted_{name}" for name in self.array_attributes}
+        unknown = sorted(set(nc.variables) - known)
+        if unknown:
+            raise ValueError(f"{self.path}: variable {unknown[0]!r} is not part of a "
+                             f"{FORMAT} for this network")
+        dtype, _ = variable_layout(nc, "sparse_deep_loss_curve", self.path)
+        if dtype.kind != "f":
+            raise ValueError(f"{self.path}: variable 'sparse_deep_loss_curve' holds {dtype} "
+                             "values; expected floats")
+
+
+class _Reader:
+    """Reads arrays whose layout :class:`_Layout` checked, verifying each one's
+    checksum (when the file has them) and values."""
+
+    def __init__(self, nc, path, sums):
+        self.nc, self.path, self.sums = nc, path, sums
+
+    def numbers(self, name, shape=None):
+        """Variable ``name`` in the shape it was saved with (its ``shape``
+        attribute), checked against ``shape`` when given."""
+        var = self.nc.variables[name]
+        attributes = {a: var.getncattr(a) for a in var.ncattrs()}
+        saved = self._saved_shape(name, attributes, var.size)
+        if shape is not None and saved != tuple(shape):
+            raise ValueError(f"{self.path}: variable {name!r} has shape {saved}; the network "
+                             f"needs {tuple(shape)}")
+        values = read_variable(self.nc, name, self.path)
+        if values.size != var.size:
+            raise ValueError(f"{self.path}: variable {name!r} gave {values.size} values where "
+                             f"its dimension says {var.size}; the file is damaged")
+        if self.sums is not None and _variable_checksum(values, attributes) != self.sums[name]:
+            raise ValueError(f"{self.path}: variable {name!r} fails its checksum; the file is "
+                             "damaged")
+        if values.dtype.kind == "f" and not _all_finite(values):
+            raise ValueError(f"{self.path}: variable {name!r} holds NaN or infinite values")
+        return values.reshape(saved)
+
+    def floats(self, name, shape=None):
+        """Like :meth:`numbers`, for arrays that must be floating point
+        (their type was checked from the metadata; this is the last guard)."""
+        values = self.numbers(name, shape)
+        if values.dtype.kind != "f":
+            raise ValueError(f"{self.path}: variable {name!r} holds {values.dtype} values; "
+                             "expected floats")
+        return values
+
+    def _saved_shape(self, name, attributes, size):
+        if "shape" not in attributes:
+            return (size,)
+        shape = np.atleast_1d(np.asarray(attributes["shape"]))
+        if shape.dtype.kind not in "iu" or shape.ndim != 1 or np.any(shape < 0):
+            raise ValueError(f"{self.path}: variable {name!r} has a shape attribute "
+                             f"{attributes['shape']!r}; expected non-negative integers")
+        saved = tuple(int(d) for d in shape)
+        if math.prod(saved) != size:
+            raise ValueError(f"{self.path}: variable {name!r} holds {size} values but its "
+                             f"shape attribute says {saved}")
+        return saved
+
+
+# Values checked for finiteness at a time: np.isfinite makes a bool array as
+# large as its input, a quarter of a float32 model at once.
+_FINITE_CHUNK = 1 << 22
+
+
+def _all_finite(values):
+    flat = values.reshape(-1)
+    return all(np.isfinite(flat[i:i + _FINITE_CHUNK]).all()
+               for i in range(0, flat.size, _FINITE_CHUNK))
+
+
+# Fitted attributes that count something, and those equal to a layer's width.
+_WIDTHS = {"n_features_in_": "input", "n_items_": "output", "n_outputs_": "output"}
+
+
+def _fitted_attributes(nc, entry, layout, path):
+    """The fitted attributes to set, from ``sparse_deep_fitted``: only those of
+    the closed list (the common scalars, ``feature_names_in_`` and the
+    class's registered ``json_attributes``), checked where their meaning is
+    known to this module."""
+    fitted = _tagged_json_attr(nc, "sparse_deep_fitted", path)
+    allowed = set(_COMMON_SCALARS) | {"feature_names_in_"} | set(entry.json_attributes)
+    unknown = sorted(set(fitted) - allowed)
+    if unknown:
+        raise ValueError(f"{path}: sparse_deep_fitted names {unknown[0]!r}, which is not a "
+                         f"fitted attribute of {entry.cls.__name__}; expected among "
+                         f"{', '.join(sorted(allowed))}")
+    missing = [name for name in _COMMON_SCALARS if name not in fitted]
+    if missing:
+        raise ValueError(f"{path}: sparse_deep_fitted lacks {', '.join(missing)}")
+    for name, value in fitted.items():
+        # Counters, the seed (numpy seeds are non-negative) and widths.
+        if (name.startswith("n_") or name == "_seed_") and not _is_count(value):
+            raise ValueError(f"{path}: fitted attribute {name!r} is {value!r}; expected a "
+                             "non-negative integer")
+    for name, layer in _WIDTHS.items():
+        plan = layout.input if layer == "input" else layout.output
+        if name in fitted and fitted[name] != plan.n:
+            raise ValueError(f"{path}: fitted attribute {name!r} is {fitted[name]}, but the "
+                             f"network's {layer} layer {plan.name!r} has {plan.n} units")
+    names = fitted.get("feature_names_in_")
+    if names is not None and not (isinstance(names, np.ndarray) and names.ndim == 1
+                                  and names.size == fitted["n_features_in_"]
+                                  and all(isinstance(v, str) for v in names.tolist())):
+        raise ValueError(f"{path}: fitted attribute 'feature_names_in_' must be "
+                         f"{fitted['n_features_in_']} strings, one per input feature")
+    return fitted
+
+
+def _read_model(nc, reader, layout, path):
+    """The model, its weights and biases read from the file (whose layout was
+    checked, so the allocation is the one budgeted)."""
+    count = _int_attr(nc, "weights", path)
+    if count != len(layout.links):
         raise ValueError(f"{path}: the file holds {count} weight matrices but the network has "
-                         f"{len(model.links)} connections")
+                         f"{len(layout.links)} connections")
+    model = Model(layout.spec, layout.dtype)
     biases = {}
     for i, (w, (s, t)) in enumerate(zip(model.weights, model.links)):
         prefix = f"weight{i}_"
-        ends = (_attr_or_none(nc, prefix + "inputLayer"), _attr_or_none(nc, prefix + "outputLayer"))
+        ends = tuple(str(_attr_or_none(nc, prefix + end)) for end in ("inputLayer", "outputLayer"))
         if ends != (model.layers[s].name, model.layers[t].name):
             raise ValueError(f"{path}: weight{i} connects {ends[0]!r} -> {ends[1]!r}, but the "
                              f"network's connection {i} is {model.layers[s].name!r} -> "
                              f"{model.layers[t].name!r}")
-        w[...] = _read_array(nc, prefix + "weights", path, shape=(w.size,)).reshape(w.shape)
-        bias = _read_array(nc, prefix + "bias", path, shape=model.biases[t].shape)
+        w[...] = reader.floats(prefix + "weights", shape=(w.size,)).reshape(w.shape)
+        bias = reader.floats(prefix + "bias", shape=model.biases[t].shape)
         if t not in biases:
             biases[t] = bias
         elif np.any(bias != 0):
             biases[t] = biases[t] + bias  # DSSTNE adds up the biases of every incoming link
     for t, bias in biases.items():
         model.biases[t][...] = bias
+    if not all(_all_finite(b) for b in model.biases.values()):  # a sum can overflow
+        raise ValueError(f"{path}: the biases of a layer add up to infinity")
     return model
 
 
@@ -481,15 +863,9 @@ def _attr_or_none(nc, name):
     return nc.getncattr(name) if name in nc.ncattrs() else None
 
 
-def _read_optimizer_state(nc, model, path):
-    try:
-        config = OptimizerConfig(**_json_attr(nc, "sparse_deep_optimizer", path))
-    except TypeError as error:
-        raise ValueError(f"{path}: sparse_deep_optimizer is invalid ({error})") from None
-    backend = get_backend("cpu")
-    state = OptimizerState(config, model.parameters(), backend)
+def _read_optimizer_state(reader, model, config):
+    state = OptimizerState(config, model.parameters(), get_backend("cpu"))
     for p, slots in enumerate(state.states):
         for s, array in enumerate(slots, start=1):
-            array[...] = _read_array(nc, f"sparse_deep_optimizer{p}_state{s}", path,
-                                     shape=array.shape)
+            array[...] = reader.floats(f"sparse_deep_optimizer{p}_state{s}", shape=array.shape)
     return state

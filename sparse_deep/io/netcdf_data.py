@@ -9,8 +9,15 @@ Sparse data sets are stored as per-example ``[start, end)`` ranges into a list
 of feature indices (and of values, unless the data set is Boolean, DSSTNE's
 name for an indicator set). They are read straight into a CSR matrix and
 written from one, never as a dense array.
+
+Files are not trusted: every count, length and type a file states is checked
+against the others and against this machine's memory (the sizes come from the
+file's metadata) before any array is read, so that a small damaged or hostile
+file claiming billions of entries is refused at once, with a message naming
+the file and the variable.
 """
 
+import math
 import numbers
 import os
 from dataclasses import dataclass
@@ -19,7 +26,8 @@ import netCDF4
 import numpy as np
 import scipy.sparse as sp
 
-from ._files import atomic_path, open_netcdf, read_variable
+from .._validation import check_memory_budget
+from ._files import atomic_path, open_netcdf, read_variable, reading, variable_layout
 
 __all__ = [
     "NetCDFDataSet",
@@ -195,24 +203,30 @@ def read_datasets(path):
 
     Raises
     ------
-    FileNotFoundError
-        If ``path`` does not exist.
+    FileNotFoundError, IsADirectoryError, PermissionError
+        If ``path`` does not exist, is a directory or cannot be read.
     ValueError
-        If the file is not NetCDF, is truncated, lacks an attribute, dimension
-        or variable DSSTNE's reader needs, or holds out-of-range offsets or
-        feature indices; the message names the file and the offending name.
+        If the file is not a regular file, not NetCDF, truncated or damaged;
+        lacks an attribute, dimension or variable DSSTNE's reader needs; states
+        lengths or types that disagree (checked before anything is read); needs
+        more memory than this machine has; or holds out-of-range offsets or
+        feature indices. The message names the file and the offending name.
     """
     path = os.fspath(path)
-    with open_netcdf(path, _WHAT) as nc:
+    with reading(path), open_netcdf(path, _WHAT) as nc:
         count = _global_int(nc, "datasets", path, hint="it is not a DSSTNE data set file")
         if count < 1:
             raise ValueError(f"{path}: attribute 'datasets' is {count}; expected at least 1")
+        layouts = [_layout(nc, n, path) for n in range(count)]
+        needed = sum(layout.nbytes for layout in layouts)
+        check_memory_budget(needed, f"{path}: reading its {count} data set(s) needs about "
+                                    "{needed}")
         out = {}
-        for n in range(count):
-            dataset = _read_one(nc, n, path)
+        for layout in layouts:
+            dataset = _read_one(nc, layout, path, needed)
             if dataset.name in out:
-                raise ValueError(f"{path}: data sets {list(out).index(dataset.name)} and {n} "
-                                 f"are both named {dataset.name!r}")
+                raise ValueError(f"{path}: data sets {list(out).index(dataset.name)} and "
+                                 f"{layout.n} are both named {dataset.name!r}")
             out[dataset.name] = dataset
     return out
 
@@ -263,28 +277,47 @@ def _dimension(nc, name, path):
     return len(nc.dimensions[name])
 
 
-def _variable(nc, name, path, length=None, integer=False):
-    if name not in nc.variables:
-        raise ValueError(f"{path}: missing variable {name!r}")
-    values = np.asarray(read_variable(nc, name, path)).reshape(-1)
-    if length is not None and values.size != length:
-        raise ValueError(f"{path}: variable {name!r} holds {values.size} values; expected "
-                         f"{length}")
-    if integer and not np.issubdtype(values.dtype, np.integer):
-        raise ValueError(f"{path}: variable {name!r} must hold integers; it holds "
-                         f"{values.dtype}")
-    return values
+# CSR matrices index rows and columns with int64.
+_MAX_FEATURES = 2**63 - 1
 
 
-def _read_one(nc, n, path):
+@dataclass
+class _Layout:
+    """One data set as the file's metadata describes it, checked for
+    consistency before anything is read.
+
+    ``itemsizes`` maps each variable to read to the bytes of one of its
+    values; ``nbytes`` adds up, about, the memory reading the data set takes:
+    the variables, their int64 copies and the matrix built from them.
+    """
+
+    n: int
+    name: str
+    where: str
+    attributes: int
+    kind: int
+    dims: tuple
+    n_examples: int
+    n_rows: int
+    n_features: int
+    size: int  # stored entries (sparse) or values (dense)
+    itemsizes: dict
+    nbytes: int = 0
+
+
+def _layout(nc, n, path):
     name = _global_attr(nc, f"name{n}", path)
     if not isinstance(name, str) or not name:
         raise ValueError(f"{path}: attribute 'name{n}' must be a non-empty string; got {name!r}")
-    where = f"{path} (data set {n}, {name!r})"
     attributes = _global_int(nc, f"attributes{n}", path)
     _data_type(nc, n, path)  # DSSTNE refuses a data set without a valid type
     kind = _global_int(nc, f"kind{n}", path) if f"kind{n}" in nc.ncattrs() else 0
     dims = _shape(nc, n, path)
+    where = f"{path} (data set {n}, {name!r})"
+    n_features = math.prod(dims)
+    if n_features > _MAX_FEATURES:
+        raise ValueError(f"{where}: dimensions {dims} make {n_features} features, more than "
+                         "a sparse matrix can index")
     n_examples = _dimension(nc, f"examplesDim{n}", path)
     if n_examples == 0:
         raise ValueError(f"{where}: examplesDim{n} is 0; the data set holds no examples")
@@ -292,24 +325,95 @@ def _read_one(nc, n, path):
     if attributes & INDEXED:
         unique = f"uniqueExamplesDim{n}"
         n_rows = _dimension(nc, unique, path) if unique in nc.dimensions else n_examples
-    n_features = int(np.prod(dims))
+    sparse = bool(attributes & SPARSE)
+    size = _dimension(nc, f"sparseDataDim{n}" if sparse else f"dataDim{n}", path)
+    layout = _Layout(n, name, where, attributes, kind, dims, n_examples, n_rows, n_features,
+                     size, {})
+    (_sparse_layout if sparse else _dense_layout)(nc, layout, path)
+    if attributes & INDEXED:
+        _expect(nc, layout, f"index{n}", n_examples, path, integer=True)
+    if attributes & WEIGHTED:
+        _expect(nc, layout, f"dataWeight{n}", n_examples, path)
+        layout.nbytes += n_examples * 4  # as float32
+    return layout
+
+
+def _expect(nc, layout, name, length, path, integer=False):
+    """Check variable ``name``'s length and type from the metadata; count the
+    memory reading it takes (with an int64 copy of an integer variable)."""
+    dtype, found = variable_layout(nc, name, path)
+    if found != length:
+        raise ValueError(f"{path}: variable {name!r} holds {found} values; expected {length}")
+    if integer and dtype.kind not in "iu":
+        raise ValueError(f"{path}: variable {name!r} must hold integers; it holds {dtype}")
+    layout.itemsizes[name] = dtype.itemsize
+    layout.nbytes += length * (dtype.itemsize + (8 if integer else 0))
+    return dtype
+
+
+def _sparse_layout(nc, layout, path):
+    n = layout.n
+    _expect(nc, layout, f"sparseStart{n}", layout.n_rows, path, integer=True)
+    _expect(nc, layout, f"sparseEnd{n}", layout.n_rows, path, integer=True)
+    _expect(nc, layout, f"sparseIndex{n}", layout.size, path, integer=True)
+    if not layout.attributes & BOOLEAN:
+        _expect(nc, layout, f"sparseData{n}", layout.size, path)
+    value = layout.itemsizes.get(f"sparseData{n}", 4)  # Boolean: float32 ones
+    # The gathered values and int64 positions, and the indptr.
+    layout.nbytes += layout.size * (2 * value + 8) + layout.n_rows * 8
+
+
+def _dense_layout(nc, layout, path):
+    n, where = layout.n, layout.where
+    if layout.attributes & BOOLEAN:
+        # DSSTNE's dense Boolean layout: one hot index per example.
+        if layout.size != layout.n_rows:
+            raise ValueError(f"{where}: a dense Boolean data set holds one index per example; "
+                             f"dataDim{n} is {layout.size} but there are {layout.n_rows} "
+                             "examples")
+        _expect(nc, layout, f"data{n}", layout.size, path, integer=True)
+        layout.nbytes += layout.n_rows * (4 + 8)  # the one-hot matrix's values and indptr
+        return
+    if layout.size != layout.n_rows * layout.n_features:
+        raise ValueError(f"{where}: dataDim{n} is {layout.size}, but {layout.n_rows} examples "
+                         f"of {layout.n_features} values need {layout.n_rows * layout.n_features}")
+    dtype = _expect(nc, layout, f"data{n}", layout.size, path)
+    if layout.attributes & INDEXED:  # expanded to one row per example
+        layout.nbytes += layout.n_examples * layout.n_features * dtype.itemsize
+
+
+def _variable(nc, name, path):
+    """All values of a variable :func:`_expect` checked, flat."""
+    return read_variable(nc, name, path).reshape(-1)
+
+
+def _read_one(nc, layout, path, planned):
+    n, where, attributes = layout.n, layout.where, layout.attributes
+    n_rows, n_features = layout.n_rows, layout.n_features
     if attributes & SPARSE:
-        data = _read_sparse(nc, n, path, where, attributes, n_rows, n_features)
+        data = _read_sparse(nc, layout, path, planned)
     else:
         data = _read_dense(nc, n, path, where, attributes, n_rows, n_features)
     if attributes & INDEXED:
-        index = _variable(nc, f"index{n}", path, n_examples, integer=True)
+        index = _variable(nc, f"index{n}", path)
         if index.size and (index.min() < 0 or index.max() >= n_rows):
             raise ValueError(f"{where}: index{n} refers to example {int(index.max())}, but the "
                              f"data set stores {n_rows} unique examples")
-        data = data[index.astype(np.int64)]
+        index = index.astype(np.int64)
+        if sp.issparse(data):
+            # The expansion repeats rows: its size is known only now.
+            entries = int(np.diff(data.indptr)[index].sum())
+            check_memory_budget(planned + entries * (data.dtype.itemsize + 8),
+                                f"{where}: expanding index{n} to one row per example needs "
+                                "about {needed}")
+        data = data[index]
     weights = None
     if attributes & WEIGHTED:
-        weights = _variable(nc, f"dataWeight{n}", path, n_examples).astype(np.float32)
+        weights = _variable(nc, f"dataWeight{n}", path).astype(np.float32)
     return NetCDFDataSet(
-        name=name, data=data, indicator=bool(attributes & BOOLEAN) and sp.issparse(data),
-        dimensions=dims, kind=kind if kind in KINDS else 0, weights=weights,
-        sparse_ignore_zero=bool(attributes & SPARSE_IGNORE_ZERO),
+        name=layout.name, data=data, indicator=bool(attributes & BOOLEAN) and sp.issparse(data),
+        dimensions=layout.dims, kind=layout.kind if layout.kind in KINDS else 0,
+        weights=weights, sparse_ignore_zero=bool(attributes & SPARSE_IGNORE_ZERO),
     )
 
 
@@ -336,16 +440,25 @@ def _shape(nc, n, path):
     return dims
 
 
-def _read_sparse(nc, n, path, where, attributes, n_rows, n_features):
-    nnz = _dimension(nc, f"sparseDataDim{n}", path)
-    start = _variable(nc, f"sparseStart{n}", path, n_rows, integer=True).astype(np.int64)
-    end = _variable(nc, f"sparseEnd{n}", path, n_rows, integer=True).astype(np.int64)
-    index = _variable(nc, f"sparseIndex{n}", path, nnz, integer=True)
+def _read_sparse(nc, layout, path, planned):
+    n, where, attributes = layout.n, layout.where, layout.attributes
+    n_rows, n_features, nnz = layout.n_rows, layout.n_features, layout.size
+    start = _variable(nc, f"sparseStart{n}", path).astype(np.int64)
+    end = _variable(nc, f"sparseEnd{n}", path).astype(np.int64)
     bad = np.flatnonzero((start < 0) | (end < start) | (end > nnz))
     if bad.size:
         i = int(bad[0])
         raise ValueError(f"{where}: example {i} spans sparseStart{n}={start[i]} to "
                          f"sparseEnd{n}={end[i]}, outside [0, {nnz}] or reversed")
+    # Examples may share entries (their ranges overlap), each then gathering
+    # its own copy: the matrix can hold more entries than the file stores.
+    entries = int((end - start).sum())
+    if entries > nnz:
+        value = layout.itemsizes.get(f"sparseData{n}", 4)
+        check_memory_budget(planned + (entries - nnz) * (2 * value + 16),
+                            f"{where}: the examples' overlapping ranges make {entries} entries, "
+                            "which need about {needed}")
+    index = _variable(nc, f"sparseIndex{n}", path)
     if index.size:
         if np.issubdtype(index.dtype, np.signedinteger) and index.min() < 0:
             raise ValueError(f"{where}: sparseIndex{n} holds a negative feature index "
@@ -357,7 +470,7 @@ def _read_sparse(nc, n, path, where, attributes, n_rows, n_features):
     if attributes & BOOLEAN:
         values = np.ones(nnz, dtype=np.float32)
     else:
-        values = _variable(nc, f"sparseData{n}", path, nnz)
+        values = _variable(nc, f"sparseData{n}", path)
     positions = _gather_positions(start, end)
     indptr = np.zeros(n_rows + 1, dtype=np.int64)
     np.cumsum(end - start, out=indptr[1:])
@@ -383,23 +496,14 @@ def _gather_positions(start, end):
 
 
 def _read_dense(nc, n, path, where, attributes, n_rows, n_features):
-    size = _dimension(nc, f"dataDim{n}", path)
     if attributes & BOOLEAN:
-        # DSSTNE's dense Boolean layout: one hot index per example.
-        hot = _variable(nc, f"data{n}", path, size, integer=True).astype(np.int64)
-        if size != n_rows:
-            raise ValueError(f"{where}: a dense Boolean data set holds one index per example; "
-                             f"dataDim{n} is {size} but there are {n_rows} examples")
+        hot = _variable(nc, f"data{n}", path).astype(np.int64)
         if hot.min() < 0 or hot.max() >= n_features:
             raise ValueError(f"{where}: data{n} holds index {int(hot.max())}, past the width "
                              f"({n_features} features)")
         return sp.csr_matrix((np.ones(n_rows, np.float32), hot, np.arange(n_rows + 1)),
                              shape=(n_rows, n_features))
-    values = _variable(nc, f"data{n}", path, size)
-    if size != n_rows * n_features:
-        raise ValueError(f"{where}: dataDim{n} is {size}, but {n_rows} examples of "
-                         f"{n_features} values need {n_rows * n_features}")
-    return values.reshape(n_rows, n_features)
+    return _variable(nc, f"data{n}", path).reshape(n_rows, n_features)
 
 
 # -- writing ---------------------------------------------------------------------
