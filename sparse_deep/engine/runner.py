@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..network.spec import MAX_UNITS
 from .rng import stream_key_host
 from .sampled import SampledOutput, sampled_buffer_bytes, sampled_buffer_shapes
 
@@ -36,6 +37,9 @@ class CSRBlock:
 
     @classmethod
     def from_scipy(cls, matrix, backend):
+        if matrix.shape[1] > MAX_UNITS:  # the int32 cast below would wrap around
+            raise ValueError(f"a sparse matrix of {matrix.shape[1]:,} columns cannot be "
+                             f"indexed with 32-bit integers (at most {MAX_UNITS:,})")
         return cls(
             backend.to_device(np.ascontiguousarray(matrix.indptr, dtype=np.int64)),
             backend.to_device(np.ascontiguousarray(matrix.indices, dtype=np.int32)),
@@ -606,6 +610,15 @@ class Runner:
         penalty = self.backward(b, step, training=True)
         self.update(optimizer, step, epoch)
         return error, penalty
+
+    def parameters_finite(self):
+        """Whether every weight and bias on this rank is a finite number. A
+        float64 sum per array is NaN or infinite exactly when an element is
+        (float32 values cannot add up to float64's overflow), and needs no
+        temporary of the array's size."""
+        arrays = self.weights + list(self.biases.values())
+        return all(np.isfinite(np.add.reduce(np.ravel(self.backend.to_host(a)),
+                                             dtype=np.float64)) for a in arrays)
 
     def sync_to_model(self):
         """Copy the backend's parameters, and the optimizer state last used,

@@ -1,8 +1,11 @@
 """What every sparse_deep estimator shares: the training loop and inference."""
 
+import functools
 import numbers
+import os
 import sys
 import time
+import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -16,6 +19,7 @@ from ..engine.optim import OptimizerConfig, OptimizerState, optimizer_code
 from ..engine.runner import max_batch_nnz, runner_bytes
 from ..engine.sampling import NegativeSampler, item_counts
 from ..network import parse_network
+from ._checkpoint import Checkpoint, data_checksum
 
 # Rows scored per inference chunk, at most; fewer when the widest layer is wide,
 # so that a chunk's activations stay under INFERENCE_BLOCK floats (256 MB).
@@ -26,6 +30,15 @@ INFERENCE_BLOCK = 1 << 26
 # continue (fit with warm_start, partial_fit), so that the next call skips
 # allocating and first touching them; larger ones are freed after each call.
 KEEP_TRAINING_BUFFERS_BYTES = 1 << 30
+
+# A continued fit (warm_start, partial_fit) trains the fitted arrays in place;
+# they are copied beforehand, to be put back if the call fails, up to this size.
+RESTORE_COPY_BYTES = 1 << 30
+
+# A batch whose loss per row is this many times the first batch's (or than 1,
+# if that is larger) has diverged: no training that converges gets there, and
+# one that overflows gets there before its loss turns to infinity.
+DIVERGENCE_FACTOR = 1e6
 
 
 def _check_positive_int(value, name):
@@ -46,6 +59,77 @@ def _check_number(value, name, low=0.0, high=None, low_inclusive=True, high_incl
         hi = "inf)" if high is None else (f"{high}]" if high_inclusive else f"{high})")
         raise ValueError(f"{name} must be a number in {lo}{low}, {hi}; got {value!r}")
     return float(value)
+
+
+def restored_on_failure(fit):
+    """Decorate a training method so that, if it raises, the estimator is left
+    exactly as it was before the call: its attributes, its loss curve, and the
+    fitted weights and optimizer state that a continued fit (``warm_start``,
+    ``partial_fit``) trains in place. Those are copied first when they take at
+    most RESTORE_COPY_BYTES; a larger model that a failed call has changed is
+    dropped (the estimator is then unfitted, with a warning) rather than kept
+    half-trained."""
+
+    @functools.wraps(fit)
+    def guarded(self, *args, **kwargs):
+        before = dict(self.__dict__)
+        curve = list(self.loss_curve_) if hasattr(self, "loss_curve_") else None
+        continues = hasattr(self, "model_") and (
+            self.warm_start or fit.__name__.endswith("partial_fit"))
+        saved = _TrainingState.copy(self) if continues else None
+        try:
+            return fit(self, *args, **kwargs)
+        except BaseException:
+            before.pop("_kept_training_runner", None)  # it may hold the failed fit's state
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            if curve is not None:
+                self.loss_curve_ = curve
+            if saved is not None:
+                saved.restore()
+            elif continues:
+                _forget_fit(self)
+            raise
+
+    return guarded
+
+
+class _TrainingState:
+    """Copies of a fitted model's weights, biases and optimizer arrays."""
+
+    def __init__(self, model, state):
+        self.model, self.parameters = model, _copy_parameters(model)
+        self.state = state
+        # Optimizer arrays may live on a GPU (numba.cuda device arrays).
+        self.slots = [[a.copy_to_host() if hasattr(a, "copy_to_host") else np.array(a)
+                       for a in slots] for slots in state.states]
+
+    @classmethod
+    def copy(cls, estimator):
+        """The copy, or None when it would take more than RESTORE_COPY_BYTES."""
+        model, state = estimator.model_, estimator._optimizer_state_
+        arrays = [p for _, p, _ in model.parameters()] + [a for s in state.states for a in s]
+        if sum(int(a.nbytes) for a in arrays) > RESTORE_COPY_BYTES:
+            return None
+        return cls(model, state)
+
+    def restore(self):
+        _restore_parameters(self.model, self.parameters)
+        for live, saved in zip(self.state.states, self.slots):
+            for array, copy in zip(live, saved):
+                if hasattr(array, "copy_to_device"):
+                    array.copy_to_device(copy)
+                else:
+                    array[...] = copy
+
+
+def _forget_fit(estimator):
+    warnings.warn(f"the failed call had changed the fitted {type(estimator).__name__}'s "
+                  "weights in place, which are too large to copy beforehand "
+                  "(RESTORE_COPY_BYTES); the estimator is no longer fitted", RuntimeWarning,
+                  stacklevel=3)
+    for name in [k for k in vars(estimator) if k.endswith("_") and not k.startswith("__")]:
+        delattr(estimator, name)
 
 
 def epoch_order(seed, epoch, n_rows, shuffle):
@@ -89,6 +173,7 @@ class TrainingSession:
         self.n_rows, self.batch_size, self.shuffle = n_rows, batch_size, shuffle
         self.row_weights = row_weights
         self.comm = SerialComm() if comm is None else comm
+        self.first_loss = None
 
     def run_epoch(self):
         """Train one epoch; returns its mean loss per row.
@@ -107,9 +192,34 @@ class TrainingSession:
                 self.inputs, self.targets, order[start:start + batch], self.step,
                 self.optimizer, row_weights=self.row_weights, epoch=self.epoch,
             )
-            total += error + penalty * min(batch, n - start)
+            rows = min(batch, n - start)
+            self._check_divergence((error + penalty * rows) / rows, start // batch)
+            total += error + penalty * rows
+        # Losses that clip their logarithms stay finite over NaN outputs: the
+        # weights themselves are checked once an epoch.
+        if not all(self.comm.allgather_objects(self.runner.parameters_finite())):
+            raise FloatingPointError(
+                f"training diverged at epoch {self.epoch + 1}, by batch {-(-n // batch)} of "
+                f"{-(-n // batch)}: some weights are NaN or infinite. Lower learning_rate, "
+                "or check the data for extreme values."
+            )
         self.epoch += 1
         return total / n
+
+    def _check_divergence(self, loss, batch_index):
+        """Raise FloatingPointError, naming the epoch and batch, when a batch's
+        loss per row is not finite or DIVERGENCE_FACTOR times the first's."""
+        if self.first_loss is None:
+            self.first_loss = loss
+        # (A first loss below 1 counts as 1: a tiny start is not a scale.)
+        if np.isfinite(loss) and not loss > DIVERGENCE_FACTOR * max(self.first_loss, 1.0):
+            return
+        n_batches = -(-self.n_rows // self.batch_size)
+        raise FloatingPointError(
+            f"training diverged at epoch {self.epoch + 1}, batch {batch_index + 1} of "
+            f"{n_batches}: loss per row {loss:.4g}, against {self.first_loss:.4g} at this "
+            "fit's first batch. Lower learning_rate, or check the data for extreme values."
+        )
 
 
 class StoppingMonitor:
@@ -159,19 +269,33 @@ class StoppingMonitor:
                        f"{self.n_iter_no_change} consecutive epochs; stopping.")
         return True
 
+    def replay(self, losses):
+        """Feed the training losses of epochs already run (a resumed fit) to a
+        monitor of the training loss; returns True when they say stop."""
+        if self.validate is not None:
+            raise ValueError("a validation monitor cannot replay past epochs")
+        stop = False
+        for loss in losses:
+            stop = self.epoch_done(None, loss)
+        return stop
+
     def restore_best(self, model):
         """Put the best-scoring epoch's weights into ``model`` (validation only)."""
-        if self._best_parameters is None:
-            return
-        weights, biases = self._best_parameters
-        for host, best in zip(model.weights, weights):
-            host[...] = best
-        for t, host in model.biases.items():
-            host[...] = biases[t]
+        if self._best_parameters is not None:
+            _restore_parameters(model, self._best_parameters)
 
 
 def _copy_parameters(model):
     return [w.copy() for w in model.weights], {t: b.copy() for t, b in model.biases.items()}
+
+
+def _restore_parameters(model, parameters):
+    """Write ``parameters`` (from :func:`_copy_parameters`) back into ``model``."""
+    weights, biases = parameters
+    for host, saved in zip(model.weights, weights):
+        host[...] = saved
+    for t, host in model.biases.items():
+        host[...] = biases[t]
 
 
 def _progress(verbose, epochs):
@@ -222,6 +346,7 @@ class SparseNetworkEstimator(BaseEstimator):
         return 0.0
 
     def _validate_training_params(self):
+        self._validate_checkpoint_params()
         _check_positive_int(self.batch_size, "batch_size")
         _check_positive_int(self.epochs, "epochs")
         if self.device not in ("cpu", "cuda", "auto"):
@@ -233,6 +358,22 @@ class SparseNetworkEstimator(BaseEstimator):
         _check_positive_int(self.n_iter_no_change, "n_iter_no_change")
         _check_number(self.validation_fraction, "validation_fraction", 0.0, 1.0,
                       low_inclusive=False)
+
+    def _validate_checkpoint_params(self):
+        path = self.checkpoint_path
+        if path is None:
+            return
+        if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+            raise ValueError(f"checkpoint_path must be a file path or None; got {path!r}")
+        _check_positive_int(self.checkpoint_every, "checkpoint_every")
+        if self.early_stopping:
+            raise ValueError("checkpoint_path cannot be combined with early_stopping=True: "
+                             "the validation monitor's best weights are not part of a "
+                             "checkpoint; set early_stopping=False or checkpoint_path=None")
+        directory = os.path.dirname(os.path.abspath(os.fspath(path)))
+        if not os.path.isdir(directory):
+            raise FileNotFoundError(f"checkpoint_path {path}: directory {directory} does not "
+                                    "exist")
 
     def _communicator(self):
         """The ranks this estimator spans (``distributed`` parameter)."""
@@ -354,12 +495,7 @@ class SparseNetworkEstimator(BaseEstimator):
 
     def _run_epoch(self, session):
         """One epoch of ``session``; appends its loss to ``loss_curve_``."""
-        loss = session.run_epoch()
-        if not np.isfinite(loss):
-            raise FloatingPointError(
-                f"training diverged at epoch {session.epoch} (loss {loss}); lower "
-                f"learning_rate (now {self.learning_rate}) or check the data for extreme values"
-            )
+        loss = session.run_epoch()  # raises FloatingPointError if it diverges
         self.loss_curve_.append(loss)
         return loss
 
@@ -385,16 +521,29 @@ class SparseNetworkEstimator(BaseEstimator):
         continues from its weights, optimizer state, step and epoch counters.
         ``monitor`` (a :class:`StoppingMonitor`) sees the model after every epoch.
         """
-        session = self._start_training(X_in, Y, spec, row_weights)
-        self._train_epochs(session, int(self.epochs), monitor)
+        checkpoint = None
+        resume = None
+        if self.checkpoint_path is not None:
+            checkpoint = Checkpoint(self, data_checksum(X_in, Y, row_weights))
+            resume = checkpoint.restore(self, spec) or None
+        session = self._start_training(X_in, Y, spec, row_weights, resume=resume)
+        epochs = int(self.epochs)
+        if checkpoint is not None:
+            if checkpoint.first_epoch is None:  # not resumed: this fit starts here
+                checkpoint.first_epoch = session.epoch
+            elif monitor is not None and monitor.replay(self.loss_curve_[checkpoint.first_epoch:]):
+                epochs = 0  # the interrupted fit had stopped at its last checkpoint
+            epochs = max(0, min(epochs, checkpoint.first_epoch + int(self.epochs) - session.epoch))
+        self._train_epochs(session, epochs, monitor, checkpoint)
         self._end_training(session, keep_buffers=bool(self.warm_start))
         if monitor is not None:
             monitor.restore_best(self.model_)
         return self
 
-    def _train_epochs(self, session, epochs, monitor=None):
+    def _train_epochs(self, session, epochs, monitor=None, checkpoint=None):
         """Run up to ``epochs`` epochs of ``session``, reporting progress, until
-        ``monitor`` (if any) says stop. Returns the last epoch's loss."""
+        ``monitor`` (if any) says stop, writing ``checkpoint`` when it is due.
+        Returns the last epoch's loss."""
         loss = None
         # Sharded: the loss is summed over ranks, so divergence is seen by all
         # at once; any other failure of one rank inside the steps aborts the job.
@@ -404,6 +553,8 @@ class SparseNetworkEstimator(BaseEstimator):
                 started = time.perf_counter()
                 loss = self._run_epoch(session)
                 stop = monitor is not None and monitor.epoch_done(session, loss)
+                if checkpoint is not None and (checkpoint.due(session) or stop):
+                    checkpoint.write(self, session)
                 _report_epoch(bar, self.verbose, session.epoch, loss, monitor,
                               time.perf_counter() - started)
                 if stop:

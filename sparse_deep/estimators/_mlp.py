@@ -16,6 +16,7 @@ from ._base import (
     StoppingMonitor,
     _check_number,
     _check_positive_int,
+    restored_on_failure,
 )
 
 
@@ -185,6 +186,7 @@ class SparseMLPBase(SparseNetworkEstimator):
         return l2_normalize_rows(X) if self.normalize_input else X
 
     # -- fit ------------------------------------------------------------------
+    @restored_on_failure
     def _fit(self, X, y, sample_weight, y_numeric):
         with ranks_agree(self._communicator()):  # bad data on one MPI rank raises on all
             self._validate_stopping_params()
@@ -210,8 +212,8 @@ class SparseMLPBase(SparseNetworkEstimator):
                 weights = normalised_row_weights(weights[train], X_in)
         else:
             monitor = StoppingMonitor(self.tol, self.n_iter_no_change)
+        self._publish_labels(encoding)  # before training: checkpoints hold the labels
         self._fit_network(X_in, Y, spec, weights, monitor)
-        self._publish_labels(encoding)
         self._publish_monitor(monitor)
         return self
 
@@ -249,6 +251,7 @@ class SparseMLPBase(SparseNetworkEstimator):
             self.best_validation_score_ = None
             self.best_loss_ = monitor.best_loss
 
+    @restored_on_failure
     def _partial_fit(self, X, y, sample_weight, y_numeric, classes=None):
         """One epoch over (X, y), continuing the fitted model if there is one."""
         if self.early_stopping:

@@ -120,6 +120,15 @@ class SparseMLPClassifier(ClassifierMixin, SparseMLPBase):
         Sigmoid otherwise; any error function of the network is kept.
     warm_start : bool, default=False
         Continue training the fitted model on the next ``fit``.
+    checkpoint_path : str, os.PathLike or None, default=None
+        A model file that ``fit`` writes every ``checkpoint_every`` epochs
+        (atomically, in the format of :func:`~sparse_deep.io.save_model`). If
+        it exists when ``fit`` starts and was written by a fit of the same
+        parameters on the same data, training resumes from it and gives the
+        same model as a fit never interrupted; a file of another fit is
+        replaced (with a warning). Not with ``early_stopping=True``.
+    checkpoint_every : int, default=1
+        Epochs between checkpoints.
     device : {"cpu", "cuda", "auto"}, default="cpu"
     distributed : {"auto", "off"}, default="auto"
         Under ``mpiexec -n R`` with R > 1, "auto" shards the input features
@@ -187,6 +196,8 @@ class SparseMLPClassifier(ClassifierMixin, SparseMLPBase):
         class_weight=None,
         network=None,
         warm_start=False,
+        checkpoint_path=None,
+        checkpoint_every=1,
         device="cpu",
         distributed="auto",
         weight_memory_limit=None,
@@ -214,6 +225,8 @@ class SparseMLPClassifier(ClassifierMixin, SparseMLPBase):
         self.class_weight = class_weight
         self.network = network
         self.warm_start = warm_start
+        self.checkpoint_path = checkpoint_path
+        self.checkpoint_every = checkpoint_every
         self.device = device
         self.distributed = distributed
         self.weight_memory_limit = weight_memory_limit
@@ -606,5 +619,6 @@ def _indicator_csr(y):
 register_estimator(
     SparseMLPClassifier,
     json_attributes=("classes_", "n_outputs_", "_label_kind_", "_label_sparse_", "n_iter_",
-                     "best_loss_", "best_validation_score_", "validation_scores_"),
+                     "best_loss_", "best_validation_score_", "validation_scores_",
+                     "_checkpoint_"),
 )

@@ -19,6 +19,7 @@ from ._base import (
     StoppingMonitor,
     _check_number,
     _check_positive_int,
+    restored_on_failure,
 )
 
 # Rows whose held-out items early stopping scores after each epoch, at most:
@@ -153,6 +154,15 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
         count) on the next ``fit`` instead of starting again. The training
         buffers are then kept between fits, up to 1 GiB (as with
         ``partial_fit``), so that the next call does not allocate them again.
+    checkpoint_path : str, os.PathLike or None, default=None
+        A model file that ``fit`` writes every ``checkpoint_every`` epochs
+        (atomically, in the format of :func:`~sparse_deep.io.save_model`). If
+        it exists when ``fit`` starts and was written by a fit of the same
+        parameters on the same data, training resumes from it and gives the
+        same model as a fit never interrupted; a file of another fit is
+        replaced (with a warning). Not with ``early_stopping=True``.
+    checkpoint_every : int, default=1
+        Epochs between checkpoints.
     device : {"cpu", "cuda", "auto"}, default="cpu"
         Where fit and inference run: the CPU, an NVIDIA GPU through numba.cuda
         (an error saying what numba.cuda found when it cannot use one), or the
@@ -228,6 +238,8 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
         shuffle=True,
         network=None,
         warm_start=False,
+        checkpoint_path=None,
+        checkpoint_every=1,
         device="cpu",
         distributed="auto",
         weight_memory_limit=None,
@@ -264,6 +276,8 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
         self.shuffle = shuffle
         self.network = network
         self.warm_start = warm_start
+        self.checkpoint_path = checkpoint_path
+        self.checkpoint_every = checkpoint_every
         self.device = device
         self.distributed = distributed
         self.weight_memory_limit = weight_memory_limit
@@ -360,6 +374,7 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
         return _check_number(self.learning_rate_decay, "learning_rate_decay")
 
     # -- fit ------------------------------------------------------------------
+    @restored_on_failure
     def fit(self, X, y=None):
         """Train on the interaction matrix ``X`` (n_users, n_items).
 
@@ -385,8 +400,8 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
         monitor = None
         if self.early_stopping:
             X, Y, monitor = self._validation_monitor(X, Y, y is None, spec)
+        self.n_items_ = Y.shape[1]  # before training: checkpoints hold it
         self._fit_network(self._inputs(X), Y, spec, monitor=monitor)
-        self.n_items_ = Y.shape[1]
         self.n_iter_ = self.n_epochs_
         self.validation_scores_ = None if monitor is None else list(monitor.scores)
         self.best_validation_score_ = None if monitor is None else monitor.best_score
@@ -419,6 +434,7 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
 
         return X_fit, Y_fit, StoppingMonitor(self.tol, self.n_iter_no_change, validate=validate)
 
+    @restored_on_failure
     def partial_fit(self, X, y=None):
         """Train one epoch on ``X``, continuing the fitted model if there is one.
 
@@ -635,4 +651,8 @@ def _pattern(matrix):
                          shape=matrix.shape)
 
 
-register_estimator(SparseAutoencoderRecommender, json_attributes=("n_items_",))
+register_estimator(
+    SparseAutoencoderRecommender,
+    json_attributes=("n_items_", "n_iter_", "validation_scores_", "best_validation_score_",
+                     "_checkpoint_"),
+)

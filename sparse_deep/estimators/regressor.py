@@ -69,6 +69,15 @@ class SparseMLPRegressor(RegressorMixin, SparseMLPBase):
         A DSSTNE JSON network to train instead of the default one; its output
         activation and error function are kept as written.
     warm_start : bool, default=False
+    checkpoint_path : str, os.PathLike or None, default=None
+        A model file that ``fit`` writes every ``checkpoint_every`` epochs
+        (atomically, in the format of :func:`~sparse_deep.io.save_model`). If
+        it exists when ``fit`` starts and was written by a fit of the same
+        parameters on the same data, training resumes from it and gives the
+        same model as a fit never interrupted; a file of another fit is
+        replaced (with a warning). Not with ``early_stopping=True``.
+    checkpoint_every : int, default=1
+        Epochs between checkpoints.
     device : {"cpu", "cuda", "auto"}, default="cpu"
     distributed : {"auto", "off"}, default="auto"
         Under ``mpiexec -n R`` with R > 1, "auto" shards the input features
@@ -125,6 +134,8 @@ class SparseMLPRegressor(RegressorMixin, SparseMLPBase):
         tol=1e-4,
         network=None,
         warm_start=False,
+        checkpoint_path=None,
+        checkpoint_every=1,
         device="cpu",
         distributed="auto",
         weight_memory_limit=None,
@@ -152,6 +163,8 @@ class SparseMLPRegressor(RegressorMixin, SparseMLPBase):
         self.tol = tol
         self.network = network
         self.warm_start = warm_start
+        self.checkpoint_path = checkpoint_path
+        self.checkpoint_every = checkpoint_every
         self.device = device
         self.distributed = distributed
         self.weight_memory_limit = weight_memory_limit
@@ -261,5 +274,5 @@ class SparseMLPRegressor(RegressorMixin, SparseMLPBase):
 register_estimator(
     SparseMLPRegressor,
     json_attributes=("n_outputs_", "_targets_ravel_", "n_iter_", "best_loss_",
-                     "best_validation_score_", "validation_scores_"),
+                     "best_validation_score_", "validation_scores_", "_checkpoint_"),
 )
