@@ -11,6 +11,7 @@ import re
 
 import numpy as np
 
+from .._validation import physical_memory
 from ..engine.model import Model, build_plan, is_item_major, link_shape
 from ..engine.optim import _STATES, optimizer_code
 from ..engine.runner import Runner
@@ -97,9 +98,12 @@ class Placement:
 
         The share counts each weight, its gradient and its optimizer state (the
         dominant terms); biases and batch buffers are small beside them.
+        Without a ``limit`` the machine's physical memory is the limit: a model
+        that cannot fit is refused here, not by the allocator part-way.
         """
+        named_limit = limit is not None
         if limit is None:
-            return
+            limit = physical_memory()
         plan = _Layout(spec)
         modes = plan.modes() if self.sharded else [REPLICATED] * len(plan.links)
         per_value = np.dtype(dtype).itemsize * (2 + _STATES.get(optimizer_code(optimizer), 1))
@@ -109,9 +113,11 @@ class Placement:
         ranks = fewest_ranks(plan.full_shapes, plan.modes(), per_value, limit)
         advice = (f"run it under `mpiexec -n {ranks}` (or more) to shard it"
                   if ranks else "even sharded, its replicated hidden layers exceed the limit")
+        bound = (f"weight_memory_limit={_gib(limit)}" if named_limit
+                 else f"this machine's memory ({_gib(limit)})")
         raise MemoryError(
             f"the model needs {_gib(need)} per rank for weights, gradients and {optimizer} state "
-            f"on {self.comm.size} rank(s), above weight_memory_limit={_gib(limit)}; {advice}"
+            f"on {self.comm.size} rank(s), above {bound}; {advice}"
         )
 
     def local_columns(self, matrix, start, stop):

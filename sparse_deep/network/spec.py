@@ -119,6 +119,19 @@ def _positive_int(value: Any, what: str) -> int:
     return int(value)
 
 
+# The most units a layer may have: the kernels index units (the columns of
+# sparse data, the rows of item-major weights) with 32-bit integers.
+MAX_UNITS = 2**31 - 1
+
+
+def _units(value: int, what: str) -> int:
+    """``value`` (a positive int) if a layer can have that many units."""
+    if value > MAX_UNITS:
+        raise ValueError(f"{what} is {value:,} units; sparse_deep indexes a layer's units with "
+                         f"32-bit integers, so a layer has at most {MAX_UNITS:,}")
+    return value
+
+
 def _lookup(registry, value: Any, what: str) -> str:
     """Canonical name from `registry`, with `what` in front of its message."""
     try:
@@ -346,7 +359,7 @@ def _layer_size(value: Any, what: str, kind: str) -> int | str:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
         raise ValueError(f"{what} must be a positive integer or \"auto\", "
                          f"got {_describe(value)}")
-    return int(value)
+    return _units(int(value), what)
 
 
 @dataclass(frozen=True)
@@ -674,8 +687,10 @@ class NetworkSpec:
             disagrees with the data.
         """
         sizes = {
-            "Input": (_positive_int(n_input, "n_input"), "input"),
-            "Output": (_positive_int(n_output, "n_output"), "output"),
+            "Input": (_units(_positive_int(n_input, "n_input"), "the input data's width"),
+                      "input"),
+            "Output": (_units(_positive_int(n_output, "n_output"), "the output data's width"),
+                       "output"),
         }
         layers = tuple(_resolved(layer, *sizes[layer.kind]) if layer.kind in sizes else layer
                        for layer in self.layers)
