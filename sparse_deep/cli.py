@@ -14,9 +14,11 @@ a long form too; docs/cli.md lists them and says where the behaviour differs.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import signal
 import sys
 import time
 
@@ -57,15 +59,17 @@ class CommandError(ValueError):
 
 
 class _Console:
-    """Messages to stdout and progress bars to stderr, both silenced by --quiet;
-    bars are also off when stderr is not a terminal (logs, pipes)."""
+    """Messages to ``stream`` (stdout, or stderr when the results go to stdout)
+    and progress bars to stderr, both silenced by --quiet; bars are also off
+    when stderr is not a terminal (logs, pipes)."""
 
-    def __init__(self, quiet):
+    def __init__(self, quiet, stream=None):
         self.quiet = quiet
+        self.stream = stream
 
     def say(self, message):
         if not self.quiet:
-            print(message, flush=True)
+            print(message, file=self.stream or sys.stdout, flush=True)
 
     def bar(self, total, unit, desc, **kwargs):
         disabled = self.quiet or not _is_tty(sys.stderr)
@@ -73,13 +77,33 @@ class _Console:
                     dynamic_ncols=True, leave=False, **kwargs)
 
 
-def _check_writable(path, flag):
-    """Fail before any work when ``path`` cannot be written (no such folder, or a folder)."""
+# The output path that means standard output.
+STDOUT = "-"
+
+
+@contextlib.contextmanager
+def _text_output(path):
+    """A text file that appears under ``path`` only once complete, or standard
+    output for ``-``."""
+    if path == STDOUT:
+        yield sys.stdout
+        sys.stdout.flush()
+        return
+    with atomic_text(path) as handle:
+        yield handle
+
+
+def _check_writable(path, flag, hint=""):
+    """Fail before any work when ``path`` cannot be written (no such folder, a
+    folder, or something other than a regular file: a device or a pipe would be
+    replaced by the atomic rename, or block)."""
+    if os.path.exists(path) and not os.path.isfile(path):
+        kind = ("a folder; give a file name" if os.path.isdir(path)
+                else "not a regular file (a device, pipe or socket)")
+        raise CommandError(f"{flag} {path} is {kind}{hint}")
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise CommandError(f"{flag} {path}: folder {directory} does not exist")
-    if os.path.isdir(path):
-        raise CommandError(f"{flag} {path} is a folder; give a file name")
 
 
 def _is_tty(stream):
@@ -388,7 +412,7 @@ def _add_predict(subparsers):
                    help="items to leave out per sample, in the same text format (file or "
                         "directory); values are ignored")
     p.add_argument("-s", "--output", required=True, metavar="FILE",
-                   help="recommendations file to write")
+                   help="recommendations file to write; - for standard output")
     p.add_argument("-b", "--batch-size", type=int, default=1024, metavar="N",
                    help="samples scored per block (default 1024)")
     p.add_argument("-k", type=int, default=100, metavar="K",
@@ -404,8 +428,10 @@ def _add_predict(subparsers):
 
 
 def run_predict(args):
-    console = _Console(args.quiet)
-    _check_writable(args.output, "-s")
+    to_stdout = args.output == STDOUT
+    console = _Console(args.quiet, stream=sys.stderr if to_stdout else None)
+    if not to_stdout:
+        _check_writable(args.output, "-s", hint="; give - to write to standard output")
     score_format = check_score_format(args.score_format)
     batch = _positive(args.batch_size, "-b/--batch-size")
     k = _positive(args.k, "-k")
@@ -428,7 +454,7 @@ def run_predict(args):
     excluded = _exclusions(args.filter, out_features, data.samples, labels, n)
     k = min(k, sum(label is not None for label in labels))
     samples = index_labels(data.samples)
-    with atomic_text(args.output) as handle, console.bar(n, "sample", "predicting") as bar:
+    with _text_output(args.output) as handle, console.bar(n, "sample", "predicting") as bar:
         for start in range(0, n, batch):
             stop = min(start + batch, n)
             ids, scores = estimator.recommend(
@@ -602,6 +628,14 @@ def build_parser():
     return parser
 
 
+class _Terminated(BaseException):
+    """SIGTERM, raised where the process is so that every open write cleans up."""
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated
+
+
 def main(argv=None):
     """Run ``sparse-deep`` with ``argv`` (default: the process's arguments).
 
@@ -609,22 +643,45 @@ def main(argv=None):
     -------
     int
         0 on success, 1 when the command fails (the reason goes to stderr as one
-        line), 2 for a usage error, 130 when interrupted.
+        line, never a traceback), 2 for a usage error, 130 when interrupted
+        (SIGINT), 143 when terminated (SIGTERM). An interrupted or terminated
+        command leaves no partial or temporary file.
     """
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return args.run(args)
-    except (ValueError, TypeError, OSError, FloatingPointError) as error:
-        print(f"{PROG} {args.command}: error: {error}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
-        print(f"{PROG} {args.command}: interrupted (every file is written whole or not at "
-              "all, so none is left half-written)", file=sys.stderr)
-        return 130
+        return _stopped(args, "interrupted", 130)
+    except _Terminated:
+        return _stopped(args, "terminated", 143)
+    except Exception as error:  # noqa: BLE001 - a user must never see a traceback
+        print(f"{PROG} {args.command}: error: {_one_line(error)}", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stopped(args, how, code):
+    print(f"{PROG} {args.command}: {how} (every file is written whole or not at all, so none "
+          "is left half-written)", file=sys.stderr)
+    return code
+
+
+def _one_line(error):
+    """The message of ``error`` for a user: its own text for the errors that
+    explain themselves, a description for those that do not."""
+    if isinstance(error, (ValueError, TypeError, OSError, FloatingPointError)):
+        return str(error)
+    if isinstance(error, MemoryError):
+        return f"not enough memory for this command ({error or 'allocation failed'})"
+    if isinstance(error, RecursionError):
+        return "an input is nested too deeply to read (JSON nested hundreds of levels?)"
+    return f"{type(error).__name__}: {error}"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -239,6 +239,82 @@ def test_command_errors(tmp_path, capsys):
         "-b", 16, "-e", 1, "--overwrite", "-q")
 
 
+def test_hostile_inputs_get_one_line_and_leave_files_alone(tmp_path, capsys):
+    ratings = write_ratings(tmp_path / "ratings.txt", n_users=12)
+    workflow(tmp_path, ratings, epochs=1)
+    capsys.readouterr()
+    Path("huge.txt").write_text("u1\tx,1e39:y,2\n")
+    Path("latin1.txt").write_bytes("u1\tx:y\nu2\tz:caf\xe9\n".encode("latin-1"))
+    Path("deep.json").write_text("[" * 100000 + "]" * 100000)
+    os.mkfifo("fifo")
+    predict = ["predict", "-n", "gl.nc", "-r", ratings, "-i", "features_input", "-o",
+               "features_output"]
+    cases = [
+        (["generate", "-d", "x", "-i", "huge.txt", "-o", "x.nc", "-f", "f", "-s", "s", "-c",
+          "-t", "analog"], "huge.txt:1: value '1e39' of feature 'x' does not fit"),
+        (["generate", "-d", "x", "-i", "latin1.txt", "-o", "x.nc", "-f", "f", "-s", "s", "-c"],
+         "latin1.txt:2: byte 9 of the line (0xe9) is not UTF-8"),
+        (["generate", "-d", "x", "-i", "fifo", "-o", "x.nc", "-f", "f", "-s", "s", "-c"],
+         "fifo is not a regular file"),
+        (["train", "-c", "deep.json", "-i", "gl_input.nc", "-o", "gl_output.nc", "-n", "n.nc"],
+         "error: "),
+        (predict + ["-s", "fifo"], "-s fifo is not a regular file"),
+        (predict + ["-s", "out", "-p", "1000000000f"], "printf float format"),
+    ]
+    for argv, message in cases:
+        assert main([str(a) for a in argv]) == 1, argv
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and "Traceback" not in err, err
+    assert not any(Path(name).exists() for name in ("x.nc", "f", "s", "n.nc", "out"))
+    assert Path("fifo").is_fifo()
+    assert not [name for name in os.listdir() if name.endswith(".tmp")]
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_label(tmp_path):
+    os.chdir(tmp_path)
+    Path("bom.txt").write_bytes(b"\xef\xbb\xbfu1\tx:y\nu2\ty\n")
+    run("generate", "-d", "a", "-i", "bom.txt", "-o", "a.nc", "-f", "feat", "-s", "samp", "-c",
+        "-q")
+    assert read_index("samp") == {"u1": 0, "u2": 1}
+
+
+def test_predict_to_standard_output(tmp_path, capsys):
+    ratings = write_ratings(tmp_path / "ratings.txt", n_users=12)
+    workflow(tmp_path, ratings, epochs=1)
+    capsys.readouterr()
+    run("predict", "-b", 16, "-d", "gl", "-i", "features_input", "-o", "features_output",
+        "-k", 5, "-n", "gl.nc", "-f", ratings, "-s", "-", "-r", ratings)
+    captured = capsys.readouterr()
+    assert captured.out == Path("recs").read_text()
+    assert not Path("-").exists() and "wrote -" in captured.err
+
+
+_SLOW_TRAIN = [sys.executable, "-m", "sparse_deep", "train", "-c", str(CONFIG), "-i",
+               "gl_input.nc", "-o", "gl_output.nc", "-n", "slow.nc", "-b", "1", "-e", "100000",
+               "--checkpoint-interval", "1"]
+
+
+@pytest.mark.parametrize("signal_name,code", [("SIGTERM", 143), ("SIGINT", 130)])
+def test_a_signal_during_train_leaves_whole_files_only(tmp_path, signal_name, code):
+    import signal
+    import time
+
+    ratings = write_ratings(tmp_path / "ratings.txt", n_users=12)
+    workflow(tmp_path, ratings, epochs=1)
+    child = subprocess.Popen(_SLOW_TRAIN, cwd=tmp_path, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "slow.nc").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)  # the first checkpoint: training is under way
+    time.sleep(0.2)
+    child.send_signal(getattr(signal, signal_name))
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == code, err
+    assert "Traceback" not in err and err.strip().endswith("half-written)"), err
+    assert load_model(tmp_path / "slow.nc").n_epochs_ >= 1  # a whole checkpoint
+    assert not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
+
+
 def test_info(capsys):
     assert main(["info"]) == 0
     out = capsys.readouterr().out

@@ -13,8 +13,11 @@ Recommendation files (what ``predict`` writes) list the top items per sample::
 docs/io.md describes each format and where this module departs from DSSTNE.
 """
 
+import codecs
+import contextlib
 import os
 import re
+import stat
 import warnings
 from array import array
 from dataclasses import dataclass
@@ -36,6 +39,10 @@ __all__ = [
     "write_index",
     "write_text",
 ]
+
+
+# The largest magnitude a data set's float32 values hold.
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 # -- index files -------------------------------------------------------------------
@@ -65,8 +72,8 @@ def read_index(path):
     """
     path = os.fspath(path)
     index, line_of, label_at = {}, {}, {}
-    with _open_text(path, "index file") as handle:
-        for lineno, line in enumerate(handle, 1):
+    with _numbered_lines(path, "index file") as lines:
+        for lineno, line in lines:
             line = line.rstrip("\r\n")
             if not line.strip():
                 continue
@@ -127,12 +134,37 @@ def _check_label(label, what):
                          "line breaks")
 
 
-def _open_text(path, what):
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{what} not found: {path}")
-    if os.path.isdir(path):
+@contextlib.contextmanager
+def _numbered_lines(path, what):
+    """Iterate ``(line number, line)`` over a UTF-8 text file (a byte-order mark
+    at its start is dropped); bytes that are not UTF-8 raise a ValueError
+    naming the file and line. Only regular files are opened: a FIFO or a
+    device would block or never end."""
+    path = os.fspath(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} not found: {path}") from None
+    if stat.S_ISDIR(mode):
         raise IsADirectoryError(f"expected {what}, but {path} is a directory")
-    return open(path, encoding="utf-8")
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"{path} is not a regular file (a pipe, socket or device); expected "
+                         f"{what}")
+    with open(path, "rb") as handle:
+        yield _decoded_lines(handle, path)
+
+
+def _decoded_lines(handle, path):
+    for lineno, raw in enumerate(handle, 1):
+        if lineno == 1 and raw.startswith(codecs.BOM_UTF8):
+            raw = raw[len(codecs.BOM_UTF8):]
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{path}:{lineno}: byte {error.start + 1} of the line "
+                             f"(0x{raw[error.start]:02x}) is not UTF-8 text; save the file "
+                             "as UTF-8") from None
+        yield lineno, line
 
 
 # -- data lines -------------------------------------------------------------------
@@ -238,8 +270,8 @@ def read_text(source, features=None, samples=None, *, analog=False, add_features
     parser = _Parser(dict(features or {}), dict(samples or {}), bool(analog),
                      bool(add_features), bool(add_samples), duplicate_samples == "merge")
     for path in text_files(source):
-        with _open_text(path, "data file") as handle:
-            parser.parse(handle, path, progress)
+        with _numbered_lines(path, "data file") as lines:
+            parser.parse(lines, path, progress)
     if parser.extra_values:
         warnings.warn(f"{parser.extra_values} data point(s) had more than one value; the first "
                       "value of each was kept", stacklevel=2)
@@ -262,9 +294,9 @@ class _Parser:
         self.first_line = {}  # row -> "file:line" of its first line
         self.dropped = self.skipped = self.extra_values = 0
 
-    def parse(self, handle, path, progress):
+    def parse(self, lines, path, progress):
         pending = 0
-        for lineno, line in enumerate(handle, 1):
+        for lineno, line in lines:
             if progress is not None:
                 pending += len(line)
                 if pending >= 1 << 20:
@@ -336,6 +368,10 @@ class _Parser:
         if value is None or not np.isfinite(value):
             raise ValueError(f"{path}:{lineno}: value {text!r} of feature {name!r} is not a "
                              "finite number")
+        if abs(value) > _FLOAT32_MAX:
+            raise ValueError(f"{path}:{lineno}: value {text!r} of feature {name!r} does not fit "
+                             f"the data set's 32-bit floats (at most {_FLOAT32_MAX:.4g} in "
+                             "size)")
         return value
 
     def matrix(self):
@@ -410,7 +446,9 @@ def _shortest(value):
 
 # -- recommendations -----------------------------------------------------------------
 
-_SCORE_FORMAT = re.compile(r"[-+ #0]*\d*(\.\d+)?[eEfFgG]")
+# Width and precision of at most two digits: a score is never wider than 99
+# characters, so a format cannot turn a recommendation file into gigabytes.
+_SCORE_FORMAT = re.compile(r"[-+ #0]*\d{0,2}(\.\d{1,2})?[eEfFgG]")
 
 
 def check_score_format(score_format):
@@ -433,8 +471,8 @@ def read_recommendations(path):
     """Read a recommendation file into ``[(sample, [(item, score), ...]), ...]``."""
     path = os.fspath(path)
     out = []
-    with _open_text(path, "recommendation file") as handle:
-        for lineno, line in enumerate(handle, 1):
+    with _numbered_lines(path, "recommendation file") as lines:
+        for lineno, line in lines:
             line = line.rstrip("\r\n")
             if not line:
                 continue
