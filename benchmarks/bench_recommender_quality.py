@@ -53,10 +53,11 @@ ease                EASE (Steck 2019), closed form: G = X^T X + lambda I,
                     {250, 500, 1000} on Yelp2018. float64 when one
                     n_items^2 float64 matrix takes at most 2 GiB, else
                     float32 (Yelp2018: 38,048^2 x 4 bytes = 5.8 GB). G is
-                    built dense from sparse row blocks of X^T X, inverted in
-                    place by LAPACK's Cholesky (potrf + potri on the same
-                    memory), turned into B in place; one such matrix exists
-                    at a time. Scores are computed 1,024 users at a time.
+                    built dense from sparse row blocks of X^T X, inverted
+                    through its Cholesky factor (PyTorch, MKL; the inverse
+                    written back into G's memory), turned into B in place;
+                    at most two such matrices exist at a time. Scores are
+                    computed 1,024 users at a time.
 mult-dae-torch      Mult-DAE (Liang et al. 2018) in PyTorch, the published
                     architecture: L2-normalised input rows, input dropout
                     0.5, n_items -> 600 -> 200 -> 600 -> n_items with tanh on
@@ -138,7 +139,6 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.linalg.lapack import get_lapack_funcs
 
 # Benchmark the working tree even when the package is not installed.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -449,31 +449,23 @@ def dense_gram(X, block=2048):
     return gram
 
 
-def invert_spd_in_place(matrix, block=2048):
+def invert_spd_in_place(matrix):
     """Replace a symmetric positive definite C-ordered matrix by its inverse.
 
-    LAPACK's potrf (Cholesky) and potri (inverse from the factor) run on the
-    matrix's own memory: its transpose is the same matrix in Fortran order, so
-    no copy is made. potri fills one triangle; the other is then copied over
-    block by block.
+    PyTorch's Cholesky (MKL's potrf and potri on x86): the factor is a second
+    matrix of the same size, the inverse is written back into ``matrix``, so at
+    most two such matrices exist at once. scipy's OpenBLAS potrf/potri on the
+    matrix's own memory crashed (a segmentation fault) on Yelp2018's 38,048^2
+    float32 matrix.
     """
-    potrf, potri = get_lapack_funcs(("potrf", "potri"), (matrix,))
-    fortran = matrix.T  # the same memory, Fortran-contiguous
-    factor, info = potrf(fortran, lower=False, overwrite_a=True, clean=False)
-    if info != 0:
-        raise np.linalg.LinAlgError(f"potrf failed (info={info}); is lambda > 0?")
-    inverse, info = potri(factor, lower=False, overwrite_c=True)
-    if info != 0:
-        raise np.linalg.LinAlgError(f"potri failed (info={info})")
-    if not (np.shares_memory(factor, matrix) and np.shares_memory(inverse, matrix)):
-        raise RuntimeError("LAPACK copied the matrix; the in-place inversion assumption broke")
-    # Fortran's upper triangle is the lower triangle of ``matrix``.
-    n = matrix.shape[0]
-    for start in range(0, n, block):
-        stop = min(start + block, n)
-        diag = matrix[start:stop, start:stop]
-        diag[...] = np.tril(diag) + np.tril(diag, -1).T
-        matrix[start:stop, stop:] = matrix[stop:, start:stop].T
+    import torch
+
+    memory = torch.from_numpy(matrix)
+    factor = torch.linalg.cholesky(memory)
+    torch.cholesky_inverse(factor, out=memory)
+    del factor
+    if not np.all(np.isfinite(matrix.diagonal())):
+        raise np.linalg.LinAlgError("the inverse is not finite; is lambda > 0?")
 
 
 class MultDAE(Model):

@@ -74,6 +74,7 @@ def peak_rss_bytes():
 def measure(n_users, n_items, output):
     """Run in a child process: fit, time, and account for the memory."""
     from sparse_deep import SparseAutoencoderRecommender
+    from sparse_deep.estimators._base import RESTORE_COPY_BYTES
     from sparse_deep.estimators.recommender import AUTO_NEGATIVES
 
     X = power_law_interactions(n_users, n_items)
@@ -107,6 +108,8 @@ def measure(n_users, n_items, output):
             touched * HIDDEN * f32 + 2 * BATCH * AUTO_NEGATIVES * f32)
     if not OUTPUTS[output]["sparse_input_update"]:
         accounted["dense input update (a slot per row)"] = n_items * 8
+    if 3 * weights <= RESTORE_COPY_BYTES:  # a warm_start fit copies what it trains in place
+        accounted["weights and Adam state copied, to restore on failure"] = 3 * weights
     row.update({"peak_rss_bytes": peak_rss_bytes(), "rss_before_fit_bytes": before,
                 "accounted_bytes": accounted,
                 "accounted_total_bytes": sum(accounted.values())})

@@ -1,6 +1,6 @@
 """Where a training epoch's time goes, per backend operation.
 
-Fits SparseAutoencoderRecommender (its default network, or DSSTNE's MovieLens
+Fits SparseAutoencoderRecommender (a 256-tanh SoftMax network, or DSSTNE's MovieLens
 network with --network movielens) on a data set and times every call the
 engine makes into its backend (gather, GEMM, output pass, optimizer updates,
 ...). On the GPU each timed call waits for the device before and after, so
@@ -14,7 +14,7 @@ large fixed cost per call shows there and not in a long fit.
 
 Usage
     python benchmarks/profile_step.py [--device cpu|cuda] [--data-dir DIR]
-        [--dataset lastfm|ml100k] [--network default|movielens] [--output FILE.json]
+        [--dataset lastfm|ml100k] [--network softmax|movielens] [--output FILE.json]
 """
 
 import argparse
@@ -78,7 +78,7 @@ def main(argv=None):
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--dataset", choices=["lastfm", "ml100k"], default="lastfm")
-    parser.add_argument("--network", choices=sorted(NETWORKS), default="default")
+    parser.add_argument("--network", choices=sorted(NETWORKS), default="softmax")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--output", default=None)
     args = parser.parse_args(argv)
