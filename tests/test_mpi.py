@@ -51,6 +51,8 @@ def assert_same_model(one, many):
     np.testing.assert_allclose(many["scores"], one["scores"], rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(many["proba"], one["proba"], rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(many["embedding"], one["embedding"], atol=1e-6)
+    np.testing.assert_array_equal(many["similar_items"], one["similar_items"])
+    np.testing.assert_array_equal(many["similar_users"], one["similar_users"])
 
 
 @pytest.fixture(scope="module")

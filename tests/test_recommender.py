@@ -510,3 +510,55 @@ def test_early_stopping_needs_items_to_hold_out_and_refuses_partial_fit(data):
         small(early_stopping=True).partial_fit(data)
     est = small(early_stopping=False).fit(data)
     assert est.validation_scores_ is None and est.best_validation_score_ is None
+
+
+# -- similar items and users ---------------------------------------------------------
+def _naive_cosine_top_k(vectors, queries, k):
+    """Every pair's cosine in float64, sorted; the query itself left out."""
+    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-30)
+    out = []
+    for q in queries:
+        sims = unit @ unit[q]
+        order = [i for i in np.argsort(-sims, kind="stable") if i != q]
+        out.append(order[:k])
+    return np.array(out)
+
+
+@pytest.mark.parametrize("params", [dict(), dict(loss="cross_entropy")],
+                         ids=["sampled", "full"])
+def test_similar_items_are_the_nearest_output_vectors(data, params):
+    est = small(**params).fit(data)
+    vectors = est.item_vectors_
+    assert vectors.shape == (data.shape[1], 16)
+    queries = np.array([0, 3, 3, 24])
+    ids, scores = est.similar_items(queries, k=5, return_scores=True)
+    np.testing.assert_array_equal(ids, _naive_cosine_top_k(vectors.astype(np.float64),
+                                                           queries, 5))
+    assert not np.any(ids == queries[:, None])
+    assert np.all(np.diff(scores, axis=1) <= 1e-6)
+    one = est.similar_items(3, k=5)
+    np.testing.assert_array_equal(one, ids[1])
+    assert est.similar_items([1], k=data.shape[1] - 1).shape == (1, data.shape[1] - 1)
+
+
+def test_similar_users_compare_hidden_embeddings(data):
+    est = small().fit(data)
+    ids, scores = est.similar_users(data, k=4, return_scores=True)
+    expected = _naive_cosine_top_k(est.transform(data).astype(np.float64),
+                                   np.arange(data.shape[0]), 4)
+    np.testing.assert_array_equal(ids, expected)
+    assert not np.any(ids == np.arange(data.shape[0])[:, None])
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda est, X: est.similar_items(25), r"item ids must be in \[0, 25\); got \[25\]"),
+    (lambda est, X: est.similar_items([-1, 2]), r"got \[-1\]"),
+    (lambda est, X: est.similar_items([0.5]), "integers"),
+    (lambda est, X: est.similar_items([]), "1-D sequence"),
+    (lambda est, X: est.similar_items(0, k=25), "k must be between 1 and"),
+    (lambda est, X: est.similar_users(X[:1]), "at least 2"),
+    (lambda est, X: est.similar_users(X, k=60), "k must be between 1 and"),
+])
+def test_similarity_refuses_bad_queries(fitted, data, call, match):
+    with pytest.raises(ValueError, match=match):
+        call(fitted, data)

@@ -601,6 +601,85 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
             shape=(ids.shape[0], self.n_items_),
         )
 
+    def similar_items(self, items, k=10, return_scores=False):
+        """The ``k`` items most similar to each of ``items``, best first.
+
+        Similarity is the cosine between the items' output weight vectors
+        (``item_vectors_``): the vectors a user's hidden embedding is scored
+        against, so two items are similar when the same users would be
+        recommended both. Cosine, not the dot product, so that popular items
+        (long vectors) do not crowd every list. An item is never in its own list.
+
+        Parameters
+        ----------
+        items : int or array-like of int
+            Item ids in [0, n_items).
+        k : int, default=10
+            From 1 to n_items - 1.
+        return_scores : bool, default=False
+            Also return the cosines.
+
+        Returns
+        -------
+        ids : ndarray of shape (len(items), k), int64; (k,) for one item
+        scores : ndarray of the same shape, float32
+            Only if ``return_scores``.
+        """
+        check_is_fitted(self, "model_")
+        queries, single = _item_ids(items, self.n_items_)
+        k = check_k(k, self.n_items_ - 1)
+        vectors = _unit_rows(self.item_vectors_)
+        ids, scores = _cosine_top_k(vectors[queries], vectors, k, queries)
+        if single:
+            ids, scores = ids[0], scores[0]
+        return (ids, scores) if return_scores else ids
+
+    def similar_users(self, X, k=10, return_scores=False):
+        """The ``k`` rows of ``X`` most similar to each row of ``X``, best first.
+
+        Users are compared by the cosine of their hidden embeddings
+        (:meth:`transform`), computed from their histories, so any users can
+        be compared, seen in training or not. A row is never in its own list.
+
+        Parameters
+        ----------
+        X : sparse matrix of shape (n_users, n_items)
+            Histories, at least two rows.
+        k : int, default=10
+            From 1 to n_users - 1.
+        return_scores : bool, default=False
+            Also return the cosines.
+
+        Returns
+        -------
+        ids : ndarray of shape (n_users, k), int64 (row numbers of ``X``)
+        scores : ndarray of shape (n_users, k), float32
+            Only if ``return_scores``.
+        """
+        embeddings = _unit_rows(self.transform(X))
+        n = embeddings.shape[0]
+        if n < 2:
+            raise ValueError(f"similar_users compares the rows of X with each other; X has {n} "
+                             "row, it needs at least 2")
+        k = check_k(k, n - 1)
+        ids, scores = _cosine_top_k(embeddings, embeddings, k, np.arange(n))
+        return (ids, scores) if return_scores else ids
+
+    @property
+    def item_vectors_(self):
+        """The items' output weight vectors, shape (n_items, units of the last
+        hidden layer): the weights of the connection into the output layer, one
+        row per item (joined from every rank when the model is sharded)."""
+        check_is_fitted(self, "model_")
+        model = self.model_
+        out = model.output.index
+        w = next(w for w, (_, t) in zip(model.weights, model.links) if t == out)
+        rows = w if model.output.is_sampled else w.T  # item-major, or DSSTNE's layout
+        if model.shards is not None:  # each rank holds its items' rows
+            comm = self._communicator()
+            rows = np.vstack(comm.allgather_objects(np.ascontiguousarray(rows)))
+        return np.asarray(rows)
+
     def transform(self, X):
         """The hidden embedding of each row: the narrowest hidden layer's activations.
 
@@ -629,6 +708,51 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
         k = min(check_k(self.k, max(self.k, 1) if self.k > 0 else 1, name="k"), self.n_items_)
         recommended = self.recommend(X, k=k, exclude_seen=X.shape[1] == self.n_items_)
         return float(recall_at_k(Y, recommended))
+
+
+# Similarity scores computed at a time, at most: (queries in a block) x candidates.
+SIMILARITY_BLOCK = 1 << 24
+
+
+def _item_ids(items, n_items):
+    """``items`` as a 1-D int64 array of ids in [0, n_items), and whether one
+    id was given (not a sequence)."""
+    single = np.ndim(items) == 0
+    ids = np.atleast_1d(np.asarray(items))
+    if ids.ndim != 1 or ids.size == 0 or ids.dtype.kind not in "iu":
+        raise ValueError(f"items must be an item id or a 1-D sequence of item ids (integers); "
+                         f"got {items!r}")
+    bad = ids[(ids < 0) | (ids >= n_items)]
+    if bad.size:
+        raise ValueError(f"item ids must be in [0, {n_items}); got {bad[:5].tolist()}")
+    return ids.astype(np.int64), single
+
+
+def _unit_rows(vectors):
+    """Rows scaled to unit L2 norm (zero rows stay zero), as float32."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.where(norms > 0, norms, 1)
+
+
+def _cosine_top_k(queries, candidates, k, own):
+    """For each row of ``queries`` (unit rows), the ``k`` rows of ``candidates``
+    (unit rows) of highest dot product, best first, never row ``own[i]``.
+    Computed in blocks of queries, so that no queries x candidates matrix of
+    more than SIMILARITY_BLOCK values exists."""
+    n, m = queries.shape[0], candidates.shape[0]
+    ids = np.empty((n, k), dtype=np.int64)
+    scores = np.empty((n, k), dtype=np.float32)
+    block = max(1, SIMILARITY_BLOCK // max(m, 1))
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        sims = queries[start:stop] @ candidates.T
+        sims[np.arange(stop - start), own[start:stop]] = -np.inf
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(sims, top, axis=1), axis=1, kind="stable")
+        ids[start:stop] = np.take_along_axis(top, order, axis=1)
+        scores[start:stop] = np.take_along_axis(sims, ids[start:stop], axis=1)
+    return ids, scores
 
 
 def _exclusion_pattern(matrices):

@@ -95,10 +95,13 @@ def main():
     np.testing.assert_array_equal(loaded.recommend(X[:40], k=7), ids)
     proba = model.predict_proba(X[:10])
     embedding = model.transform(X[:10])
+    similar_items = model.similar_items(np.arange(12), k=5)  # vectors joined over ranks
+    similar_users = model.similar_users(X[:20], k=3)
     if comm.rank == 0:
         arrays = {f"w{i}": w for i, w in enumerate(whole.weights)}
         arrays.update({f"b{t}": b for t, b in whole.biases.items()})
         np.savez(args.out, ids=ids, scores=scores, proba=proba, embedding=embedding,
+                 similar_items=similar_items, similar_users=similar_users,
                  loss=np.array(model.loss_curve_), ranks=model.n_ranks_, seconds=seconds,
                  local_weight_bytes=sum(w.nbytes for w in model.model_.weights), **arrays)
     return 0
