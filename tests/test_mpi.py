@@ -53,6 +53,7 @@ def assert_same_model(one, many):
     np.testing.assert_allclose(many["embedding"], one["embedding"], atol=1e-6)
     np.testing.assert_array_equal(many["similar_items"], one["similar_items"])
     np.testing.assert_array_equal(many["similar_users"], one["similar_users"])
+    np.testing.assert_array_equal(many["among"], one["among"])
 
 
 @pytest.fixture(scope="module")

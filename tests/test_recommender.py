@@ -562,3 +562,52 @@ def test_similar_users_compare_hidden_embeddings(data):
 def test_similarity_refuses_bad_queries(fitted, data, call, match):
     with pytest.raises(ValueError, match=match):
         call(fitted, data)
+
+
+# -- candidates, global filters, one history -------------------------------------------
+def _naive_recommend(est, X, k, items=None, banned=()):
+    """Every item's score; the seen, banned and non-candidate ones removed; sorted."""
+    scores = est.predict_proba(X).astype(np.float64)
+    allowed = np.ones(scores.shape[1], bool) if items is None else np.isin(
+        np.arange(scores.shape[1]), items)
+    allowed[list(banned)] = False
+    out = []
+    for row, seen in zip(scores, X.toarray() > 0):
+        order = [i for i in np.argsort(-row, kind="stable") if allowed[i] and not seen[i]]
+        out.append((order + [-1] * k)[:k])
+    return np.array(out)
+
+
+def test_recommend_among_candidates_and_without_filtered_items(fitted, data):
+    X = data[:12]
+    candidates = [20, 1, 5, 7, 3, 9, 11, 2]
+    ids = fitted.recommend(X, k=4, items=candidates, filter_items=[9, 2])
+    np.testing.assert_array_equal(ids, _naive_recommend(fitted, X, 4, candidates, [9, 2]))
+    banned = fitted.recommend(X, k=6, filter_items=[0, 24, 13])
+    np.testing.assert_array_equal(banned, _naive_recommend(fitted, X, 6, None, [0, 24, 13]))
+    # Candidates' scores are the same scores recommend returns without them.
+    _, full = fitted.recommend(X, k=25, exclude_seen=False, return_scores=True)
+    top, some = fitted.recommend(X, k=3, exclude_seen=False, items=candidates,
+                                 return_scores=True)
+    assert np.all(np.isin(some, full))
+
+
+def test_one_history_as_item_ids_gives_one_row_of_results(fitted, data):
+    history = data[5].indices
+    ids, scores = fitted.recommend(history, k=5, return_scores=True)
+    two_d, two_d_scores = fitted.recommend(data[5], k=5, return_scores=True)
+    np.testing.assert_array_equal(ids, two_d[0])
+    np.testing.assert_array_equal(scores, two_d_scores[0])
+    assert fitted.recommend([], k=3).shape == (3,)  # a new user with no history
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(items=[1, 1, 2]), "items lists an item id more than once"),
+    (dict(items=[30]), r"items: item ids must be in \[0, 25\)"),
+    (dict(items=[1, 2], k=3), r"k must be between 1 and the number of items \(2\)"),
+    (dict(filter_items=[-3]), r"filter_items: item ids must be in \[0, 25\); got \[-3\]"),
+    (dict(filter_items=[[1, 2]]), "1-D sequence"),
+])
+def test_bad_candidates_and_filters_are_refused(fitted, data, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        fitted.recommend(data[:3], **{"k": 2, **kwargs})

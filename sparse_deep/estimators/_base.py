@@ -588,6 +588,21 @@ class SparseNetworkEstimator(BaseEstimator):
             runner.forward(b, training=False, stop_at_output=not activate_output)
             yield start, start + b, runner
 
+    def _output_scores(self, X_in, model=None, activate_output=False):
+        """Output scores of every row (pre-activation unless ``activate_output``),
+        in row chunks.
+
+        Yields ``(start, stop, z)`` with ``z`` a host array (stop - start, n_outputs).
+        """
+        model = self.model_ if model is None else model
+        out = model.output.index
+        for start, stop, runner in self._forward_chunks(X_in, activate_output=activate_output,
+                                                        model=model):
+            z = np.array(runner.backend.to_host(runner.out[out][: stop - start]))
+            if model.shards is not None:  # each rank holds a slice of the outputs: join them
+                z = np.hstack(runner.comm.allgather_objects(z))
+            yield start, stop, z
+
     def _placement(self, model):
         """The placement of a fitted ``model``: sharded over the ranks it was fitted on."""
         comm = self._communicator() if model.shards is not None else None

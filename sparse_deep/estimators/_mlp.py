@@ -284,21 +284,6 @@ class SparseMLPBase(SparseNetworkEstimator):
         self.best_loss_ = loss if previous is None else min(previous, loss)
         return self
 
-    # -- inference ------------------------------------------------------------
-    def _output_scores(self, X_in, model=None):
-        """Pre-activation output scores of every row, in row chunks.
-
-        Yields ``(start, stop, z)`` with ``z`` a host array (stop - start, n_outputs).
-        """
-        model = self.model_ if model is None else model
-        out = model.output.index
-        for start, stop, runner in self._forward_chunks(X_in, activate_output=False,
-                                                        model=model):
-            z = np.array(runner.backend.to_host(runner.out[out][: stop - start]))
-            if model.shards is not None:  # each rank holds a slice of the outputs: join them
-                z = np.hstack(runner.comm.allgather_objects(z))
-            yield start, stop, z
-
 
 def _take_rows(y, rows):
     return y[rows] if not sp.issparse(y) else sp.csr_matrix(y)[rows]

@@ -507,15 +507,18 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
         X = self._check_X(X)
         return self._layer_outputs(self._inputs(X), self.model_.output.index)
 
-    def recommend(self, X, k=10, exclude_seen=True, return_scores=False, exclude=None):
+    def recommend(self, X, k=10, exclude_seen=True, return_scores=False, exclude=None,
+                  items=None, filter_items=None):
         """Top-``k`` items for each row of ``X``, best first.
 
         Parameters
         ----------
-        X : sparse matrix of shape (n_rows, n_items)
-            Histories; rows need not have been seen in training.
+        X : sparse matrix of shape (n_rows, n_items), or 1-D array of item ids
+            Histories; rows need not have been seen in training. A 1-D array
+            is one user's history as item ids, and gives 1-D results.
         k : int, default=10
-            Any value from 1 to n_items.
+            Any value from 1 to n_items (to the number of candidates with
+            ``items``).
         exclude_seen : bool, default=True
             Never recommend an item the row already has. Rows with fewer than
             ``k`` candidate items are padded with id -1 (score -inf).
@@ -525,21 +528,58 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
             Items never to recommend to each row: its stored entries, whatever
             their values (a filter list, as DSSTNE's ``predict -f``). Applies
             in addition to ``exclude_seen``.
+        items : array-like of int, optional
+            The candidates: rank only these items (e.g. those in stock).
+        filter_items : array-like of int, optional
+            Items never to recommend to any row (combined with the above).
 
         Returns
         -------
-        ids : ndarray of shape (n_rows, k), int64
-        scores : ndarray of shape (n_rows, k), float32
+        ids : ndarray of shape (n_rows, k), int64; (k,) for a 1-D history
+        scores : ndarray of the same shape, float32
             Only if ``return_scores``.
         """
+        one_history = _is_id_list(X)
+        if one_history:
+            check_is_fitted(self, "model_")
+            X = _history_row(X, self.n_items_)
         X = self._check_X(X)
-        k = check_k(k, self.n_items_)
+        candidates = None if items is None else _unique_ids(items, self.n_items_, "items")
+        banned = None if filter_items is None else _unique_ids(filter_items, self.n_items_,
+                                                                "filter_items")
+        k = check_k(k, self.n_items_ if candidates is None else candidates.size)
         if exclude_seen:
             check_width(X, self.n_items_, "X", "output items (exclude_seen needs the histories "
                         "to be in the output item space)")
         excluded = self._exclusions(X if exclude_seen else None, exclude, X.shape[0])
-        ids, scores = self._top_k(self._inputs(X), k, excluded, return_scores=True)
+        if banned is not None:
+            excluded = _exclusion_pattern(([] if excluded is None else [excluded])
+                                          + [_same_items_each_row(banned, X.shape[0],
+                                                                  self.n_items_)])
+        if candidates is None:
+            ids, scores = self._top_k(self._inputs(X), k, excluded, return_scores=True)
+        else:
+            ids, scores = self._top_k_among(self._inputs(X), k, excluded, candidates)
+        if one_history:
+            ids, scores = ids[0], scores[0]
         return (ids, scores) if return_scores else ids
+
+    def _top_k_among(self, X_in, k, excluded, candidates):
+        """:meth:`_top_k` restricted to the item ids ``candidates`` (sorted,
+        unique): their scores, gathered per row chunk, ranked on the host."""
+        ids = np.empty((X_in.shape[0], k), dtype=np.int64)
+        scores = np.empty((X_in.shape[0], k), dtype=np.float32)
+        for start, stop, z in self._output_scores(X_in, activate_output=True):
+            block = np.array(z[:, candidates], dtype=np.float32)
+            if excluded is not None:
+                rows = excluded[start:stop].tocoo()
+                where = np.searchsorted(candidates, rows.col)
+                hit = (where < candidates.size) & (candidates[np.minimum(
+                    where, candidates.size - 1)] == rows.col)
+                block[rows.row[hit], where[hit]] = -np.inf
+            top, scores[start:stop] = _host_top_k(block, k)
+            ids[start:stop] = np.where(np.isneginf(scores[start:stop]), -1, candidates[top])
+        return ids, scores
 
     def _top_k(self, X_in, k, excluded, model=None, return_scores=False):
         """The top-``k`` items of each row of the network inputs ``X_in``
@@ -710,6 +750,41 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
         return float(recall_at_k(Y, recommended))
 
 
+def _is_id_list(X):
+    """Whether ``X`` is one history given as a 1-D sequence of item ids."""
+    return not sp.issparse(X) and np.ndim(X) == 1
+
+
+def _history_row(ids, n_items):
+    """One history (1-D item ids) as a one-row interaction matrix."""
+    ids = _unique_ids(ids, n_items, "the history", allow_empty=True)
+    return sp.csr_matrix((np.ones(ids.size, np.float32), ids, [0, ids.size]),
+                         shape=(1, n_items))
+
+
+def _unique_ids(ids, n_items, what, allow_empty=False):
+    """``ids`` as a sorted int64 array of distinct item ids in [0, n_items)."""
+    array = np.asarray(ids)
+    if array.ndim != 1 or (array.size == 0 and not allow_empty) or (
+            array.size and array.dtype.kind not in "iu"):
+        raise ValueError(f"{what} must be a 1-D sequence of item ids (integers); got {ids!r}")
+    array = array.astype(np.int64)
+    bad = array[(array < 0) | (array >= n_items)]
+    if bad.size:
+        raise ValueError(f"{what}: item ids must be in [0, {n_items}); got {bad[:5].tolist()}")
+    unique = np.unique(array)
+    if unique.size != array.size:
+        raise ValueError(f"{what} lists an item id more than once")
+    return unique
+
+
+def _same_items_each_row(ids, n_rows, n_items):
+    """A CSR matrix whose every row stores the sorted item ids ``ids``."""
+    return sp.csr_matrix((np.ones(n_rows * ids.size, np.float32), np.tile(ids, n_rows),
+                          np.arange(n_rows + 1, dtype=np.int64) * ids.size),
+                         shape=(n_rows, n_items))
+
+
 # Similarity scores computed at a time, at most: (queries in a block) x candidates.
 SIMILARITY_BLOCK = 1 << 24
 
@@ -748,11 +823,17 @@ def _cosine_top_k(queries, candidates, k, own):
         stop = min(start + block, n)
         sims = queries[start:stop] @ candidates.T
         sims[np.arange(stop - start), own[start:stop]] = -np.inf
-        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        order = np.argsort(-np.take_along_axis(sims, top, axis=1), axis=1, kind="stable")
-        ids[start:stop] = np.take_along_axis(top, order, axis=1)
-        scores[start:stop] = np.take_along_axis(sims, ids[start:stop], axis=1)
+        ids[start:stop], scores[start:stop] = _host_top_k(sims, k)
     return ids, scores
+
+
+def _host_top_k(block, k):
+    """Column numbers and values of each row's ``k`` largest values of a host
+    array, largest first (ties: the lower column first)."""
+    top = np.argpartition(-block, k - 1, axis=1)[:, :k]
+    order = np.lexsort((top, -np.take_along_axis(block, top, axis=1)), axis=1)
+    top = np.take_along_axis(top, order, axis=1)
+    return top, np.take_along_axis(block, top, axis=1)
 
 
 def _exclusion_pattern(matrices):

@@ -97,11 +97,12 @@ def main():
     embedding = model.transform(X[:10])
     similar_items = model.similar_items(np.arange(12), k=5)  # vectors joined over ranks
     similar_users = model.similar_users(X[:20], k=3)
+    among = model.recommend(X[:40], k=5, items=np.arange(0, 61, 2), filter_items=[4, 30])
     if comm.rank == 0:
         arrays = {f"w{i}": w for i, w in enumerate(whole.weights)}
         arrays.update({f"b{t}": b for t, b in whole.biases.items()})
         np.savez(args.out, ids=ids, scores=scores, proba=proba, embedding=embedding,
-                 similar_items=similar_items, similar_users=similar_users,
+                 similar_items=similar_items, similar_users=similar_users, among=among,
                  loss=np.array(model.loss_curve_), ranks=model.n_ranks_, seconds=seconds,
                  local_weight_bytes=sum(w.nbytes for w in model.model_.weights), **arrays)
     return 0
