@@ -22,6 +22,9 @@ __all__ = [
     "recall_at_k",
     "ndcg_at_k",
     "map_at_k",
+    "mrr_at_k",
+    "hit_rate_at_k",
+    "evaluate",
     "make_recommendation_scorer",
 ]
 
@@ -261,8 +264,27 @@ def map_at_k(y_true, recommended, k=None, average=True):
     return _finish(per_user, n_true, average)
 
 
+@_document
+def mrr_at_k(y_true, recommended, k=None, average=True):
+    """Mean reciprocal rank at k: 1 / the rank of the first relevant item in
+    the top k, 0 when there is none.
+    """
+    hits, n_true = _hits_and_counts(y_true, recommended, k)
+    first = np.argmax(hits, axis=1)
+    per_user = np.where(hits.any(axis=1), 1.0 / (first + 1), 0.0)
+    return _finish(per_user, n_true, average)
+
+
+@_document
+def hit_rate_at_k(y_true, recommended, k=None, average=True):
+    """Hit rate at k: 1 when at least one relevant item is in the top k, else 0.
+    """
+    hits, n_true = _hits_and_counts(y_true, recommended, k)
+    return _finish(hits.any(axis=1).astype(np.float64), n_true, average)
+
+
 # ---------------------------------------------------------------------------
-# Scorer for model selection
+# Scorer for model selection, and a one-call evaluation
 # ---------------------------------------------------------------------------
 
 _METRICS = {
@@ -270,7 +292,80 @@ _METRICS = {
     "recall": recall_at_k,
     "ndcg": ndcg_at_k,
     "map": map_at_k,
+    "mrr": mrr_at_k,
+    "hit_rate": hit_rate_at_k,
 }
+
+EVALUATION_PROTOCOL = (
+    "users with at least one test item; every item ranked, the user's training items "
+    "excluded; metrics averaged over those users; coverage: distinct items in the top-k "
+    "lists / all items; popularity: mean share of training users holding a recommended item"
+)
+
+
+def evaluate(model, train, test, k=(10, 20, 50), batch_size=4096):
+    """Every ranking metric of ``model`` on a test split, at several cut-offs.
+
+    For every user with at least one item in ``test``, ``model.recommend``
+    ranks all items given the user's ``train`` history, the training items
+    excluded, and the top ``max(k)`` are compared with the test items, in
+    batches of users (no users x items matrix is built).
+
+    Parameters
+    ----------
+    model : fitted recommender
+        Anything with ``recommend(X, k=..., exclude_seen=True)``.
+    train, test : sparse matrix of shape (n_users, n_items)
+        The histories and the held-out items, row for row.
+    k : int or sequence of int, default=(10, 20, 50)
+        Cut-offs, each at most n_items.
+    batch_size : int, default=4096
+        Users recommended for at a time.
+
+    Returns
+    -------
+    dict
+        ``{k: {"precision", "recall", "ndcg", "map", "mrr", "hit_rate",
+        "coverage", "popularity"}}`` for each cut-off, plus ``"n_users"`` (the
+        users scored) and ``"protocol"`` (how, in words).
+    """
+    truth, history = _check_y_true(test), sp.csr_matrix(train)
+    if history.shape != truth.shape:
+        raise ValueError(f"train and test must have the same shape; got {history.shape} and "
+                         f"{truth.shape}")
+    cutoffs = sorted({int(c) for c in np.atleast_1d(k)})
+    n_users, n_items = truth.shape
+    if not cutoffs or cutoffs[0] < 1 or cutoffs[-1] > n_items:
+        raise ValueError(f"k must hold cut-offs between 1 and the number of items ({n_items}); "
+                         f"got {k!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) \
+            or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
+    users = np.flatnonzero(np.diff(truth.indptr))
+    if users.size == 0:
+        raise ValueError("test has no item for any user; nothing to evaluate")
+    popularity = np.diff(history.tocsc().indptr) / n_users
+    sums = {c: dict.fromkeys(_METRICS, 0.0) for c in cutoffs}
+    seen = {c: np.zeros(n_items, dtype=bool) for c in cutoffs}
+    shown = {c: [0.0, 0] for c in cutoffs}  # popularity sum, items shown
+    for start in range(0, users.size, int(batch_size)):
+        batch = users[start:start + int(batch_size)]
+        ids = np.asarray(model.recommend(history[batch], k=cutoffs[-1], exclude_seen=True))
+        for c in cutoffs:
+            for name, metric in _METRICS.items():
+                sums[c][name] += float(np.sum(metric(truth[batch], ids, k=c, average=False)))
+            top = ids[:, :c][ids[:, :c] >= 0]
+            seen[c][top] = True
+            shown[c][0] += float(popularity[top].sum())
+            shown[c][1] += top.size
+    report = {c: {name: total / users.size for name, total in sums[c].items()}
+              for c in cutoffs}
+    for c in cutoffs:
+        report[c]["coverage"] = float(seen[c].mean())
+        report[c]["popularity"] = shown[c][0] / max(shown[c][1], 1)
+    report["n_users"] = int(users.size)
+    report["protocol"] = EVALUATION_PROTOCOL
+    return report
 
 
 class _RecommendationScorer:
@@ -304,7 +399,7 @@ def make_recommendation_scorer(metric="recall", k=20):
 
     Parameters
     ----------
-    metric : {"precision", "recall", "ndcg", "map"}, default="recall"
+    metric : {"precision", "recall", "ndcg", "map", "mrr", "hit_rate"}, default="recall"
         Which ranking metric to compute.
     k : int, default=20
         Length of the recommendation list and cut-off of the metric. The

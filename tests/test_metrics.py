@@ -353,3 +353,56 @@ def test_scorer_works_in_grid_search():
         cv=3,
     ).fit(X, y)
     assert search.best_params_ == {"reverse": False}
+
+
+# -- MRR, hit rate and the one-call evaluation -------------------------------------------
+def test_mrr_and_hit_rate_against_hand_counts():
+    from sparse_deep.metrics import hit_rate_at_k, mrr_at_k
+
+    y = sp.csr_matrix(np.array([[0, 1, 0, 1], [1, 0, 0, 0], [0, 0, 1, 0]]))
+    rec = np.array([[3, 1, 0], [2, 3, 0], [0, 1, 3]])
+    assert mrr_at_k(y, rec, average=False).tolist() == [1.0, 1 / 3, 0.0]
+    assert hit_rate_at_k(y, rec, k=2, average=False).tolist() == [1.0, 0.0, 0.0]
+    assert mrr_at_k(y, rec, k=2) == pytest.approx(1 / 3)
+
+
+def test_evaluate_matches_the_metrics_on_all_users_at_once():
+    from sparse_deep import SparseAutoencoderRecommender
+    from sparse_deep.datasets import per_user_split
+    from sparse_deep.metrics import evaluate, hit_rate_at_k, map_at_k, mrr_at_k
+
+    rng = np.random.default_rng(0)
+    X = sp.random(80, 30, density=0.25, format="csr", dtype=np.float32, random_state=rng)
+    X.data[:] = 1
+    train, test = per_user_split(X, 0.3, random_state=0)
+    model = SparseAutoencoderRecommender(hidden_layer_sizes=(8,), epochs=3,
+                                         random_state=0).fit(train)
+    report = evaluate(model, train, test, k=(5, 10), batch_size=7)
+    users = np.flatnonzero(np.diff(test.indptr))
+    ids = model.recommend(train[users], k=10)
+    truth = test[users]
+    popularity = np.asarray((train > 0).sum(axis=0)).ravel() / train.shape[0]
+    assert report["n_users"] == users.size and "excluded" in report["protocol"]
+    for c in (5, 10):
+        expected = {"precision": precision_at_k, "recall": recall_at_k, "ndcg": ndcg_at_k,
+                    "map": map_at_k, "mrr": mrr_at_k, "hit_rate": hit_rate_at_k}
+        for name, metric in expected.items():
+            assert report[c][name] == pytest.approx(metric(truth, ids, k=c)), name
+        top = ids[:, :c][ids[:, :c] >= 0]
+        assert report[c]["coverage"] == pytest.approx(np.unique(top).size / 30)
+        assert report[c]["popularity"] == pytest.approx(popularity[top].mean())
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(k=0), "cut-offs between 1 and the number of items"),
+    (dict(k=(10, 31)), "cut-offs between 1 and the number of items"),
+    (dict(k=5, batch_size=0), "batch_size must be a positive integer"),
+])
+def test_evaluate_refuses_bad_arguments(kwargs, match):
+    from sparse_deep.metrics import evaluate
+
+    X = sp.csr_matrix(np.eye(5, 30, dtype=np.float32))
+    with pytest.raises(ValueError, match=match):
+        evaluate(None, X, X, **kwargs)
+    with pytest.raises(ValueError, match="same shape"):
+        evaluate(None, X, X[:4])
