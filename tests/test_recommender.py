@@ -611,3 +611,23 @@ def test_one_history_as_item_ids_gives_one_row_of_results(fitted, data):
 def test_bad_candidates_and_filters_are_refused(fitted, data, kwargs, match):
     with pytest.raises(ValueError, match=match):
         fitted.recommend(data[:3], **{"k": 2, **kwargs})
+
+
+def test_transform_names_its_columns(fitted, data):
+    names = fitted.get_feature_names_out()
+    assert names.tolist() == [f"sparseautoencoderrecommender{i}" for i in range(16)]
+    assert clone_fitted(fitted).set_output(transform="default").transform(data).shape == (
+        data.shape[0], 16)
+
+
+def test_transform_output_can_be_a_dataframe(fitted, data):
+    names = fitted.get_feature_names_out()
+    pandas = pytest.importorskip("pandas")
+    frame = clone_fitted(fitted).set_output(transform="pandas").transform(data[:4])
+    assert isinstance(frame, pandas.DataFrame) and list(frame.columns) == names.tolist()
+
+
+def clone_fitted(est):
+    import copy
+
+    return copy.deepcopy(est)

@@ -4,7 +4,7 @@ import numbers
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import TransformerMixin
+from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._validation import as_interactions, check_k, check_width, l2_normalize_rows
@@ -43,7 +43,8 @@ _NATURAL_OUTPUT = {"SampledSoftmax": "SoftMax", "CosineContrastive": "Linear", "
                    "DataScaledMarginalCrossEntropy": "Sigmoid"}
 
 
-class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
+class SparseAutoencoderRecommender(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
+                                   SparseNetworkEstimator):
     """Autoencoder recommender for sparse user x item interaction matrices.
 
     Each user's history (a sparse row) goes in, a score for every item comes
@@ -723,14 +724,25 @@ class SparseAutoencoderRecommender(TransformerMixin, SparseNetworkEstimator):
     def transform(self, X):
         """The hidden embedding of each row: the narrowest hidden layer's activations.
 
+        Its columns are named by :meth:`get_feature_names_out`, so
+        ``set_output(transform="pandas")`` gives a DataFrame.
+
         Returns
         -------
         ndarray of shape (n_rows, n_units)
         """
         X = self._check_X(X)
+        return self._layer_outputs(self._inputs(X), self._embedding_layer().index)
+
+    def _embedding_layer(self):
         hidden = [p for p in self.model_.layers if p.kind == "Hidden"]
-        layer = min(hidden, key=lambda p: p.n)
-        return self._layer_outputs(self._inputs(X), layer.index)
+        return min(hidden, key=lambda p: p.n)
+
+    @property
+    def _n_features_out(self):
+        """Columns of :meth:`transform` (for ``get_feature_names_out``)."""
+        check_is_fitted(self, "model_")
+        return self._embedding_layer().n
 
     def score(self, X, y):
         """Mean recall@k of ``y``'s items among the top-``k`` recommendations for ``X``.
