@@ -371,31 +371,36 @@ def evaluate(model, train, test, k=(10, 20, 50), batch_size=4096):
 class _RecommendationScorer:
     """Callable ``scorer(estimator, X, y)`` built by make_recommendation_scorer."""
 
-    def __init__(self, metric, k):
-        self.metric = metric
-        self.k = k
+    def __init__(self, metric, k, holdout, random_state):
+        self.metric, self.k = metric, k
+        self.holdout, self.random_state = holdout, random_state
 
-    def __call__(self, estimator, X, y):
-        if y is None:
-            raise ValueError(
-                "The recommendation scorer needs the held-out interactions as "
-                "y (same rows as X); got y=None. Pass y to fit/GridSearchCV."
-            )
+    def __call__(self, estimator, X, y=None):
+        if y is None:  # the fold's own users: hold out part of each one's items
+            from .datasets import per_user_split
+
+            X, y = per_user_split(X, self.holdout, random_state=self.random_state)
         ids = estimator.recommend(X, k=self.k, exclude_seen=True)
         return _METRICS[self.metric](y, ids, k=self.k)
 
     def __repr__(self):
-        return f"make_recommendation_scorer(metric={self.metric!r}, k={self.k})"
+        return (f"make_recommendation_scorer(metric={self.metric!r}, k={self.k}, "
+                f"holdout={self.holdout}, random_state={self.random_state})")
 
 
-def make_recommendation_scorer(metric="recall", k=20):
+def make_recommendation_scorer(metric="recall", k=20, holdout=0.2, random_state=0):
     """Build a scorer for ``GridSearchCV`` and ``cross_validate``.
 
     The scorer calls ``estimator.recommend(X, k=k, exclude_seen=True)`` and
-    returns the chosen metric at ``k`` between ``y`` (the held-out
-    interactions of the same users, one row per row of ``X``) and those ids,
-    averaged over users with at least one held-out item. Higher is better for
-    every metric, so no sign flip is needed.
+    returns the chosen metric at ``k`` between the held-out interactions and
+    those ids, averaged over users with at least one held-out item. Higher is
+    better for every metric, so no sign flip is needed.
+
+    Without ``y`` (``GridSearchCV(...).fit(train)``), each fold's users are
+    users the fold's model was not fitted on: the scorer holds out ``holdout``
+    of each one's interactions (``per_user_split``, seeded), gives the rest as
+    the history and scores the held-out items. With ``y``, ``y`` holds the
+    held-out interactions of the users of ``X``, row for row.
 
     Parameters
     ----------
@@ -404,6 +409,12 @@ def make_recommendation_scorer(metric="recall", k=20):
     k : int, default=20
         Length of the recommendation list and cut-off of the metric. The
         estimator must return ``k`` columns (padded with ``-1`` if needed).
+    holdout : float, default=0.2
+        Without ``y``: the share of each scored user's interactions held out,
+        in (0, 1). Users with one interaction keep it and are not scored.
+    random_state : int, default=0
+        Without ``y``: the seed of the held-out choice (the same for every
+        candidate, so that they are compared on the same items).
 
     Returns
     -------
@@ -422,4 +433,8 @@ def make_recommendation_scorer(metric="recall", k=20):
         )
     if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
         raise ValueError(f"k must be a positive integer; got {k!r}.")
-    return _RecommendationScorer(metric, int(k))
+    if isinstance(holdout, bool) or not isinstance(holdout, numbers.Real) \
+            or not 0 < holdout < 1:
+        raise ValueError(f"holdout must be a share of each user's items in (0, 1); "
+                         f"got {holdout!r}.")
+    return _RecommendationScorer(metric, int(k), float(holdout), random_state)

@@ -286,23 +286,42 @@ def test_scorer_matches_metric(name, metric):
 
 
 def test_scorer_repr_and_defaults():
-    assert repr(make_recommendation_scorer()) == "make_recommendation_scorer(metric='recall', k=20)"
-    assert repr(make_recommendation_scorer("ndcg", k=5)) == (
-        "make_recommendation_scorer(metric='ndcg', k=5)"
+    assert repr(make_recommendation_scorer()) == (
+        "make_recommendation_scorer(metric='recall', k=20, holdout=0.2, random_state=0)")
+    assert repr(make_recommendation_scorer("ndcg", k=5, holdout=0.5, random_state=3)) == (
+        "make_recommendation_scorer(metric='ndcg', k=5, holdout=0.5, random_state=3)"
     )
 
 
-def test_scorer_rejects_unknown_metric_and_bad_k():
+def test_scorer_rejects_unknown_metric_and_bad_arguments():
     with pytest.raises(ValueError, match="'precision', 'recall', 'ndcg', 'map'"):
         make_recommendation_scorer("auc")
     with pytest.raises(ValueError, match="positive integer"):
         make_recommendation_scorer("recall", k=0)
+    for holdout in (0, 1, 1.5, True):
+        with pytest.raises(ValueError, match=r"holdout must be a share .* in \(0, 1\)"):
+            make_recommendation_scorer(holdout=holdout)
 
 
-def test_scorer_needs_y():
-    scorer = make_recommendation_scorer(k=2)
-    with pytest.raises(ValueError, match="held-out interactions"):
-        scorer(FakeRecommender(HAND_REC), sp.csr_matrix((3, 5)), None)
+def test_scorer_without_y_holds_out_part_of_each_users_items():
+    """Scored on items the model was not given: the seeded per-user split."""
+    from sparse_deep.datasets import per_user_split
+
+    rng = np.random.default_rng(0)
+    X = sp.random(40, 12, density=0.4, format="csr", random_state=rng)
+    X.data[:] = 1
+    given = []
+
+    class Recorder(FakeRecommender):
+        def recommend(self, X, k, exclude_seen):
+            given.append(X.copy())
+            return np.tile(np.arange(k), (X.shape[0], 1))
+
+    score = make_recommendation_scorer("recall", k=3, holdout=0.25, random_state=7)(
+        Recorder(HAND_REC), X)
+    history, held = per_user_split(X, 0.25, random_state=7)
+    assert (given[0] != history).nnz == 0
+    assert score == pytest.approx(recall_at_k(held, np.tile(np.arange(3), (40, 1))))
 
 
 def test_runs_on_100k_users():

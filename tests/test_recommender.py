@@ -631,3 +631,17 @@ def clone_fitted(est):
     import copy
 
     return copy.deepcopy(est)
+
+
+def test_grid_search_without_y_scores_held_out_items_of_unseen_users(data):
+    from sklearn.model_selection import GridSearchCV, KFold
+
+    grid = GridSearchCV(small(), {"learning_rate": [3e-3, 1e-2]},
+                        scoring=make_recommendation_scorer("ndcg", k=5),
+                        cv=KFold(3, shuffle=True, random_state=0))
+    grid.fit(data)
+    assert np.all(np.isfinite(grid.cv_results_["mean_test_score"]))
+    # The refit is a plain fit of the chosen parameters on the data, nothing else.
+    plain = small(**grid.best_params_).fit(data)
+    for a, b in zip(grid.best_estimator_.model_.weights, plain.model_.weights):
+        np.testing.assert_array_equal(a, b)
