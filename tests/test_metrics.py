@@ -425,3 +425,17 @@ def test_evaluate_refuses_bad_arguments(kwargs, match):
         evaluate(None, X, X, **kwargs)
     with pytest.raises(ValueError, match="same shape"):
         evaluate(None, X, X[:4])
+
+
+def test_ndcg_agrees_with_scikit_learn_where_both_apply():
+    """No exclusions, binary gains, no tied scores: the same definition."""
+    from sklearn.metrics import ndcg_score
+
+    rng = np.random.default_rng(1)
+    truth = (rng.random((50, 40)) < 0.15).astype(np.float64)
+    truth[truth.sum(axis=1) == 0, 0] = 1  # every user has a relevant item
+    scores = rng.random((50, 40))
+    for k in (5, 10, 40):
+        ids = np.argsort(-scores, axis=1)[:, :k]
+        assert ndcg_at_k(sp.csr_matrix(truth), ids, k=k) == pytest.approx(
+            ndcg_score(truth, scores, k=k))
