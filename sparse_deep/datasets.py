@@ -5,6 +5,7 @@ data folder that holds ``lastfm/``, ``ml-100k/``, ``yelp2018/``, ``bibtex/``
 and ``a9a/``; see :func:`load_lastfm` for how that folder is found.
 """
 
+import numbers
 import os
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from sklearn.utils import check_random_state
 
 __all__ = [
     "per_user_split",
+    "last_items_split",
     "load_a9a",
     "load_bibtex",
     "load_lastfm",
@@ -78,6 +80,50 @@ def per_user_split(X, test_fraction=0.2, random_state=None):
     order = np.lexsort((rng.random_sample(X.nnz), rows))
     rank_in_row = np.empty(X.nnz, dtype=np.int64)
     rank_in_row[order] = np.arange(X.nnz) - X.indptr[rows[order]]
+    in_test = rank_in_row < n_test[rows]
+    return _select(X, rows, ~in_test), _select(X, rows, in_test)
+
+
+def last_items_split(X, order, n_last=1):
+    """Hold out each user's last ``n_last`` interactions (a chronological split).
+
+    Parameters
+    ----------
+    X : sparse matrix of shape (n_users, n_items)
+        Interactions.
+    order : sparse matrix of the same shape and pattern
+        When each interaction happened (e.g. timestamps; larger is later).
+        Ties keep the item order.
+    n_last : int, default=1
+        Interactions held out per user. A user with at most ``n_last``
+        interactions keeps them all in training (the rule of
+        :func:`per_user_split`: every user keeps at least one).
+
+    Returns
+    -------
+    train, test : csr_matrix of shape (n_users, n_items)
+        Disjoint matrices whose sum is ``X``.
+    """
+    if isinstance(n_last, bool) or not isinstance(n_last, numbers.Integral) or n_last < 1:
+        raise ValueError(f"n_last must be a positive integer; got {n_last!r}")
+    X = sp.csr_matrix(X, copy=True)
+    X.sum_duplicates()
+    X.eliminate_zeros()
+    when = sp.csr_matrix(order, copy=True)
+    if when.shape != X.shape:
+        raise ValueError(f"order must have the shape of X, {X.shape}; got {when.shape}")
+    when.sum_duplicates()
+    when.sort_indices()
+    if not (np.array_equal(when.indptr, X.indptr) and np.array_equal(when.indices, X.indices)):
+        raise ValueError("order must hold one value per interaction of X (the same "
+                         "non-zero pattern), e.g. its timestamps")
+    counts = np.diff(X.indptr)
+    rows = np.repeat(np.arange(X.shape[0]), counts)
+    # Latest first within each row; a stable sort keeps tied items in item order.
+    latest = np.lexsort((-when.data.astype(np.float64), rows))
+    rank_in_row = np.empty(X.nnz, dtype=np.int64)
+    rank_in_row[latest] = np.arange(X.nnz) - X.indptr[rows[latest]]
+    n_test = np.where(counts > n_last, n_last, 0)
     in_test = rank_in_row < n_test[rows]
     return _select(X, rows, ~in_test), _select(X, rows, in_test)
 

@@ -318,3 +318,20 @@ def test_load_a9a(tmp_path):
     write(tmp_path / "a9a" / "a9a.test.svm", "1 2:x\n")
     with pytest.raises(ValueError, match=r"a9a\.test\.svm: not a valid svmlight file"):
         load_a9a(tmp_path)
+
+
+def test_last_items_split_holds_out_each_users_latest():
+    from sparse_deep.datasets import last_items_split
+
+    X = sp.csr_matrix(np.array([[1, 1, 1, 0], [0, 2, 0, 1], [1, 0, 0, 0]], dtype=np.float32))
+    when = sp.csr_matrix(np.array([[30, 10, 20, 0], [0, 5, 0, 7], [4, 0, 0, 0]],
+                                  dtype=np.float64))
+    train, test = last_items_split(X, when, n_last=1)
+    assert test.toarray().tolist() == [[1, 0, 0, 0], [0, 0, 0, 1], [0, 0, 0, 0]]
+    assert (train + test != X).nnz == 0
+    train2, test2 = last_items_split(X, when, n_last=2)
+    assert test2.toarray().tolist() == [[1, 0, 1, 0], [0, 0, 0, 0], [0, 0, 0, 0]]
+    with pytest.raises(ValueError, match="same non-zero pattern"):
+        last_items_split(X, when[:, ::-1], n_last=1)
+    with pytest.raises(ValueError, match="n_last must be a positive integer"):
+        last_items_split(X, when, n_last=0)
