@@ -377,13 +377,19 @@ class _RecommendationScorer:
 
     def __call__(self, estimator, X, y=None):
         if y is None:  # the fold's own users: hold out part of each one's items
-            from .datasets import per_user_split
+            if hasattr(self.holdout, "hold_out"):
+                X, y = self.holdout.hold_out(X)
+            else:
+                from .datasets import per_user_split
 
-            X, y = per_user_split(X, self.holdout, random_state=self.random_state)
+                X, y = per_user_split(X, self.holdout, random_state=self.random_state)
         ids = estimator.recommend(X, k=self.k, exclude_seen=True)
         return _METRICS[self.metric](y, ids, k=self.k)
 
     def __repr__(self):
+        if hasattr(self.holdout, "hold_out"):
+            return (f"make_recommendation_scorer(metric={self.metric!r}, k={self.k}, "
+                    f"holdout={self.holdout!r})")
         return (f"make_recommendation_scorer(metric={self.metric!r}, k={self.k}, "
                 f"holdout={self.holdout}, random_state={self.random_state})")
 
@@ -409,9 +415,11 @@ def make_recommendation_scorer(metric="recall", k=20, holdout=0.2, random_state=
     k : int, default=20
         Length of the recommendation list and cut-off of the metric. The
         estimator must return ``k`` columns (padded with ``-1`` if needed).
-    holdout : float, default=0.2
+    holdout : float or UserHoldoutSplit, default=0.2
         Without ``y``: the share of each scored user's interactions held out,
-        in (0, 1). Users with one interaction keep it and are not scored.
+        in (0, 1). Users with one interaction keep it and are not scored. A
+        :class:`sparse_deep.model_selection.UserHoldoutSplit` applies its own
+        rule instead (its ``scorer`` method passes itself here).
     random_state : int, default=0
         Without ``y``: the seed of the held-out choice (the same for every
         candidate, so that they are compared on the same items).
@@ -433,6 +441,8 @@ def make_recommendation_scorer(metric="recall", k=20, holdout=0.2, random_state=
         )
     if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
         raise ValueError(f"k must be a positive integer; got {k!r}.")
+    if hasattr(holdout, "hold_out"):
+        return _RecommendationScorer(metric, int(k), holdout, random_state)
     if isinstance(holdout, bool) or not isinstance(holdout, numbers.Real) \
             or not 0 < holdout < 1:
         raise ValueError(f"holdout must be a share of each user's items in (0, 1); "
