@@ -90,7 +90,8 @@ NETWORKS = {
                                "learning_rate_decay": 0.0, "sparse_input_update": False}),
     "movielens": dict(hidden=128, activation="sigmoid", output="sigmoid", normalize=False,
                       denoise=0.2, shuffle=False, penalty=(0.5, 2.0),
-                      estimator={"network": MOVIELENS_CONFIG, "normalize_input": False}),
+                      estimator={"network": MOVIELENS_CONFIG, "normalize_input": False,
+                                 "learning_rate_decay": 0.0, "sparse_input_update": False}),
 }
 
 
@@ -235,10 +236,6 @@ class OursAutoencoder:
 def worker(framework, dataset, network, data_dir, device, conn):
     """Own one model in its own process; run what the parent asks, reply with results."""
     if framework == "pytorch":
-        # Importing sparse_deep set OMP_WAIT_POLICY and GOMP_SPINCOUNT for
-        # numba; torch, imported after these lines, gets its OpenMP defaults.
-        os.environ.pop("OMP_WAIT_POLICY", None)
-        os.environ.pop("GOMP_SPINCOUNT", None)
         global torch
         import torch
     train, test = load(dataset, data_dir)

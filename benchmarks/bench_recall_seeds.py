@@ -13,7 +13,6 @@ Usage
 """
 
 import argparse
-import os
 import statistics
 import sys
 from pathlib import Path
@@ -77,7 +76,6 @@ def main(argv=None):
         train, test = data[d]
         results[d, n]["sparse_deep"] = [ours(epoch_bench.NETWORKS[n], train.astype(np.float32),
                                              test, s) for s in args.seeds]
-    os.environ.pop("OMP_WAIT_POLICY", None)
     import torch
 
     epoch_bench.torch = torch

@@ -112,10 +112,11 @@ Yelp2018 takes about an hour or more:
 
 Threads: every model may use every core: implicit with single-threaded BLAS
 around its fit, as it asks; PyTorch with torch.set_num_threads(os.cpu_count());
-EASE through OpenBLAS's threads. sparse_deep is imported before torch, so
-torch's OpenMP runtime starts with the OMP_WAIT_POLICY / GOMP_SPINCOUNT that
-sparse_deep sets at import (threads spin about 0.3 ms, then sleep) and does
-not hold the cores after its fit.
+EASE through OpenBLAS's threads. Every model shares this process, so the
+script sets OMP_WAIT_POLICY=PASSIVE and GOMP_SPINCOUNT=10000 (unless set)
+before anything starts OpenMP: torch's runtime then sleeps about 0.3 ms after
+its work, as numba's does, instead of holding the cores into the next model's
+fit.
 
 Usage
 -----
@@ -137,8 +138,11 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-import numpy as np
-import scipy.sparse as sp
+for _name, _value in (("OMP_WAIT_POLICY", "PASSIVE"), ("GOMP_SPINCOUNT", "10000")):
+    os.environ.setdefault(_name, _value)  # before any OpenMP runtime starts; see above
+
+import numpy as np  # noqa: E402
+import scipy.sparse as sp  # noqa: E402
 
 # Benchmark the working tree even when the package is not installed.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

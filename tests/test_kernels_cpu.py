@@ -1218,34 +1218,38 @@ def _run_python(code, **env):
     import subprocess
     import sys
 
-    environment = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    environment = {k: v for k, v in os.environ.items()
+                   if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     environment.update(env)
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=environment, check=True).stdout.split()
 
 
-def test_openblas_workers_are_told_to_sleep_unless_the_user_chose():
-    """Importing sparse_deep after scikit-learn (whose scipy.linalg already
-    started OpenBLAS) restarts OpenBLAS's threads with the short timeout;
-    GEMMs still give the right answer after the restart."""
+def test_import_leaves_the_environment_and_thread_settings_as_they_were():
+    """``import sparse_deep`` changes no environment variable and no loaded
+    library's thread count; the first backend starts numba's threads under
+    the engine's OpenMP settings and puts the environment back."""
     code = (
-        "import sklearn, os, numpy as np\n"
+        "import os, json, numpy, scipy.linalg, sklearn, threadpoolctl\n"
+        "def state():\n"
+        "    return dict(os.environ), sorted((i['filepath'], i['num_threads'])\n"
+        "                                    for i in threadpoolctl.threadpool_info())\n"
+        "before = state()\n"
         "import sparse_deep\n"
-        "from sparse_deep.backends.cpu.blas import gemm, sleep_idle_openblas_threads\n"
-        "a = np.arange(12.0, dtype=np.float32).reshape(3, 4); c = np.zeros((3, 3), np.float32)\n"
-        "gemm(a, a, c, trans_b=True)\n"
-        "print(os.environ['OPENBLAS_THREAD_TIMEOUT'], np.array_equal(c, a @ a.T),"
-        " len(sleep_idle_openblas_threads()))\n"
-        "timeout = os.environ.pop('OPENBLAS_THREAD_TIMEOUT')\n"
-        "restarted = sleep_idle_openblas_threads()\n"
-        "c[...] = 0; gemm(a, a, c, trans_b=True)\n"
-        "print(len(restarted) >= 1 or timeout != '4', np.array_equal(c, a @ a.T))\n"
+        "after_import = state()\n"
+        "print(json.dumps(before == after_import))\n"
+        "print(json.dumps([k for k in after_import[0] if before[0].get(k) != after_import[0][k]]))\n"
+        "from sparse_deep.backends import get_backend\n"
+        "get_backend('cpu')\n"
+        "import numba\n"
+        "print(json.dumps(dict(os.environ) == before[0]))\n"
+        "print(json.dumps(numba.threading_layer()))\n"
     )
-    # Once sparse_deep has set the timeout, a second call has nothing to do;
-    # unset again, every loaded OpenBLAS (numpy's, scipy's) is restarted.
-    assert _run_python(code) == ["4", "True", "0", "True", "True"]
-    # A timeout the user set is kept.
-    assert _run_python(code, OPENBLAS_THREAD_TIMEOUT="12")[:3] == ["12", "True", "0"]
+    assert _run_python(code) == ["true", "[]", "true", '"omp"']
+    # The user's own settings are kept, before and after the threads start.
+    code_user = code + "print(os.environ['GOMP_SPINCOUNT'], os.environ['OMP_WAIT_POLICY'])\n"
+    assert _run_python(code_user, GOMP_SPINCOUNT="7", OMP_WAIT_POLICY="ACTIVE")[-2:] == [
+        "7", "ACTIVE"]
 
 
 @pytest.mark.parametrize("name", OPTIMIZERS)

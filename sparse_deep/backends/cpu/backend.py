@@ -6,12 +6,16 @@ from ...engine.runner import CSRBlock
 from ..base import Backend
 from . import dense, optim, sampled, sparse, topk
 from .blas import gemm
+from .threads import start_thread_pool
 
 
 class CPUBackend(Backend):
     """Kernels compiled with ``numba.njit(parallel=True)``; dense products in BLAS."""
 
     name = "cpu"
+
+    def __init__(self):
+        start_thread_pool()
 
     def zeros(self, shape, dtype):
         return np.zeros(shape, dtype=dtype)

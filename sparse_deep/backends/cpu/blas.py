@@ -13,8 +13,8 @@ and far more after the process has idled (an ML-100K epoch: 21 ms back to
 back, 48 ms after a 0.1 s pause). So :func:`gemm` splits C into one block of
 rows or columns and numba's threads share the blocks out, each block one
 single-threaded BLAS call: every parallel region of a step is then numba's,
-and its workers may spin between them (``GOMP_SPINCOUNT``, set in
-``sparse_deep/__init__.py``).
+and its workers may spin between them (``GOMP_SPINCOUNT``, see
+``threads.py``).
 
 Which BLAS: the OpenBLAS that numpy's wheels bundle (64-bit integers, its
 CBLAS symbols named ``scipy_cblas_?gemm64_``) where it is loaded, else scipy's
@@ -28,9 +28,9 @@ computes an element at a block's edge with a different inner kernel than one
 inside a block, so a split that followed the threads would give a model that
 differs in the last bit from one machine to the next.
 
-OpenBLAS's worker threads spin for up to 2^28 cycles (about 0.1 s) after each
-threaded call. :func:`sleep_idle_openblas_threads` makes them sleep as soon as
-a call ends, for BLAS work the user's own code does between our kernels.
+Every loaded BLAS is held at one thread for the call and given back its own
+count afterwards, so OpenBLAS's own workers, which spin for up to 0.1 s after
+a threaded call, are never woken by ours.
 """
 
 import ctypes
@@ -46,7 +46,6 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 # OpenBLAS's shortest wait before an idle worker sleeps: 2^4 cycles.
-_THREAD_TIMEOUT = "4"
 
 # numba's C helper behind np.dot: calls scipy.linalg.cython_blas's ?gemm.
 # Declared by name, so the kernels that call it can be cached.
@@ -378,38 +377,6 @@ class _single_threaded_blas:
         for library, threads in self._restore:
             library.set_num_threads(threads)
         return False
-
-
-def sleep_idle_openblas_threads():
-    """Make every loaded OpenBLAS put its idle worker threads to sleep at once.
-
-    OpenBLAS reads ``OPENBLAS_THREAD_TIMEOUT`` when its threads start. Where the
-    library is already loaded (numpy loads one, scikit-learn's import of
-    scipy.linalg another), its environment is read again and its threads are
-    restarted, so the next call starts them with the short timeout. A timeout
-    the user has set is left alone. Returns the paths of the libraries changed.
-    Call it before BLAS work starts: restarting the threads while another
-    thread is inside a BLAS call is not safe.
-    """
-    if "OPENBLAS_THREAD_TIMEOUT" in os.environ:
-        return []
-    os.environ["OPENBLAS_THREAD_TIMEOUT"] = _THREAD_TIMEOUT  # libraries loaded later read it
-    changed = []
-    for path in _loaded_openblas_paths():
-        try:
-            library = ctypes.CDLL(path)
-            read_env, shutdown = library.openblas_read_env, library.blas_thread_shutdown_
-        except (OSError, AttributeError):  # not a build we know how to restart
-            continue
-        read_env()
-        shutdown()
-        changed.append(path)
-    return changed
-
-
-def _loaded_openblas_paths():
-    return [info["filepath"] for info in _blas_info()
-            if info.get("internal_api") == "openblas" and info.get("threading_layer") == "pthreads"]
 
 
 def _loaded_blas_paths():

@@ -16,6 +16,7 @@ from numba import cuda
 
 from ..base import Backend
 from ..cpu import sparse as host_kernels
+from ..cpu.threads import start_thread_pool
 from . import dense, memory, optim, sampled, sparse, topk
 from ._device import SIMULATED
 from .gemm import gemm, scratch_elements
@@ -137,6 +138,7 @@ class CUDABackend(Backend):
     name = "cuda"
 
     def __init__(self):
+        start_thread_pool()  # batches are gathered on the host by the CPU's kernels
         self.stream = cuda.stream()
         self.copy_stream = cuda.stream()
         self._scratch = {}
