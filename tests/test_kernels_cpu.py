@@ -1252,6 +1252,29 @@ def test_import_leaves_the_environment_and_thread_settings_as_they_were():
         "7", "ACTIVE"]
 
 
+def test_first_compile_on_a_machine_says_so_once(tmp_path):
+    """With an empty kernel cache, the first compile prints one line on
+    stderr; with the cache filled, a new process prints nothing."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, scipy.sparse as sp\n"
+        "from sparse_deep.backends import get_backend\n"
+        "from sparse_deep._validation import l2_normalize_rows\n"
+        "get_backend('cpu')\n"
+        "l2_normalize_rows(sp.eye(3, format='csr', dtype=np.float32))\n"
+        "l2_normalize_rows(sp.eye(3, format='csr', dtype=np.float64))\n"
+    )
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env=env, check=True).stderr for _ in range(2)]
+    from sparse_deep.backends.cpu.compile_notice import NOTICE
+
+    assert runs[0].count(NOTICE) == 1
+    assert NOTICE not in runs[1]
+
+
 @pytest.mark.parametrize("name", OPTIMIZERS)
 def test_update_rows_of_a_whole_parameter_equals_updates_of_its_pieces(name):
     """Rows are updated independently, on every thread: one call over a whole

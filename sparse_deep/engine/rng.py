@@ -13,6 +13,8 @@ passes BigCrush when fed a counter. The functions below are plain Python written
 in the subset that both ``numba.njit`` and ``numba.cuda.jit(device=True)`` accept.
 """
 
+import functools
+
 import numpy as np
 from numba import njit
 
@@ -59,8 +61,18 @@ uniform = njit(inline="always")(_uniform_py)
 
 
 def stream_key_host(seed, step, layer):
-    """Host-side :func:`stream_key`, for passing a key into a kernel."""
-    return np.uint64(stream_key(np.uint64(seed), np.uint64(step), np.uint64(layer)))
+    """Host-side :func:`stream_key`, for passing a key into a kernel.
+
+    Plain Python on numpy scalars (wrapping as uint64 arithmetic does), so
+    that no process compiles it: a step computes a handful of keys.
+    """
+    with np.errstate(over="ignore"):
+        return np.uint64(_host().stream_key(np.uint64(seed), np.uint64(step), np.uint64(layer)))
+
+
+@functools.cache
+def _host():
+    return compile_with(lambda f: f)
 
 
 def compile_with(jit):

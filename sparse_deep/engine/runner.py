@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..network.spec import MAX_UNITS
+from .codes import LINEAR
 from .rng import stream_key_host
 from .sampled import SampledOutput, sampled_buffer_bytes, sampled_buffer_shapes
 
@@ -404,7 +405,8 @@ class Runner:
                     bk.copy(self.out[p.index][:b], z)
 
     def _activate(self, layer, z):
-        self.backend.activate(z, layer.act, layer.slope, layer.alpha, layer.lam)
+        if layer.act != LINEAR:  # the identity: no pass over z (nor a kernel to compile)
+            self.backend.activate(z, layer.act, layer.slope, layer.alpha, layer.lam)
 
     def _sampled_scores(self, layer, b):
         """Every item's score from a sampled output layer (inference): the

@@ -6,6 +6,7 @@ from ...engine.runner import CSRBlock
 from ..base import Backend
 from . import dense, optim, sampled, sparse, topk
 from .blas import gemm
+from .compile_notice import announce_first_compile
 from .threads import start_thread_pool
 
 
@@ -16,6 +17,7 @@ class CPUBackend(Backend):
 
     def __init__(self):
         start_thread_pool()
+        announce_first_compile()
 
     def zeros(self, shape, dtype):
         return np.zeros(shape, dtype=dtype)

@@ -23,112 +23,107 @@ def _penalised(g, w, l2, l1):
 
 
 @njit(inline="always")
-def _grad_row(grad, slots, r, zero):
-    """The gradient of the r-th row updated: ``grad[r]``, or, given ``slots``,
-    ``grad[slots[r]]``, with ``zero`` where the slot is -1 (a row no example of
-    the batch touched)."""
-    if slots.shape[0] == 0:
-        return grad[r]
-    s = slots[r]
-    return grad[s] if s >= 0 else zero
+def _slot(slots, r):
+    """Row of the gradient for the r-th row updated: ``r``, or, given
+    ``slots``, ``slots[r]`` (-1: a row no example of the batch touched)."""
+    return np.int64(r) if slots.shape[0] == 0 else slots[r]
+
+
+@njit(inline="always")
+def _grad(grad, slot, j, l2, l1, w):
+    """Element j of the gradient row ``slot`` (zero if -1), penalised."""
+    g = grad[slot, j] if slot >= 0 else l1 - l1
+    return _penalised(g, w, l2, l1)
+
+
+# Element by element on 2-D indices, not through row views: the views made
+# each kernel compile twice as long (a second of a user's first fit) and run
+# half as fast (Adam on 4,489 x 256: 0.72 ms against 0.37 ms).
 
 
 @njit(parallel=True, cache=True)
 def _sgd(param, grad, rows, slots, n_rows, s1, s2, c):
-    zero = np.zeros(param.shape[1], param.dtype)
     lr, l2, l1 = c[0], c[8], c[9]
     for r in prange(n_rows):
-        w, g = param[rows[r]], _grad_row(grad, slots, r, zero)
-        for j in range(w.shape[0]):
-            w[j] -= lr * _penalised(g[j], w[j], l2, l1)
+        row, slot = rows[r], _slot(slots, r)
+        for j in range(param.shape[1]):
+            param[row, j] -= lr * _grad(grad, slot, j, l2, l1, param[row, j])
 
 
 @njit(parallel=True, cache=True)
 def _momentum(param, grad, rows, slots, n_rows, s1, s2, c):
-    zero = np.zeros(param.shape[1], param.dtype)
     lr, mu, l2, l1 = c[0], c[1], c[8], c[9]
     for r in prange(n_rows):
-        row = rows[r]
-        w, g, v = param[row], _grad_row(grad, slots, r, zero), s1[row]
-        for j in range(w.shape[0]):
-            vj = mu * v[j] - lr * _penalised(g[j], w[j], l2, l1)
-            v[j] = vj
-            w[j] += vj
+        row, slot = rows[r], _slot(slots, r)
+        for j in range(param.shape[1]):
+            vj = mu * s1[row, j] - lr * _grad(grad, slot, j, l2, l1, param[row, j])
+            s1[row, j] = vj
+            param[row, j] += vj
 
 
 @njit(parallel=True, cache=True)
 def _nesterov(param, grad, rows, slots, n_rows, s1, s2, c):
-    zero = np.zeros(param.shape[1], param.dtype)
     lr, mu, l2, l1 = c[0], c[1], c[8], c[9]
     for r in prange(n_rows):
-        row = rows[r]
-        w, g, v = param[row], _grad_row(grad, slots, r, zero), s1[row]
-        for j in range(w.shape[0]):
-            old = v[j]
-            vj = mu * old - lr * _penalised(g[j], w[j], l2, l1)
-            v[j] = vj
-            w[j] += vj + mu * (vj - old)
+        row, slot = rows[r], _slot(slots, r)
+        for j in range(param.shape[1]):
+            old = s1[row, j]
+            vj = mu * old - lr * _grad(grad, slot, j, l2, l1, param[row, j])
+            s1[row, j] = vj
+            param[row, j] += vj + mu * (vj - old)
 
 
 @njit(parallel=True, cache=True)
 def _adagrad(param, grad, rows, slots, n_rows, s1, s2, c):
-    zero = np.zeros(param.shape[1], param.dtype)
     lr, eps, l2, l1 = c[0], c[5], c[8], c[9]
     for r in prange(n_rows):
-        row = rows[r]
-        w, g, s = param[row], _grad_row(grad, slots, r, zero), s1[row]
-        for j in range(w.shape[0]):
-            gj = _penalised(g[j], w[j], l2, l1)
-            sj = s[j] + gj * gj
-            s[j] = sj
-            w[j] -= lr * gj / (np.sqrt(sj) + eps)
+        row, slot = rows[r], _slot(slots, r)
+        for j in range(param.shape[1]):
+            gj = _grad(grad, slot, j, l2, l1, param[row, j])
+            sj = s1[row, j] + gj * gj
+            s1[row, j] = sj
+            param[row, j] -= lr * gj / (np.sqrt(sj) + eps)
 
 
 @njit(parallel=True, cache=True)
 def _rmsprop(param, grad, rows, slots, n_rows, s1, s2, c):
-    zero = np.zeros(param.shape[1], param.dtype)
     lr, rho, one_minus_rho, eps, l2, l1 = c[0], c[2], c[10], c[5], c[8], c[9]
     for r in prange(n_rows):
-        row = rows[r]
-        w, g, s = param[row], _grad_row(grad, slots, r, zero), s1[row]
-        for j in range(w.shape[0]):
-            gj = _penalised(g[j], w[j], l2, l1)
-            sj = rho * s[j] + one_minus_rho * gj * gj
-            s[j] = sj
-            w[j] -= lr * gj / (np.sqrt(sj) + eps)
+        row, slot = rows[r], _slot(slots, r)
+        for j in range(param.shape[1]):
+            gj = _grad(grad, slot, j, l2, l1, param[row, j])
+            sj = rho * s1[row, j] + one_minus_rho * gj * gj
+            s1[row, j] = sj
+            param[row, j] -= lr * gj / (np.sqrt(sj) + eps)
 
 
 @njit(parallel=True, cache=True)
 def _adadelta(param, grad, rows, slots, n_rows, s1, s2, c):
-    zero = np.zeros(param.shape[1], param.dtype)
     rho, one_minus_rho, eps, l2, l1 = c[2], c[10], c[5], c[8], c[9]
     for r in prange(n_rows):
-        row = rows[r]
-        w, g, s, d = param[row], _grad_row(grad, slots, r, zero), s1[row], s2[row]
-        for j in range(w.shape[0]):
-            gj = _penalised(g[j], w[j], l2, l1)
-            sj = rho * s[j] + one_minus_rho * gj * gj
-            dx = -np.sqrt(d[j] + eps) / np.sqrt(sj + eps) * gj
-            s[j] = sj
-            d[j] = rho * d[j] + one_minus_rho * dx * dx
-            w[j] += dx
+        row, slot = rows[r], _slot(slots, r)
+        for j in range(param.shape[1]):
+            gj = _grad(grad, slot, j, l2, l1, param[row, j])
+            sj = rho * s1[row, j] + one_minus_rho * gj * gj
+            dx = -np.sqrt(s2[row, j] + eps) / np.sqrt(sj + eps) * gj
+            s1[row, j] = sj
+            s2[row, j] = rho * s2[row, j] + one_minus_rho * dx * dx
+            param[row, j] += dx
 
 
 @njit(parallel=True, cache=True)
 def _adam(param, grad, rows, slots, n_rows, s1, s2, c):
-    zero = np.zeros(param.shape[1], param.dtype)
     beta1, beta2, eps, l2, l1 = c[3], c[4], c[5], c[8], c[9]
     one_minus_b1, one_minus_b2, step, inv_sqrt_c2 = c[11], c[12], c[13], c[14]
     for r in prange(n_rows):
-        row = rows[r]
-        w, g, m, v = param[row], _grad_row(grad, slots, r, zero), s1[row], s2[row]
-        for j in range(w.shape[0]):
-            gj = _penalised(g[j], w[j], l2, l1)
-            mj = beta1 * m[j] + one_minus_b1 * gj
-            vj = beta2 * v[j] + one_minus_b2 * gj * gj
-            m[j] = mj
-            v[j] = vj
-            w[j] -= step * mj / (np.sqrt(vj) * inv_sqrt_c2 + eps)
+        row, slot = rows[r], _slot(slots, r)
+        for j in range(param.shape[1]):
+            gj = _grad(grad, slot, j, l2, l1, param[row, j])
+            mj = beta1 * s1[row, j] + one_minus_b1 * gj
+            vj = beta2 * s2[row, j] + one_minus_b2 * gj * gj
+            s1[row, j] = mj
+            s2[row, j] = vj
+            param[row, j] -= step * mj / (np.sqrt(vj) * inv_sqrt_c2 + eps)
 
 
 _NO_SLOTS = np.zeros(0, dtype=np.int64)  # gradient row r belongs to rows[r]

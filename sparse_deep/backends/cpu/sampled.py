@@ -66,8 +66,12 @@ def touched_rows(t_indptr, t_indices, neg_ids, slot, rows, neg_slot, g_indptr, g
 @njit(parallel=True, cache=True)
 def gather_rows_dense(source, ids, out):
     """``out[j] = source[ids[j]]``."""
+    # Element by element: a row assignment compiles numba's array-setitem
+    # machinery, about a second of a user's first fit.
     for j in prange(ids.shape[0]):
-        out[j] = source[ids[j]]
+        row = ids[j]
+        for k in range(out.shape[1]):
+            out[j, k] = source[row, k]
 
 
 @njit(parallel=True, cache=True)
