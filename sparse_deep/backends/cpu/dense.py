@@ -64,9 +64,21 @@ def _softmax_row(z):
         z[j] *= inv
 
 
-@njit(parallel=True, cache=True)
 def activate_rows(z, act, slope, alpha, lam):
     """Replace pre-activations ``z`` by activations, row by row, in place."""
+    kernel = _ACTIVATION_KERNELS.get(act)
+    if kernel is None:  # one kernel per activation: a fit compiles only its own
+        kernel = _ACTIVATION_KERNELS[act] = _specialise(
+            _activate_rows_body, f"activate_rows_{int(act)}", act=act)
+    kernel(z, slope, alpha, lam)
+
+
+_ACTIVATION_KERNELS = {}
+
+
+def _activate_rows_body(z, slope, alpha, lam):
+    """:func:`activate_rows` for the activation ``act``, a global bound by
+    :func:`_specialise`, so that the other activations' branches fold away."""
     for i in prange(z.shape[0]):
         row = z[i]
         if act == SOFTMAX:
@@ -165,32 +177,32 @@ def _make_output_pass(act, err, sharded=False):
             return fast_sigmoid(x)
         return activate(act, x, hp[0], hp[1], hp[2])
 
-    return _compile_output_pass((act, err, sharded), softmax=softmax, sharded=sharded,
-                                unit=unit, no_target=no_target, with_target=with_target,
-                                activation=activation)
+    return _specialise(_output_pass_body, "output_pass_{}_{}_{}".format(
+        int(act), int(err), int(sharded)), softmax=softmax, sharded=sharded, unit=unit,
+        no_target=no_target, with_target=with_target, activation=activation)
 
 
-def _compile_output_pass(kind, **names):
-    """:func:`_output_pass_body` compiled with ``names`` among its globals,
-    and cached under a name of its own for each (act, err, sharded).
+def _specialise(body, qualname, **names):
+    """``body`` compiled as a parallel kernel with ``names`` among its globals,
+    cached under ``qualname``, which must name the values of ``names``.
 
-    Not a closure, as the helpers are: numba's cache keys a closure by
-    pickling the values it closes over, and a jitted function pickles with an
-    id that is new in every process, so a kernel closing over its helpers
-    missed the cache in every new process (compiled again, and one more file
-    in __pycache__ each time). Globals are not part of that key, hence the
-    name of its own: each (act, err, sharded) has its own cache index.
+    numba takes globals for compile-time constants, so the branches of the
+    other values fold away: each variant compiles only its own code. Not a
+    closure: numba's cache keys a closure by pickling the values it closes
+    over, and a jitted helper pickles with an id that is new in every process,
+    so a kernel closing over its helpers missed the cache in every new process
+    (compiled again, and one more file in __pycache__ each time). Globals are
+    not part of that key, hence the name of its own, one cache index each.
     """
-    body = _output_pass_body
     kernel = FunctionType(body.__code__, dict(body.__globals__, **names), body.__name__)
-    kernel.__qualname__ = "output_pass_{}_{}_{}".format(*map(int, kind))
+    kernel.__qualname__ = qualname
     kernel.__doc__ = body.__doc__
     return njit(parallel=True, cache=True, fastmath=_REDUCTIONS)(kernel)
 
 
 def _output_pass_body(z, t_indptr, t_indices, t_data, hp, inv_batch, delta, row_error,
                       row_stats):
-    """The output pass's kernel, before :func:`_compile_output_pass` binds the
+    """The output pass's kernel, before :func:`_specialise` binds the
     names it reads as globals: ``softmax``, ``sharded`` and ``unit`` (flags)
     and ``no_target``, ``with_target`` and ``activation`` (the helpers of
     :func:`_make_output_pass`)."""
