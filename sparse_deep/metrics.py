@@ -200,7 +200,8 @@ _COMMON_PARAMETERS = """
 
 def _document(func):
     """Append the parameter section shared by all metrics to a docstring."""
-    func.__doc__ = func.__doc__.rstrip() + "\n" + _COMMON_PARAMETERS
+    if func.__doc__:  # None under python -OO
+        func.__doc__ = func.__doc__.rstrip() + "\n" + _COMMON_PARAMETERS
     return func
 
 

@@ -207,3 +207,25 @@ def test_divergence_is_reported(data):
     X, y = data
     with pytest.raises(FloatingPointError, match="diverged.*learning_rate"):
         small(optimizer="sgd", learning_rate=1e6, epochs=5).fit(X, y * 1e3)
+
+
+def test_coefs_and_intercepts_are_read_only_views_that_predict(data):
+    """coefs_ / intercepts_ have scikit-learn's shapes and, run forward by hand
+    (relu hidden layers, linear output), give the estimator's predictions."""
+    X, y = data
+    est = small(hidden_layer_sizes=(12, 7)).fit(X, y)
+    coefs, intercepts = est.coefs_, est.intercepts_
+    assert [w.shape for w in coefs] == [(X.shape[1], 12), (12, 7), (7, 1)]
+    assert [b.shape for b in intercepts] == [(12,), (7,), (1,)]
+    for view, weight in zip(coefs, est.model_.weights):
+        assert np.shares_memory(view, weight)
+        with pytest.raises(ValueError, match="read-only"):
+            view[0, 0] = 1.0
+    h = X.toarray().astype(np.float64)
+    for i, (w, b) in enumerate(zip(coefs, intercepts)):
+        h = h @ w + b
+        if i < len(coefs) - 1:
+            h = np.maximum(h, 0.0)
+    np.testing.assert_allclose(h.ravel(), est.predict(X), rtol=1e-4, atol=1e-5)
+    with pytest.raises(AttributeError):
+        small().coefs_

@@ -34,3 +34,23 @@ def test_l2_normalize_rows_matches_sklearn_and_keeps_the_pattern(dtype, rtol):
     assert not got.getrow(40).toarray().any()
     # the input is left as it was
     np.testing.assert_array_equal(X.data, before.data)
+
+
+def test_shared_parameter_docs_are_filled_in_every_estimator():
+    from sparse_deep import (SparseAutoencoderRecommender, SparseMLPClassifier,
+                             SparseMLPRegressor)
+    from sparse_deep.estimators._docs import SHARED, share_docs
+
+    for cls in (SparseAutoencoderRecommender, SparseMLPClassifier, SparseMLPRegressor):
+        assert "%(" not in cls.__doc__
+        for name in SHARED:
+            assert f"\n    {name} : " in cls.__doc__, (cls.__name__, name)
+
+    class Undocumented:
+        """Text.
+
+        %(no_such_entry)s
+        """
+
+    with pytest.raises(KeyError, match="no_such_entry"):
+        share_docs(Undocumented)

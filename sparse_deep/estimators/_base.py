@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
 from tqdm import tqdm
 
 from ..backends import get_backend
@@ -324,9 +325,12 @@ def _report_epoch(bar, verbose, epoch, loss, monitor, seconds):
 class SparseNetworkEstimator(BaseEstimator):
     """Base of the estimators: builds the network, trains it, runs it forward.
 
-    Subclasses provide ``_default_network(n_inputs, n_outputs)`` (a JSON dict)
-    and their scikit-learn face. Parameters shared by all live here as
-    attributes set by the subclasses' ``__init__``.
+    Subclasses provide ``_default_network(n_inputs, n_outputs, **head)`` (the
+    JSON dict their parameters describe; ``head``: what else the output layer
+    depends on, e.g. the target encoding), may check a network in
+    ``_check_network(spec, **head)``, and give their scikit-learn face.
+    Parameters shared by all live here as attributes set by the subclasses'
+    ``__init__``.
     """
 
     # -- parameters -----------------------------------------------------------
@@ -381,13 +385,37 @@ class SparseNetworkEstimator(BaseEstimator):
         """The ranks this estimator spans (``distributed`` parameter)."""
         return communicator(self.distributed)
 
-    def _network_spec(self, n_inputs, n_outputs):
+    def _network_spec(self, n_inputs, n_outputs, **head):
         """The network to train: ``network`` if given, else the estimator's own."""
-        if self.network is not None:
-            spec = parse_network(self.network)
-        else:
-            spec = parse_network(self._default_network(n_inputs, n_outputs))
-        return spec.resolve(n_inputs, n_outputs)
+        network = (self.network if self.network is not None
+                   else self._default_network(n_inputs, n_outputs, **head))
+        spec = parse_network(network).resolve(n_inputs, n_outputs)
+        self._check_network(spec, **head)
+        return spec
+
+    def _check_network(self, spec, **head):
+        """Refuse a network these data cannot train (nothing to check here)."""
+
+    # -- fitted weights, as scikit-learn's MLPs show them ------------------------
+    @property
+    def coefs_(self):
+        """The weight matrices, one per connection of the network (in
+        ``network_``'s order: a layer's sources, layer by layer), each of shape
+        (units of the source, units of the target) as in scikit-learn's
+        ``MLPClassifier``. Read-only views of the trained weights, not copies;
+        under MPI, this rank's block of each split weight."""
+        check_is_fitted(self, "model_")
+        model = self.model_
+        return [_read_only(w.T if item_major else w)
+                for w, item_major in zip(model.weights, model.item_major)]
+
+    @property
+    def intercepts_(self):
+        """The bias vectors of the layers after the input, in layer order;
+        read-only views (this rank's block of the output bias under MPI)."""
+        check_is_fitted(self, "model_")
+        model = self.model_
+        return [_read_only(model.biases[p.index]) for p in model.layers if not p.is_input]
 
     # -- training -------------------------------------------------------------
     def _can_resume(self, spec):
@@ -624,3 +652,9 @@ class SparseNetworkEstimator(BaseEstimator):
                 block = np.hstack(runner.comm.allgather_objects(np.ascontiguousarray(block)))
             out[start:stop] = block
         return out
+
+
+def _read_only(array):
+    view = array.view()
+    view.flags.writeable = False
+    return view

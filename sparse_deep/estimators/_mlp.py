@@ -10,7 +10,7 @@ from sklearn.utils.validation import _check_sample_weight, validate_data
 
 from .._validation import l2_normalize_rows
 from ..distributed.comm import ranks_agree
-from ..network import ACTIVATIONS, parse_network
+from ..network import ACTIVATIONS
 from ._base import (
     SparseNetworkEstimator,
     StoppingMonitor,
@@ -118,8 +118,9 @@ class SparseMLPBase(SparseNetworkEstimator):
                              f"{self.hidden_layer_sizes!r}") from None
         return [_check_positive_int(h, "hidden_layer_sizes entries") for h in sizes]
 
-    def _default_network(self, output_activation, error_function):
-        """The DSSTNE JSON network these parameters describe."""
+    def _default_network(self, n_inputs, n_outputs, encoding):
+        """The DSSTNE JSON network these parameters describe for ``encoding``."""
+        output_activation, error_function = self._output_head(encoding)
         hidden_act = ACTIVATIONS.canonical(self.activation)
         dropout = _check_number(self.dropout, "dropout", 0.0, 1.0)
         layers = [{"Name": "Input", "Kind": "Input", "N": "auto", "DataSet": "input",
@@ -141,15 +142,8 @@ class SparseMLPBase(SparseNetworkEstimator):
             "RELUSlope": 0.01,
         }
 
-    def _network_spec(self, n_inputs, n_outputs, encoding):
-        """The network to train: ``network`` if given, else the default one."""
-        if self.network is not None:
-            spec = parse_network(self.network)
-        else:
-            spec = parse_network(self._default_network(*self._output_head(encoding)))
-        spec = spec.resolve(n_inputs, n_outputs)
+    def _check_network(self, spec, encoding):
         self._check_output_layer(spec, encoding)
-        return spec
 
     def _initialize_output(self, model, Y, row_weights):
         """Start the output biases at the targets' base rates.
@@ -193,7 +187,7 @@ class SparseMLPBase(SparseNetworkEstimator):
             X, y = self._validate_X_y(X, y, y_numeric)
             Y, class_weights, encoding, y = self._prepare_targets(y, first=True)
             weights = normalised_row_weights(sample_weight, X, class_weights)
-            spec = self._network_spec(X.shape[1], Y.shape[1], encoding)
+            spec = self._network_spec(X.shape[1], Y.shape[1], encoding=encoding)
         X_in = self._inputs(X)
         if self.early_stopping:
             # Seeded like the model, so warm-started fits hold out the same rows.
@@ -270,7 +264,7 @@ class SparseMLPBase(SparseNetworkEstimator):
                                                                   classes=classes)
             weights = normalised_row_weights(sample_weight, X, class_weights)
             if first:
-                spec = self._network_spec(X.shape[1], Y.shape[1], encoding)
+                spec = self._network_spec(X.shape[1], Y.shape[1], encoding=encoding)
             else:
                 spec = self.model_.spec
         session = self._start_training(self._inputs(X), Y, spec, weights, resume=not first)

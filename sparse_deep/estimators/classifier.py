@@ -14,6 +14,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from ..distributed.merge import merge_rank_topk
 from ..io.model_file import register_estimator
+from ._docs import share_docs
 from ._mlp import SparseMLPBase
 
 
@@ -40,6 +41,7 @@ class _Labels:
         return "SoftMax" if self.kind == "multiclass" else "Sigmoid"
 
 
+@share_docs
 class SparseMLPClassifier(ClassifierMixin, SparseMLPBase):
     """Multi-layer perceptron classifier for sparse inputs and many labels.
 
@@ -70,8 +72,7 @@ class SparseMLPClassifier(ClassifierMixin, SparseMLPBase):
     activation : str, default="relu"
         Hidden activation, any of DSSTNE's names (case-insensitive): Sigmoid,
         Tanh, Linear, Relu, LRelu (slope 0.01 here), ELU, SELU, SoftPlus, SoftSign.
-    optimizer : str, default="adam"
-        sgd, momentum, nesterov, adagrad, rmsprop, adadelta or adam.
+    %(optimizer)s
     learning_rate : float, default=1e-3
         Step size (scikit-learn's ``learning_rate_init``).
     batch_size : int, default=128
@@ -90,8 +91,7 @@ class SparseMLPClassifier(ClassifierMixin, SparseMLPBase):
     l2, l1 : float, default=0.0
         Weight penalties added to each weight's gradient (``l2 * w``,
         ``l1 * sign(w)``); biases are not penalised.
-    momentum : float, default=0.9
-        Momentum of the momentum and nesterov optimizers.
+    %(momentum)s
     sparse_input_update : bool, default=False
         Update only the input-layer rows of features present in each batch.
     shuffle : bool, default=True
@@ -118,26 +118,9 @@ class SparseMLPClassifier(ClassifierMixin, SparseMLPBase):
         one built from the parameters above; ``"auto"`` sizes take the data's
         widths. Its output layer must use SoftMax for multiclass targets and
         Sigmoid otherwise; any error function of the network is kept.
-    warm_start : bool, default=False
-        Continue training the fitted model on the next ``fit``.
-    checkpoint_path : str, os.PathLike or None, default=None
-        A model file that ``fit`` writes every ``checkpoint_every`` epochs
-        (atomically, in the format of :func:`~sparse_deep.io.save_model`). If
-        it exists when ``fit`` starts and was written by a fit of the same
-        parameters on the same data, training resumes from it and gives the
-        same model as a fit never interrupted; a file of another fit is
-        replaced (with a warning). Not with ``early_stopping=True``.
-    checkpoint_every : int, default=1
-        Epochs between checkpoints.
-    device : {"cpu", "cuda", "auto"}, default="cpu"
-    distributed : {"auto", "off"}, default="auto"
-        Under ``mpiexec -n R`` with R > 1, "auto" shards the input features
-        and output units over the ranks (docs/distributed.md); "off" trains an
-        independent model on each rank.
-    weight_memory_limit : int, str or None, default=None
-        Most memory (bytes, or e.g. "2GiB") one rank may spend on weights,
-        gradients and optimizer state; a larger model is refused before
-        anything is allocated.
+    %(warm_start)s
+    %(checkpoints)s
+    %(placement)s
     random_state : int, RandomState or None, default=None
         Seeds weights, shuffling, dropout and the early-stopping split.
     verbose : int, default=0
@@ -150,10 +133,7 @@ class SparseMLPClassifier(ClassifierMixin, SparseMLPBase):
         Class labels (``arange(n_labels)`` for multi-label targets).
     n_outputs_ : int
         Output units: 1 for binary targets, else the number of classes/labels.
-    network_ : dict
-        The DSSTNE JSON network trained (sizes resolved).
-    model_ : sparse_deep.engine.model.Model
-        Weights and biases.
+    %(fitted_network)s
     n_features_in_ : int
     loss_curve_ : list of float
         Mean training loss per row after each epoch (weighted by the

@@ -14,6 +14,7 @@ from ..distributed.comm import ranks_agree
 from ..distributed.merge import merge_rank_topk
 from ..io.model_file import register_estimator
 from ..network import ACTIVATIONS, ERROR_FUNCTIONS, SAMPLERS, SCORINGS
+from ._docs import share_docs
 from ._base import (
     SparseNetworkEstimator,
     StoppingMonitor,
@@ -43,6 +44,7 @@ _NATURAL_OUTPUT = {"SampledSoftmax": "SoftMax", "CosineContrastive": "Linear", "
                    "DataScaledMarginalCrossEntropy": "Sigmoid"}
 
 
+@share_docs
 class SparseAutoencoderRecommender(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
                                    SparseNetworkEstimator):
     """Autoencoder recommender for sparse user x item interaction matrices.
@@ -103,8 +105,7 @@ class SparseAutoencoderRecommender(ClassNamePrefixFeaturesOutMixin, TransformerM
     margin, negative_weight : float, default=0.4, 1.0
         cosine_contrastive's margin (negatives with a cosine above it are
         penalised) and the weight of its negatives' term.
-    optimizer : str, default="adam"
-        sgd, momentum, nesterov, adagrad, rmsprop, adadelta or adam.
+    %(optimizer)s
     learning_rate : float, default=1e-2
     learning_rate_decay : float, default=0.15
         Epoch ``e`` (from 0) trains at ``learning_rate / (1 + learning_rate_decay
@@ -121,8 +122,7 @@ class SparseAutoencoderRecommender(ClassNamePrefixFeaturesOutMixin, TransformerM
         (targets stay as given).
     l2, l1 : float, default=0.0
         Weight penalties (DSSTNE's lambda and lambda1), on weights, not biases.
-    momentum : float, default=0.9
-        Momentum of the momentum and nesterov optimizers.
+    %(momentum)s
     sparse_input_update : bool, default=True
         Update only the input-layer rows of items present in each batch (a
         "lazy" update, as sparse Adam), instead of every row: the input layer
@@ -150,34 +150,9 @@ class SparseAutoencoderRecommender(ClassNamePrefixFeaturesOutMixin, TransformerM
         one built from the parameters above; its ``"auto"`` sizes take the data's
         widths. Training parameters (optimizer, learning rate, batch size,
         epochs, penalties) still come from this estimator.
-    warm_start : bool, default=False
-        Continue training the fitted model (weights, optimizer state, epoch
-        count) on the next ``fit`` instead of starting again. The training
-        buffers are then kept between fits, up to 1 GiB (as with
-        ``partial_fit``), so that the next call does not allocate them again.
-    checkpoint_path : str, os.PathLike or None, default=None
-        A model file that ``fit`` writes every ``checkpoint_every`` epochs
-        (atomically, in the format of :func:`~sparse_deep.io.save_model`). If
-        it exists when ``fit`` starts and was written by a fit of the same
-        parameters on the same data, training resumes from it and gives the
-        same model as a fit never interrupted; a file of another fit is
-        replaced (with a warning). Not with ``early_stopping=True``.
-    checkpoint_every : int, default=1
-        Epochs between checkpoints.
-    device : {"cpu", "cuda", "auto"}, default="cpu"
-        Where fit and inference run: the CPU, an NVIDIA GPU through numba.cuda
-        (an error saying what numba.cuda found when it cannot use one), or the
-        GPU when there is one and the CPU otherwise. The fitted model is the
-        same kind of object either way (docs/gpu.md).
-    distributed : {"auto", "off"}, default="auto"
-        Under ``mpiexec -n R`` with R > 1, "auto" shards the model over the R
-        ranks (input features and output items split, DSSTNE's model
-        parallelism; see docs/distributed.md); every rank runs the same script
-        with the same data. "off" trains an independent model on each rank.
-    weight_memory_limit : int, str or None, default=None
-        Most memory (bytes, or e.g. "2GiB") that one rank may spend on
-        weights, their gradients and optimizer state; a larger model is refused
-        before anything is allocated, with the number of ranks that would fit it.
+    %(warm_start)s
+    %(checkpoints)s
+    %(placement)s
     random_state : int, RandomState or None, default=None
         Seeds weights, shuffling, dropout and denoising. The same value gives
         the same model.
@@ -187,10 +162,7 @@ class SparseAutoencoderRecommender(ClassNamePrefixFeaturesOutMixin, TransformerM
 
     Attributes
     ----------
-    network_ : dict
-        The DSSTNE JSON network actually trained (sizes resolved).
-    model_ : sparse_deep.engine.model.Model
-        The weights and biases.
+    %(fitted_network)s
     n_features_in_ : int
         Columns of X (input items).
     n_items_ : int

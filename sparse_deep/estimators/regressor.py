@@ -9,6 +9,7 @@ from sklearn.metrics import r2_score
 from sklearn.utils.validation import check_is_fitted
 
 from ..io.model_file import register_estimator
+from ._docs import share_docs
 from ._mlp import SparseMLPBase
 
 # scikit-learn's loss names -> DSSTNE's error functions.
@@ -23,6 +24,7 @@ class _Targets:
     ravel: bool
 
 
+@share_docs
 class SparseMLPRegressor(RegressorMixin, SparseMLPBase):
     """Multi-layer perceptron regressor for sparse inputs.
 
@@ -42,7 +44,7 @@ class SparseMLPRegressor(RegressorMixin, SparseMLPBase):
     activation : str, default="relu"
         Hidden activation (DSSTNE names, case-insensitive).
     loss : {"squared_error", "absolute_error"}, default="squared_error"
-    optimizer : str, default="adam"
+    %(optimizer)s
     learning_rate : float, default=1e-3
         Step size (scikit-learn's ``learning_rate_init``).
     batch_size : int, default=128
@@ -54,7 +56,7 @@ class SparseMLPRegressor(RegressorMixin, SparseMLPBase):
         Scale each input row to unit L2 norm before it enters the network.
     l2, l1 : float, default=0.0
         Weight penalties (biases are not penalised).
-    momentum : float, default=0.9
+    %(momentum)s
     sparse_input_update : bool, default=False
     shuffle : bool, default=True
     early_stopping : bool, default=False
@@ -68,25 +70,9 @@ class SparseMLPRegressor(RegressorMixin, SparseMLPBase):
     network : dict, str or path, optional
         A DSSTNE JSON network to train instead of the default one; its output
         activation and error function are kept as written.
-    warm_start : bool, default=False
-    checkpoint_path : str, os.PathLike or None, default=None
-        A model file that ``fit`` writes every ``checkpoint_every`` epochs
-        (atomically, in the format of :func:`~sparse_deep.io.save_model`). If
-        it exists when ``fit`` starts and was written by a fit of the same
-        parameters on the same data, training resumes from it and gives the
-        same model as a fit never interrupted; a file of another fit is
-        replaced (with a warning). Not with ``early_stopping=True``.
-    checkpoint_every : int, default=1
-        Epochs between checkpoints.
-    device : {"cpu", "cuda", "auto"}, default="cpu"
-    distributed : {"auto", "off"}, default="auto"
-        Under ``mpiexec -n R`` with R > 1, "auto" shards the input features
-        and output units over the ranks (docs/distributed.md); "off" trains an
-        independent model on each rank.
-    weight_memory_limit : int, str or None, default=None
-        Most memory (bytes, or e.g. "2GiB") one rank may spend on weights,
-        gradients and optimizer state; a larger model is refused before
-        anything is allocated.
+    %(warm_start)s
+    %(checkpoints)s
+    %(placement)s
     random_state : int, RandomState or None, default=None
     verbose : int, default=0
         1: a progress bar over epochs on stderr; 2: also one line per epoch.
@@ -94,8 +80,7 @@ class SparseMLPRegressor(RegressorMixin, SparseMLPBase):
     Attributes
     ----------
     n_outputs_ : int
-    network_ : dict
-    model_ : sparse_deep.engine.model.Model
+    %(fitted_network)s
     n_features_in_ : int
     loss_curve_ : list of float
         Mean training loss per row after each epoch: the error summed over
