@@ -187,8 +187,10 @@ def _cblas_gemm_blocks(a, lda, b, ldb, c, ldc, k, alpha, beta, trans_a, trans_b,
             _cblas_call(kind, flag_a, flag_b, rows, cols, k, alpha, a, a_start, lda, b,
                         b_start, ldb, beta, c, c_start, ldc)
         else:
+            # An offset into the flat buffer, not partial[chunk]: a view
+            # costs a second of compilation.
             _cblas_call(kind, flag_a, flag_b, rows, cols, hi - lo, alpha, a, a_start, lda, b,
-                        b_start, ldb, zero, partial[chunk], c_start, n)
+                        b_start, ldb, zero, partial, chunk * m * n + c_start, n)
     if chunks > 1:
         for i in prange(m):
             for j in range(n):
