@@ -16,6 +16,12 @@ from tqdm import tqdm
 from ..backends import get_backend
 from ..distributed.comm import SerialComm, abort_on_error, ranks_agree
 from ..distributed.placement import Placement, communicator, parse_bytes
+from ..distributed.shards import (
+    gather_model,
+    gather_optimizer_state,
+    scatter_model,
+    scatter_optimizer_state,
+)
 from ..engine.optim import OptimizerConfig, OptimizerState, optimizer_code
 from ..engine.runner import max_batch_nnz, runner_bytes
 from ..engine.sampling import NegativeSampler, item_counts
@@ -395,6 +401,30 @@ class SparseNetworkEstimator(BaseEstimator):
 
     def _check_network(self, spec, **head):
         """Refuse a network these data cannot train (nothing to check here)."""
+
+    # -- the whole model, for files --------------------------------------------
+    def _with_whole_model(self, use):
+        """Call ``use(model, optimizer_state)`` once, with the whole model: on
+        rank 0, gathered from every rank's shard when the model is sharded
+        (every rank must call this). A failure on rank 0 raises on every rank."""
+        model, state, comm = self.model_, self._optimizer_state_, SerialComm()
+        if model.shards is not None:
+            comm = self._communicator()
+            whole = gather_model(model, comm)
+            model, state = whole, gather_optimizer_state(state, model, whole, comm)
+        with ranks_agree(comm):
+            if comm.rank == 0:
+                use(model, state)
+
+    def _adopt_whole_model(self, model, state):
+        """Keep a whole model (read from a file); under ``mpiexec`` with more
+        than one rank, each rank keeps its shard, as a fit would leave it."""
+        comm = self._communicator()
+        if comm.size > 1:
+            local = scatter_model(model, comm)
+            model, state = local, scatter_optimizer_state(state, model, local, comm)
+        self.model_, self._optimizer_state_ = model, state
+        self.n_ranks_ = comm.size
 
     # -- fitted weights, as scikit-learn's MLPs show them ------------------------
     @property

@@ -31,13 +31,6 @@ import numpy as np
 from sklearn.exceptions import NotFittedError
 
 from ..backends import get_backend
-from ..distributed.comm import SerialComm, ranks_agree
-from ..distributed.shards import (
-    gather_model,
-    gather_optimizer_state,
-    scatter_model,
-    scatter_optimizer_state,
-)
 from .._validation import check_memory_budget
 from ..engine.model import Model, build_plan, link_shape
 from ..engine.optim import _STATES, OptimizerConfig, OptimizerState, optimizer_code
@@ -236,15 +229,9 @@ def save_model(estimator, path):
             fitted[name] = _to_json(getattr(estimator, name), f"fitted attribute {name!r}")
     arrays = {name: np.asarray(getattr(estimator, name)) for name in entry.array_attributes
               if hasattr(estimator, name)}
-    model, state = estimator.model_, estimator._optimizer_state_
-    comm = SerialComm()
-    if model.shards is not None:  # sharded over MPI ranks: rank 0 writes the whole model
-        comm = estimator._communicator()
-        whole = gather_model(model, comm)
-        model, state = whole, gather_optimizer_state(state, model, whole, comm)
-    with ranks_agree(comm):
-        if comm.rank == 0:
-            _write_model_file(path, estimator, model, state, params, fitted, arrays)
+    estimator._with_whole_model(
+        lambda model, state: _write_model_file(path, estimator, model, state, params, fitted,
+                                               arrays))
 
 
 def _write_model_file(path, estimator, model, state, params, fitted, arrays):
@@ -498,14 +485,8 @@ def load_model(path):
     for name, value in {**fitted, **arrays}.items():
         setattr(estimator, name, value)
     estimator.loss_curve_ = [float(v) for v in loss_curve]
-    # Under mpiexec with a sharding estimator, each rank keeps its shard.
-    comm = estimator._communicator()
-    if comm.size > 1:
-        local = scatter_model(model, comm)
-        model, state = local, scatter_optimizer_state(state, model, local, comm)
-    estimator.model_, estimator._optimizer_state_ = model, state
+    estimator._adopt_whole_model(model, state)
     estimator.network_ = spec.to_dict()
-    estimator.n_ranks_ = comm.size
     return estimator
 
 
