@@ -32,8 +32,8 @@ def main():
         print(f"NVVM unavailable: {exc}")
         return 3
     from sparse_deep.backends.cuda import dense, gemm, optim, sampled, scan, sparse, topk
-    from sparse_deep.engine.codes import ACTIVATION_CODES as ACT
-    from sparse_deep.engine.codes import ERROR_CODES as ERR
+    from sparse_deep.core.codes import ACTIVATION_CODES as ACT
+    from sparse_deep.core.codes import ERROR_CODES as ERR
 
     f32, f64, i32, i64, u64 = (types.float32, types.float64, types.int32, types.int64,
                                types.uint64)

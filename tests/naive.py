@@ -8,7 +8,7 @@ backend can be checked against it (and its loss differentiated numerically).
 import numpy as np
 
 from sparse_deep.engine.model import SELU_ALPHA
-from sparse_deep.engine.rng import stream_key_host, uniform
+from sparse_deep.core.rng import stream_key_host, uniform
 
 EPS = 1e-7
 

@@ -15,7 +15,8 @@ import scipy.sparse as sp
 
 from sparse_deep.backends import get_backend
 from sparse_deep.engine.model import Model
-from sparse_deep.engine.runner import CSRBlock, Runner
+from sparse_deep.core.blocks import CSRBlock
+from sparse_deep.engine.runner import Runner
 from sparse_deep.network import parse_network
 
 from . import naive

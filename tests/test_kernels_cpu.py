@@ -23,8 +23,8 @@ from scipy.special import xlogy
 from sparse_deep.backends import get_backend
 from sparse_deep.backends.cpu import dense, optim, sparse, topk
 from sparse_deep.backends.cpu.blas import gemm
-from sparse_deep.engine import rng as crng
-from sparse_deep.engine.codes import ACTIVATION_CODES, ERROR_CODES, OPTIMIZER_CODES
+from sparse_deep.core import rng as crng
+from sparse_deep.core.codes import ACTIVATION_CODES, ERROR_CODES, OPTIMIZER_CODES
 from sparse_deep.engine.model import SELU_ALPHA
 from sparse_deep.engine.optim import OptimizerConfig, OptimizerState
 from sparse_deep.network import ERROR_FUNCTIONS

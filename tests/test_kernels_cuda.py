@@ -28,11 +28,12 @@ from sparse_deep.backends.cpu import dense as cpu_dense
 from sparse_deep.backends.cpu import optim as cpu_optim
 from sparse_deep.backends.cpu import sparse as cpu_sparse
 from sparse_deep.backends.cpu import topk as cpu_topk
-from sparse_deep.engine import rng as crng
-from sparse_deep.engine.codes import ACTIVATION_CODES, ERROR_CODES, OPTIMIZER_CODES
+from sparse_deep.core import rng as crng
+from sparse_deep.core.codes import ACTIVATION_CODES, ERROR_CODES, OPTIMIZER_CODES
 from sparse_deep.engine.model import Model
 from sparse_deep.engine.optim import OptimizerConfig, OptimizerState
-from sparse_deep.engine.runner import CSRBlock, Runner, TransposedBlock, runner_bytes
+from sparse_deep.core.blocks import CSRBlock, TransposedBlock
+from sparse_deep.engine.runner import Runner, runner_bytes
 from sparse_deep.network import parse_network
 
 from . import naive

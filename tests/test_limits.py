@@ -9,7 +9,7 @@ import scipy.sparse as sp
 
 from sparse_deep import SparseAutoencoderRecommender, SparseMLPClassifier, SparseMLPRegressor
 from sparse_deep.backends import get_backend
-from sparse_deep.engine.runner import CSRBlock
+from sparse_deep.core.blocks import CSRBlock
 from sparse_deep.network import parse_network
 from sparse_deep.network.spec import MAX_UNITS
 

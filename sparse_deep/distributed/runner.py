@@ -20,7 +20,7 @@ bits in its replicated layers and the run repeats exactly.
 
 import numpy as np
 
-from ..engine.codes import SOFTMAX
+from ..core.codes import SOFTMAX
 from ..engine.runner import Runner
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..network import NetworkSpec
-from .codes import ACTIVATION_CODES, ERROR_CODES
+from ..core.codes import ACTIVATION_CODES, ERROR_CODES
 
 # Standard SELU constant (Klambauer et al., 2017). DSSTNE reused ELUAlpha (1.0)
 # here, which loses the self-normalising property; we keep the paper's value.

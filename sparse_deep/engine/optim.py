@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .codes import ADADELTA, ADAM, OPTIMIZER_CODES, SGD
+from ..core.codes import ADADELTA, ADAM, OPTIMIZER_CODES, SGD
 
 _STATES = {SGD: 0, ADADELTA: 2, ADAM: 2}  # the others keep one array
 

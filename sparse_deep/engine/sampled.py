@@ -13,7 +13,7 @@ GEMM, fused output pass and backward GEMMs. docs/engine.md states the maths.
 
 import numpy as np
 
-from .codes import BPR, COSINE_CONTRASTIVE, SAMPLED_SOFTMAX
+from ..core.codes import BPR, COSINE_CONTRASTIVE, SAMPLED_SOFTMAX
 
 
 def sampled_buffer_shapes(n_rows, width, n_items, max_target_nnz, n_negatives, cosine,

@@ -17,7 +17,7 @@ every item (Bengio & Senecal, 2008; the "logQ correction" of Yi et al., 2019).
 
 import numpy as np
 
-from .rng import stream_key_host
+from ..core.rng import stream_key_host
 
 # Stream of the negative draws; dropout and denoising use 0 .. n_layers.
 NEGATIVES_STREAM = 0x5A3D_0001

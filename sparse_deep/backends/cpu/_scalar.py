@@ -1,8 +1,8 @@
-"""The shared per-element math (:mod:`sparse_deep.engine.scalar`) compiled for the CPU."""
+"""The shared per-element math (:mod:`sparse_deep.core.scalar`) compiled for the CPU."""
 
 from numba import njit
 
-from ...engine import rng, scalar
+from ...core import rng, scalar
 
 _cpu = scalar.compile_with(njit(cache=True))
 

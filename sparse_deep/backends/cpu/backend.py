@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ...engine.runner import CSRBlock
+from ...core.blocks import CSRBlock
 from ..base import Backend
 from . import dense, optim, sampled, sparse, topk
 from .blas import gemm

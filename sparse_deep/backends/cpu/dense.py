@@ -7,14 +7,14 @@ from types import FunctionType
 import numpy as np
 from numba import njit, prange
 
-from ...engine.codes import (
+from ...core.codes import (
     CROSS_ENTROPY,
     DATA_SCALED_MARGINAL_CROSS_ENTROPY,
     SIGMOID,
     SOFTMAX,
     TANH,
 )
-from ...engine.scalar import LOG_EPSILON
+from ...core.scalar import LOG_EPSILON
 from .vecmath import fast_exp, fast_log, fast_sigmoid, fast_tanh
 from ._scalar import (
     activate,

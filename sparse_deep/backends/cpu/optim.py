@@ -2,7 +2,7 @@
 
 One plain loop per optimizer, with every coefficient computed once per call in
 the parameter's dtype: this is what lets LLVM vectorise the inner loop (the
-generic per-element step, :func:`sparse_deep.engine.scalar.optimizer_step`,
+generic per-element step, :func:`sparse_deep.core.scalar.optimizer_step`,
 kept as the definition other backends compile, ran 15x slower here). The
 kernel tests compare each loop with a numpy reference of docs/engine.md.
 """
@@ -12,7 +12,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ...engine.codes import ADADELTA, ADAGRAD, ADAM, MOMENTUM, NESTEROV, RMSPROP, SGD
+from ...core.codes import ADADELTA, ADAGRAD, ADAM, MOMENTUM, NESTEROV, RMSPROP, SGD
 
 
 @njit(inline="always")

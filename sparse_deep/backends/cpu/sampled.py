@@ -14,7 +14,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ...engine.codes import COSINE_CONTRASTIVE
+from ...core.codes import COSINE_CONTRASTIVE
 from ._scalar import bpr_pair, sampled_negative, sampled_positive
 
 # Norms below this count as this (cosine scores of an all-zero vector are 0).

@@ -1,7 +1,7 @@
 """Device functions shared by the CUDA kernels.
 
-The per-element maths (:mod:`sparse_deep.engine.scalar`) and the counter RNG
-(:mod:`sparse_deep.engine.rng`) are the CPU backend's own definitions, compiled
+The per-element maths (:mod:`sparse_deep.core.scalar`) and the counter RNG
+(:mod:`sparse_deep.core.rng`) are the CPU backend's own definitions, compiled
 a second time with ``numba.cuda.jit(device=True)``: one source, so dropout and
 denoising masks are bit-identical across backends and activations/errors
 follow the same formulas. The block reductions below use a fixed tree, so a
@@ -15,7 +15,7 @@ import numpy as np
 from numba import cuda
 from numba.core import config
 
-from ...engine import rng, scalar
+from ...core import rng, scalar
 
 #: True when numba runs CUDA kernels in its Python simulator (NUMBA_ENABLE_CUDASIM=1).
 #: (The second test covers a numba.cuda that keeps its own copy of the setting.)

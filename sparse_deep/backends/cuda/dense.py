@@ -14,8 +14,8 @@ import math
 import numpy as np
 from numba import cuda, float64, uint64
 
-from ...engine.codes import SIGMOID, SOFTMAX
-from ...engine.scalar import is_unit_interval_error
+from ...core.codes import SIGMOID, SOFTMAX
+from ...core.scalar import is_unit_interval_error
 from . import launch
 from ._device import (
     activate,

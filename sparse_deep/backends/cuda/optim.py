@@ -1,6 +1,6 @@
 """Optimizer updates and the weight-norm cap on the GPU.
 
-The update of each weight is :func:`sparse_deep.engine.scalar.optimizer_step`,
+The update of each weight is :func:`sparse_deep.core.scalar.optimizer_step`,
 the generic definition every backend shares (the CPU backend keeps hand-
 vectorised copies of it for speed; its tests check both against the formulas of
 docs/engine.md). One thread per (row, unit) of the rows being updated.
@@ -10,7 +10,7 @@ import math
 
 from numba import cuda, float64
 
-from ...engine.codes import ADADELTA, ADAM, SGD
+from ...core.codes import ADADELTA, ADAM, SGD
 from . import launch
 from ._device import optimizer_step, regularised_gradient
 

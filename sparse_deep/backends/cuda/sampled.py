@@ -11,7 +11,7 @@ import math
 
 from numba import cuda
 
-from ...engine.codes import COSINE_CONTRASTIVE
+from ...core.codes import COSINE_CONTRASTIVE
 from . import launch
 from ._device import bpr_pair, row_of, sampled_negative, sampled_positive
 

@@ -79,7 +79,7 @@ def compile_with(jit):
     """Compile :func:`mix64`, :func:`stream_key` and :func:`uniform` with ``jit``
     (e.g. ``numba.cuda.jit(device=True)``); returns them as a namespace.
 
-    As in :func:`sparse_deep.engine.scalar.compile_with`, each copy gets private
+    As in :func:`sparse_deep.core.scalar.compile_with`, each copy gets private
     globals in which ``mix64`` names the compiled copy, so the CUDA kernels draw
     exactly the numbers the CPU kernels draw.
     """
