@@ -31,6 +31,7 @@ from .codes import (
     SELU,
     SGD,
     SIGMOID,
+    SOFTMAX,
     SOFTPLUS,
     SOFTSIGN,
     TANH,
@@ -197,6 +198,40 @@ def multinomial_error(err, a, t, is_one, one_target, one_scale):
     return -one_scale * t * _clamped_log(a), -one_scale * t
 
 
+def output_element(act, err, a, t, is_one, hp):
+    """``(error, delta-or-h)`` of one output of the fused output pass.
+
+    ``h = a * dE/da`` for SoftMax (its delta needs the whole row), else
+    ``dE/dz``. ``hp`` holds slope, ELU alpha, SELU lambda, oneTarget,
+    zeroTarget, oneScale and zeroScale first (see the backends' output_pass).
+    """
+    if act == SOFTMAX:
+        if is_unit_interval_error(err):
+            return multinomial_error(err, a, t, is_one, hp[3], hp[5])
+        e, g = elementwise_error(err, a, t, is_one, hp[3], hp[4], hp[5], hp[6])
+        return e, a * g
+    if act == SIGMOID and is_unit_interval_error(err):
+        return sigmoid_delta(err, a, t, is_one, hp[3], hp[4], hp[5], hp[6])
+    e, g = elementwise_error(err, a, t, is_one, hp[3], hp[4], hp[5], hp[6])
+    return e, g * derivative(act, a, hp[0], hp[1], hp[2])
+
+
+def kl_sparseness(rho, p):
+    """``(KL(p || rho), its derivative in rho)`` for a unit whose batch-mean
+    activation is ``rho``, clamped to [1e-6, 1 - 1e-6] (DSSTNE's sparseness
+    penalty; the caller scales both by beta)."""
+    if rho < 1.0e-6:  # conditionals, not min/max, as in _clamped
+        rho = 1.0e-6
+    if rho > 1.0 - 1.0e-6:
+        rho = 1.0 - 1.0e-6
+    term = 0.0
+    if p > 0.0:
+        term += p * math.log(p / rho)
+    if p < 1.0:
+        term += (1.0 - p) * math.log((1.0 - p) / (1.0 - rho))
+    return term, -p / rho + (1.0 - p) / (1.0 - rho)
+
+
 def softplus(x):
     """``log(1 + exp(x))`` without overflow."""
     if x > 0.0:
@@ -294,6 +329,8 @@ def regularised_gradient(g, w, l2, l1):
 
 _KERNEL_FUNCTIONS = (
     "activate",
+    "output_element",
+    "kl_sparseness",
     "derivative",
     "is_unit_interval_error",
     "_clamped",

@@ -1,7 +1,6 @@
 """Kernels over dense ``batch x units`` blocks: activations, the fused output
 pass (activation + error + delta), dropout and the hidden-layer delta."""
 
-import math
 from types import FunctionType
 
 import numpy as np
@@ -19,10 +18,9 @@ from .vecmath import fast_exp, fast_log, fast_sigmoid, fast_tanh
 from ._scalar import (
     activate,
     derivative,
-    elementwise_error,
     is_unit_interval_error,
-    multinomial_error,
-    sigmoid_delta,
+    kl_sparseness,
+    output_element,
     uniform,
 )
 
@@ -117,15 +115,7 @@ def _make_output_pass(act, err, sharded=False):
     @njit(inline="always")
     def element(a, t, is_one, hp):
         """(error, delta-or-h) of one output; h = a * dE/da for SoftMax."""
-        if softmax:
-            if unit:
-                return multinomial_error(err, a, t, is_one, hp[3], hp[5])
-            e, g = elementwise_error(err, a, t, is_one, hp[3], hp[4], hp[5], hp[6])
-            return e, a * g
-        if fused_sigmoid:
-            return sigmoid_delta(err, a, t, is_one, hp[3], hp[4], hp[5], hp[6])
-        e, g = elementwise_error(err, a, t, is_one, hp[3], hp[4], hp[5], hp[6])
-        return e, g * derivative(act, a, hp[0], hp[1], hp[2])
+        return output_element(act, err, a, t, is_one, hp)
 
     @njit(inline="always")
     def no_target(a, hp):
@@ -407,10 +397,9 @@ def sparseness_penalty(a, p, beta, inv_batch, grad_out):
             sums[j] += row[j]
     total = 0.0
     for j in range(n):
-        rho = min(max(sums[j] * inv_batch, 1.0e-6), 1.0 - 1.0e-6)
-        total += p * math.log(p / rho) if p > 0.0 else 0.0
-        total += (1.0 - p) * math.log((1.0 - p) / (1.0 - rho)) if p < 1.0 else 0.0
-        grad_out[j] = beta * (-p / rho + (1.0 - p) / (1.0 - rho)) * inv_batch
+        term, slope = kl_sparseness(sums[j] * inv_batch, p)
+        total += term
+        grad_out[j] = beta * slope * inv_batch
     return beta * total
 
 

@@ -22,9 +22,8 @@ from ._device import (
     block_max,
     block_sum,
     derivative,
-    elementwise_error,
-    multinomial_error,
-    sigmoid_delta,
+    kl_sparseness,
+    output_element,
     uniform,
 )
 
@@ -197,15 +196,7 @@ def _make_output_pass(act, err, threads, sharded=False):
     @cuda.jit(device=True)
     def element(a, t, is_one, hp):
         """(error, delta-or-h) of one output; h = a * dE/da for SoftMax."""
-        if softmax:
-            if unit:
-                return multinomial_error(err, a, t, is_one, hp[3], hp[5])
-            e, g = elementwise_error(err, a, t, is_one, hp[3], hp[4], hp[5], hp[6])
-            return e, a * g
-        if fused_sigmoid:
-            return sigmoid_delta(err, a, t, is_one, hp[3], hp[4], hp[5], hp[6])
-        e, g = elementwise_error(err, a, t, is_one, hp[3], hp[4], hp[5], hp[6])
-        return e, g * derivative(act, a, hp[0], hp[1], hp[2])
+        return output_element(act, err, a, t, is_one, hp)
 
     @cuda.jit
     def output_pass(z, t_indptr, t_indices, t_data, hp, inv_batch, delta, row_error,
@@ -446,18 +437,9 @@ def _sparseness_penalty(a, p, beta, inv_batch, grad_out, kl):
         s = float64(0.0)
         for i in range(a.shape[0]):
             s += a[i, j]
-        rho = s * inv_batch  # clamped to [1e-6, 1 - 1e-6], without min/max (see scalar.py)
-        if rho < 1.0e-6:
-            rho = 1.0e-6
-        if rho > 1.0 - 1.0e-6:
-            rho = 1.0 - 1.0e-6
-        term = 0.0
-        if p > 0.0:
-            term += p * math.log(p / rho)
-        if p < 1.0:
-            term += (1.0 - p) * math.log((1.0 - p) / (1.0 - rho))
+        term, slope = kl_sparseness(s * inv_batch, p)
         kl[j] = term
-        grad_out[j] = beta * (-p / rho + (1.0 - p) / (1.0 - rho)) * inv_batch
+        grad_out[j] = beta * slope * inv_batch
 
 
 def sparseness_penalty(a, p, beta, inv_batch, grad_out, scratch, stream):
