@@ -54,3 +54,28 @@ def test_shared_parameter_docs_are_filled_in_every_estimator():
 
     with pytest.raises(KeyError, match="no_such_entry"):
         share_docs(Undocumented)
+
+
+@pytest.mark.parametrize("params, message", [
+    (dict(learning_rate=0), r"learning_rate must be a number in \(0.0, inf\); got 0"),
+    (dict(momentum=True), r"momentum must be a number in \[0.0, 1.0\); got True"),
+    (dict(batch_size=2.5), "batch_size must be a positive integer; got 2.5"),
+    (dict(device="tpu"), "device must be one of 'cpu', 'cuda', 'auto'; got 'tpu'"),
+    (dict(distributed="on"), "distributed must be one of 'auto', 'off'; got 'on'"),
+    (dict(hidden_layer_sizes="big"), "hidden_layer_sizes must be a positive integer or a sequence"),
+    (dict(tol=float("nan")), r"tol must be a number in \[0.0, inf\); got nan"),
+])
+def test_every_estimator_checks_its_parameters_declaratively_before_any_work(params, message):
+    """One rule table (estimators/_params.py), one message style, checked at
+    the start of fit and partial_fit, before the data are looked at (here
+    they are not even valid)."""
+    from sparse_deep import (SparseAutoencoderRecommender, SparseMLPClassifier,
+                             SparseMLPRegressor)
+
+    for est in (SparseAutoencoderRecommender(**params), SparseMLPClassifier(**params),
+                SparseMLPRegressor(**params)):
+        for call in (lambda: est.fit("not data", "not targets"),
+                     lambda: est.partial_fit("not data", "not targets")):
+            with pytest.raises(ValueError, match=message):
+                call()
+        assert not hasattr(est, "model_")

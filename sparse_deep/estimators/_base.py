@@ -1,7 +1,6 @@
 """What every sparse_deep estimator shares: the training loop and inference."""
 
 import functools
-import numbers
 import os
 import sys
 import time
@@ -27,6 +26,7 @@ from ..engine.runner import max_batch_nnz, runner_bytes
 from ..engine.sampling import NegativeSampler, item_counts
 from ..network import parse_network
 from ._checkpoint import Checkpoint, data_checksum
+from ._params import SHARED_RULES, validate_parameters
 
 # Rows scored per inference chunk, at most; fewer when the widest layer is wide,
 # so that a chunk's activations stay under INFERENCE_BLOCK floats (256 MB).
@@ -50,26 +50,6 @@ RESTORE_COPY_BYTES = 256 * 2**20
 DIVERGENCE_FACTOR = 1e6
 
 
-def _check_positive_int(value, name):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer; got {value!r}")
-    return int(value)
-
-
-def _check_number(value, name, low=0.0, high=None, low_inclusive=True, high_inclusive=False):
-    ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
-    ok = ok and np.isfinite(value)
-    if ok:
-        ok = value >= low if low_inclusive else value > low
-    if ok and high is not None:
-        ok = value <= high if high_inclusive else value < high
-    if not ok:
-        lo = "[" if low_inclusive else "("
-        hi = "inf)" if high is None else (f"{high}]" if high_inclusive else f"{high})")
-        raise ValueError(f"{name} must be a number in {lo}{low}, {hi}; got {value!r}")
-    return float(value)
-
-
 def restored_on_failure(fit):
     """Decorate a training method so that, if it raises, the estimator is left
     exactly as it was before the call: its attributes, its loss curve, and the
@@ -86,6 +66,7 @@ def restored_on_failure(fit):
         continues = hasattr(self, "model_") and (
             self.warm_start or fit.__name__.endswith("partial_fit"))
         saved = _TrainingState.copy(self) if continues else None
+        validate_parameters(self)  # before any work
         try:
             return fit(self, *args, **kwargs)
         except BaseException:
@@ -340,15 +321,18 @@ class SparseNetworkEstimator(BaseEstimator):
     """
 
     # -- parameters -----------------------------------------------------------
+    #: Each numeric or fixed-choice parameter's rule (see _params.py), checked
+    #: at the start of every fit and partial_fit.
+    _parameter_rules = SHARED_RULES
+
     def _optimizer_config(self, decay):
         optimizer_code(self.optimizer)  # a clear error for unknown names
         return OptimizerConfig(
             name=str(self.optimizer).lower(),
-            learning_rate=_check_number(self.learning_rate, "learning_rate", 0.0,
-                                        low_inclusive=False),
-            momentum=_check_number(self.momentum, "momentum", 0.0, 1.0),
-            l2=_check_number(self.l2, "l2"),
-            l1=_check_number(self.l1, "l1"),
+            learning_rate=float(self.learning_rate),
+            momentum=float(self.momentum),
+            l2=float(self.l2),
+            l1=float(self.l1),
             decay=float(decay),
             epoch_decay=self._epoch_decay(),
         )
@@ -359,17 +343,7 @@ class SparseNetworkEstimator(BaseEstimator):
 
     def _validate_training_params(self):
         self._validate_checkpoint_params()
-        _check_positive_int(self.batch_size, "batch_size")
-        _check_positive_int(self.epochs, "epochs")
-        if self.device not in ("cpu", "cuda", "auto"):
-            raise ValueError(f"device must be 'cpu', 'cuda' or 'auto'; got {self.device!r}")
         parse_bytes(self.weight_memory_limit)
-
-    def _validate_stopping_params(self):
-        _check_number(self.tol, "tol")
-        _check_positive_int(self.n_iter_no_change, "n_iter_no_change")
-        _check_number(self.validation_fraction, "validation_fraction", 0.0, 1.0,
-                      low_inclusive=False)
 
     def _validate_checkpoint_params(self):
         path = self.checkpoint_path
@@ -377,7 +351,6 @@ class SparseNetworkEstimator(BaseEstimator):
             return
         if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
             raise ValueError(f"checkpoint_path must be a file path or None; got {path!r}")
-        _check_positive_int(self.checkpoint_every, "checkpoint_every")
         if self.early_stopping:
             raise ValueError("checkpoint_path cannot be combined with early_stopping=True: "
                              "the validation monitor's best weights are not part of a "

@@ -1,7 +1,6 @@
 """What SparseMLPClassifier and SparseMLPRegressor share: parameters, the
 network they build, input checks, sample weights, early stopping and partial_fit."""
 
-import numbers
 
 import numpy as np
 import scipy.sparse as sp
@@ -14,10 +13,9 @@ from ..network import ACTIVATIONS
 from ._base import (
     SparseNetworkEstimator,
     StoppingMonitor,
-    _check_number,
-    _check_positive_int,
     restored_on_failure,
 )
+from ._params import layer_sizes
 
 
 def as_feature_matrix(X):
@@ -107,25 +105,14 @@ class SparseMLPBase(SparseNetworkEstimator):
     """
 
     # -- parameters -----------------------------------------------------------
-    def _hidden_sizes(self):
-        sizes = self.hidden_layer_sizes
-        if isinstance(sizes, (numbers.Integral, np.integer)):
-            sizes = (sizes,)
-        try:
-            sizes = list(sizes)
-        except TypeError:
-            raise ValueError("hidden_layer_sizes must be a sequence of positive integers; got "
-                             f"{self.hidden_layer_sizes!r}") from None
-        return [_check_positive_int(h, "hidden_layer_sizes entries") for h in sizes]
-
     def _default_network(self, n_inputs, n_outputs, encoding):
         """The DSSTNE JSON network these parameters describe for ``encoding``."""
         output_activation, error_function = self._output_head(encoding)
         hidden_act = ACTIVATIONS.canonical(self.activation)
-        dropout = _check_number(self.dropout, "dropout", 0.0, 1.0)
+        dropout = float(self.dropout)
         layers = [{"Name": "Input", "Kind": "Input", "N": "auto", "DataSet": "input",
                    "Sparse": True}]
-        for i, n in enumerate(self._hidden_sizes()):
+        for i, n in enumerate(layer_sizes(self.hidden_layer_sizes)):
             layers.append({"Name": f"Hidden{i + 1}", "Kind": "Hidden", "N": n,
                            "Activation": hidden_act, "pDropout": dropout})
         layers.append({"Name": "Output", "Kind": "Output", "N": "auto", "DataSet": "output",
@@ -136,7 +123,7 @@ class SparseMLPBase(SparseNetworkEstimator):
             "Kind": "FeedForward",
             "Layers": layers,
             "ErrorFunction": error_function,
-            "Denoising": {"p": _check_number(self.input_dropout, "input_dropout", 0.0, 1.0)},
+            "Denoising": {"p": float(self.input_dropout)},
             "ShuffleIndices": bool(self.shuffle),
             # DSSTNE's default slope (1.0) makes LRelu linear; use the usual 0.01.
             "RELUSlope": 0.01,
@@ -183,7 +170,6 @@ class SparseMLPBase(SparseNetworkEstimator):
     @restored_on_failure
     def _fit(self, X, y, sample_weight, y_numeric):
         with ranks_agree(self._communicator()):  # bad data on one MPI rank raises on all
-            self._validate_stopping_params()
             X, y = self._validate_X_y(X, y, y_numeric)
             Y, class_weights, encoding, y = self._prepare_targets(y, first=True)
             weights = normalised_row_weights(sample_weight, X, class_weights)

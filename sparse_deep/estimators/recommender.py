@@ -1,6 +1,5 @@
 """SparseAutoencoderRecommender: DSSTNE's autoencoder as a scikit-learn estimator."""
 
-import numbers
 
 import numpy as np
 import scipy.sparse as sp
@@ -18,10 +17,9 @@ from ._docs import share_docs
 from ._base import (
     SparseNetworkEstimator,
     StoppingMonitor,
-    _check_number,
-    _check_positive_int,
     restored_on_failure,
 )
+from ._params import SHARED_RULES, AnyOf, LayerSizes, Number, Options, PositiveInt, layer_sizes
 
 # Rows whose held-out items early stopping scores after each epoch, at most:
 # enough for a steady NDCG, few enough that validating costs a fraction of an epoch.
@@ -257,6 +255,17 @@ class SparseAutoencoderRecommender(ClassNamePrefixFeaturesOutMixin, TransformerM
         self.random_state = random_state
         self.verbose = verbose
 
+    _parameter_rules = {
+        **SHARED_RULES,
+        "hidden_layer_sizes": LayerSizes(min_layers=1),  # the embedding is a hidden layer
+        "learning_rate_decay": Number(),
+        "n_negatives": AnyOf((Options(("auto",)), PositiveInt())),
+        "temperature": AnyOf((Options(("auto",)), Number(0.0, low_inclusive=False))),
+        "margin": Number(-1.0, 1.0),
+        "negative_weight": Number(0.0, low_inclusive=False),
+        "k": PositiveInt(),
+    }
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
@@ -274,12 +283,7 @@ class SparseAutoencoderRecommender(ClassNamePrefixFeaturesOutMixin, TransformerM
     def _default_network(self, n_inputs, n_outputs):
         """The DSSTNE JSON network these parameters describe for data of
         ``n_inputs`` features and ``n_outputs`` items."""
-        sizes = self.hidden_layer_sizes
-        if isinstance(sizes, (int, np.integer)):
-            sizes = (sizes,)
-        sizes = [_check_positive_int(h, "hidden_layer_sizes entries") for h in sizes]
-        if not sizes:
-            raise ValueError("hidden_layer_sizes must hold at least one layer size")
+        sizes = layer_sizes(self.hidden_layer_sizes)
         hidden_act = ACTIVATIONS.canonical(self.activation)
         loss = ERROR_FUNCTIONS.canonical(self.loss)
         layers = [{"Name": "Input", "Kind": "Input", "N": "auto", "DataSet": "input",
@@ -287,7 +291,7 @@ class SparseAutoencoderRecommender(ClassNamePrefixFeaturesOutMixin, TransformerM
         for i, n in enumerate(sizes):
             layers.append({"Name": f"Hidden{i + 1}", "Kind": "Hidden", "N": n,
                            "Activation": hidden_act,
-                           "pDropout": _check_number(self.dropout, "dropout", 0.0, 1.0)})
+                           "pDropout": float(self.dropout)})
         output_activation = (_NATURAL_OUTPUT.get(loss, "Linear") if self.output_activation is None
                              else ACTIVATIONS.canonical(self.output_activation))
         output = {"Name": "Output", "Kind": "Output", "N": "auto", "DataSet": "output",
@@ -298,9 +302,8 @@ class SparseAutoencoderRecommender(ClassNamePrefixFeaturesOutMixin, TransformerM
             if loss == "CosineContrastive":
                 output.pop("Temperature")
                 network["CosineContrastive"] = {
-                    "Margin": _check_number(self.margin, "margin", -1.0, 1.0),
-                    "NegativeWeight": _check_number(self.negative_weight, "negative_weight",
-                                                    0.0, low_inclusive=False)}
+                    "Margin": float(self.margin),
+                    "NegativeWeight": float(self.negative_weight)}
         layers.append(output)
         return {
             **network,
@@ -309,7 +312,7 @@ class SparseAutoencoderRecommender(ClassNamePrefixFeaturesOutMixin, TransformerM
             "Kind": "AutoEncoder",
             "Layers": layers,
             "ErrorFunction": loss,
-            "Denoising": {"p": _check_number(self.input_dropout, "input_dropout", 0.0, 1.0)},
+            "Denoising": {"p": float(self.input_dropout)},
             "ShuffleIndices": bool(self.shuffle),
             # DSSTNE's default slope (1.0) makes LRelu linear; use the usual 0.01.
             "RELUSlope": 0.01,
@@ -318,10 +321,9 @@ class SparseAutoencoderRecommender(ClassNamePrefixFeaturesOutMixin, TransformerM
     def _sampled_output(self, n_items):
         """The sampled Output layer's keys these parameters describe."""
         negatives = self.n_negatives
-        if isinstance(negatives, str) and negatives == "auto":
+        if negatives == "auto":
             negatives = min(AUTO_NEGATIVES, n_items)
-        elif (isinstance(negatives, (bool, np.bool_)) or not isinstance(negatives, numbers.Integral)
-                or not 1 <= negatives <= n_items):
+        elif negatives > n_items:
             raise ValueError(f"n_negatives must be 'auto' or an integer from 1 to the number of "
                              f"items ({n_items}): the items sampled per training step; "
                              f"got {negatives!r}")
@@ -333,18 +335,15 @@ class SparseAutoencoderRecommender(ClassNamePrefixFeaturesOutMixin, TransformerM
         }
 
     def _temperature(self, n_items):
-        if isinstance(self.temperature, str):
-            if self.temperature != "auto":
-                raise ValueError(f"temperature must be 'auto' or a number > 0; "
-                                 f"got {self.temperature!r}")
+        if self.temperature == "auto":
             return AUTO_TEMPERATURE / np.log(max(n_items, 2))
-        return _check_number(self.temperature, "temperature", 0.0, low_inclusive=False)
+        return float(self.temperature)
 
     def _inputs(self, X):
         return l2_normalize_rows(X) if self.normalize_input else X
 
     def _epoch_decay(self):
-        return _check_number(self.learning_rate_decay, "learning_rate_decay")
+        return float(self.learning_rate_decay)
 
     # -- fit ------------------------------------------------------------------
     @restored_on_failure
@@ -366,8 +365,6 @@ class SparseAutoencoderRecommender(ClassNamePrefixFeaturesOutMixin, TransformerM
         self
         """
         with ranks_agree(self._communicator()):  # bad data on one rank raises on all
-            if self.early_stopping:
-                self._validate_stopping_params()
             X, Y = self._training_data(X, y, reset=True)
             spec = self._network_spec(X.shape[1], Y.shape[1])
         monitor = None
