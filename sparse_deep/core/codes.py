@@ -1,4 +1,5 @@
-"""Integer codes that name activations and error functions inside kernels.
+"""Integer codes that name activations, error functions and optimizers inside
+kernels, and the positions of the packed hyper-parameters kernels read.
 
 Kernels cannot take strings, so the engine translates the network's canonical
 names (see :mod:`sparse_deep.network.registry`) into these small integers once
@@ -71,3 +72,17 @@ OPTIMIZER_CODES = {
     "adadelta": ADADELTA,
     "adam": ADAM,
 }
+
+
+# Positions in the output pass's packed hyper-parameters: the output layer's
+# activation slopes, DSSTNE's ScaledMarginalCrossEntropy settings and its
+# DeltaBoost (Runner.output_hyper), then three constants the backends append
+# in the kernel's dtype: 1 and the clamps of a logarithm's argument.
+(HP_SLOPE, HP_ALPHA, HP_LAMBDA, HP_ONE_TARGET, HP_ZERO_TARGET, HP_ONE_SCALE, HP_ZERO_SCALE,
+ HP_BOOST_ONE, HP_BOOST_ZERO, HP_ONE, HP_LOG_LOW, HP_LOG_HIGH) = range(12)
+OUTPUT_HYPER_SIZE = HP_BOOST_ZERO + 1  # what the runner packs
+
+# Positions in an optimizer step's packed hyper-parameters (OptimizerState.hyper)
+# and, after them, the coefficients the CPU loops derive once per call.
+(H_LR, H_MU, H_RHO, H_BETA1, H_BETA2, H_EPS, H_C1, H_C2, H_L2, H_L1,
+ C_ONE_MINUS_RHO, C_ONE_MINUS_BETA1, C_ONE_MINUS_BETA2, C_STEP, C_INV_SQRT_C2) = range(15)

@@ -19,6 +19,13 @@ from .codes import (
     DATA_SCALED_MARGINAL_CROSS_ENTROPY,
     ELU,
     HINGE,
+    HP_ALPHA,
+    HP_LAMBDA,
+    HP_ONE_SCALE,
+    HP_ONE_TARGET,
+    HP_SLOPE,
+    HP_ZERO_SCALE,
+    HP_ZERO_TARGET,
     L1,
     L2,
     L2_HINGE,
@@ -207,13 +214,16 @@ def output_element(act, err, a, t, is_one, hp):
     """
     if act == SOFTMAX:
         if is_unit_interval_error(err):
-            return multinomial_error(err, a, t, is_one, hp[3], hp[5])
-        e, g = elementwise_error(err, a, t, is_one, hp[3], hp[4], hp[5], hp[6])
+            return multinomial_error(err, a, t, is_one, hp[HP_ONE_TARGET], hp[HP_ONE_SCALE])
+        e, g = elementwise_error(err, a, t, is_one, hp[HP_ONE_TARGET], hp[HP_ZERO_TARGET],
+                                 hp[HP_ONE_SCALE], hp[HP_ZERO_SCALE])
         return e, a * g
     if act == SIGMOID and is_unit_interval_error(err):
-        return sigmoid_delta(err, a, t, is_one, hp[3], hp[4], hp[5], hp[6])
-    e, g = elementwise_error(err, a, t, is_one, hp[3], hp[4], hp[5], hp[6])
-    return e, g * derivative(act, a, hp[0], hp[1], hp[2])
+        return sigmoid_delta(err, a, t, is_one, hp[HP_ONE_TARGET], hp[HP_ZERO_TARGET],
+                             hp[HP_ONE_SCALE], hp[HP_ZERO_SCALE])
+    e, g = elementwise_error(err, a, t, is_one, hp[HP_ONE_TARGET], hp[HP_ZERO_TARGET],
+                             hp[HP_ONE_SCALE], hp[HP_ZERO_SCALE])
+    return e, g * derivative(act, a, hp[HP_SLOPE], hp[HP_ALPHA], hp[HP_LAMBDA])
 
 
 def kl_sparseness(rho, p):

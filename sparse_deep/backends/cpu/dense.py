@@ -9,6 +9,19 @@ from numba import njit, prange
 from ...core.codes import (
     CROSS_ENTROPY,
     DATA_SCALED_MARGINAL_CROSS_ENTROPY,
+    HP_ALPHA,
+    HP_BOOST_ONE,
+    HP_BOOST_ZERO,
+    HP_LAMBDA,
+    HP_LOG_HIGH,
+    HP_LOG_LOW,
+    HP_ONE,
+    HP_ONE_SCALE,
+    HP_ONE_TARGET,
+    HP_SLOPE,
+    HP_ZERO_SCALE,
+    HP_ZERO_TARGET,
+    OUTPUT_HYPER_SIZE,
     SIGMOID,
     SOFTMAX,
     TANH,
@@ -125,12 +138,14 @@ def _make_output_pass(act, err, sharded=False):
         cross-entropy family gets a form that vectorises (float32 exp/log).
         """
         if fused_sigmoid:
-            one, zero = hp[9], hp[9] - hp[9]
-            e = -fast_log(min(max(one - a, hp[10]), hp[11]))
+            one, zero = hp[HP_ONE], hp[HP_ONE] - hp[HP_ONE]
+            e = -fast_log(min(max(one - a, hp[HP_LOG_LOW]), hp[HP_LOG_HIGH]))
             if err == CROSS_ENTROPY:
                 return e, a
-            past = a > hp[4]  # past the zeroTarget margin (selects, as in with_target)
-            return (hp[6] * e if past else zero), (hp[6] * a if past else zero)
+            # Past the zeroTarget margin (selects, as in with_target).
+            past = a > hp[HP_ZERO_TARGET]
+            scale = hp[HP_ZERO_SCALE]
+            return (scale * e if past else zero), (scale * a if past else zero)
         return element(a, 0.0, False, hp)
 
     @njit(inline="always")
@@ -145,7 +160,7 @@ def _make_output_pass(act, err, sharded=False):
         """
         if not (fused_sigmoid or (softmax and unit)):
             return element(a, t, True, hp)
-        one, lo, hi = hp[9], hp[10], hp[11]
+        one, lo, hi = hp[HP_ONE], hp[HP_LOG_LOW], hp[HP_LOG_HIGH]
         zero = one - one
         log_a = fast_log(min(max(a, lo), hi))
         if err == CROSS_ENTROPY:
@@ -154,10 +169,11 @@ def _make_output_pass(act, err, sharded=False):
             return -(t * log_a + (one - t) * fast_log(min(max(one - a, lo), hi))), a - t
         # Past the oneTarget margin, no error. Selects, not an early return,
         # or the loop would not vectorise.
-        short = a < hp[3]
+        short = a < hp[HP_ONE_TARGET]
         if softmax:
-            return (-hp[5] * t * log_a if short else zero), (-hp[5] * t if short else zero)
-        w = hp[5] * t if err == DATA_SCALED_MARGINAL_CROSS_ENTROPY else hp[5]
+            scale = hp[HP_ONE_SCALE]
+            return (-scale * t * log_a if short else zero), (-scale * t if short else zero)
+        w = hp[HP_ONE_SCALE] * t if err == DATA_SCALED_MARGINAL_CROSS_ENTROPY else hp[HP_ONE_SCALE]
         return (-w * log_a if short else zero), (w * (a - one) if short else zero)
 
     @njit(inline="always")
@@ -165,7 +181,7 @@ def _make_output_pass(act, err, sharded=False):
         """The output activation of one unit (not SoftMax, which needs its row)."""
         if act == SIGMOID:
             return fast_sigmoid(x)
-        return activate(act, x, hp[0], hp[1], hp[2])
+        return activate(act, x, hp[HP_SLOPE], hp[HP_ALPHA], hp[HP_LAMBDA])
 
     return _specialise(_output_pass_body, "output_pass_{}_{}_{}".format(
         int(act), int(err), int(sharded)), softmax=softmax, sharded=sharded, unit=unit,
@@ -196,8 +212,8 @@ def _output_pass_body(z, t_indptr, t_indices, t_data, hp, inv_batch, delta, row_
     names it reads as globals: ``softmax``, ``sharded`` and ``unit`` (flags)
     and ``no_target``, ``with_target`` and ``activation`` (the helpers of
     :func:`_make_output_pass`)."""
-    boost_one, boost_zero = hp[7], hp[8]
-    zero = hp[9] - hp[9]
+    boost_one, boost_zero = hp[HP_BOOST_ONE], hp[HP_BOOST_ZERO]
+    zero = hp[HP_ONE] - hp[HP_ONE]
     inv_b = z.dtype.type(inv_batch)  # float32 stays float32: the sweeps vectorise
     # SoftMax's delta is finished (and divided by the batch) in its
     # Jacobian sweep; any other output's is final where it is written.
@@ -223,7 +239,7 @@ def _output_pass_body(z, t_indptr, t_indices, t_data, hp, inv_batch, delta, row_
                 d[j] = boost_zero * g
                 part += e
             total += part
-        total *= hp[8]
+        total *= hp[HP_BOOST_ZERO]
         t_scale = 1.0
         if softmax and unit:  # multinomial: a row's targets form one distribution
             t_sum = 0.0
@@ -244,7 +260,7 @@ def _output_pass_body(z, t_indptr, t_indices, t_data, hp, inv_batch, delta, row_
             t, aj = t_data[start + q], fixed[q]
             e0, _ = no_target(aj, hp)
             e1, g1 = with_target(aj, a.dtype.type(t * t_scale), hp)
-            part += hp[7] * e1 - hp[8] * e0 if t != 0.0 else zero
+            part += hp[HP_BOOST_ONE] * e1 - hp[HP_BOOST_ZERO] * e0 if t != 0.0 else zero
             fixed[q] = boost_one * g1
         total += part
         for q in range(end - start):
@@ -283,7 +299,8 @@ def output_pass(z, t_indptr, t_indices, t_data, act, err, hp, inv_batch, delta, 
         kernel = _OUTPUT_KERNELS[act, err, sharded] = _make_output_pass(act, err, sharded)
     # In the kernel's dtype, so float32 arithmetic stays float32; 1 and the
     # clamps of the logarithm's argument are appended for the same reason.
-    hp = np.concatenate([hp[:9], [1.0, LOG_EPSILON, 1.0 - LOG_EPSILON]]).astype(z.dtype)
+    hp = np.concatenate([hp[:OUTPUT_HYPER_SIZE],
+                         [1.0, LOG_EPSILON, 1.0 - LOG_EPSILON]]).astype(z.dtype)
     if row_stats is None:
         row_stats = _NO_STATS
     kernel(z, t_indptr, t_indices, t_data, hp, inv_batch, delta, row_error, row_stats)

@@ -12,7 +12,30 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ...core.codes import ADADELTA, ADAGRAD, ADAM, MOMENTUM, NESTEROV, RMSPROP, SGD
+from ...core.codes import (
+    ADADELTA,
+    ADAGRAD,
+    ADAM,
+    C_INV_SQRT_C2,
+    C_ONE_MINUS_BETA1,
+    C_ONE_MINUS_BETA2,
+    C_ONE_MINUS_RHO,
+    C_STEP,
+    H_BETA1,
+    H_BETA2,
+    H_C1,
+    H_C2,
+    H_EPS,
+    H_L1,
+    H_L2,
+    H_LR,
+    H_MU,
+    H_RHO,
+    MOMENTUM,
+    NESTEROV,
+    RMSPROP,
+    SGD,
+)
 
 
 @njit(inline="always")
@@ -43,7 +66,7 @@ def _grad(grad, slot, j, l2, l1, w):
 
 @njit(parallel=True, cache=True)
 def _sgd(param, grad, rows, slots, n_rows, s1, s2, c):
-    lr, l2, l1 = c[0], c[8], c[9]
+    lr, l2, l1 = c[H_LR], c[H_L2], c[H_L1]
     for r in prange(n_rows):
         row, slot = rows[r], _slot(slots, r)
         for j in range(param.shape[1]):
@@ -52,7 +75,7 @@ def _sgd(param, grad, rows, slots, n_rows, s1, s2, c):
 
 @njit(parallel=True, cache=True)
 def _momentum(param, grad, rows, slots, n_rows, s1, s2, c):
-    lr, mu, l2, l1 = c[0], c[1], c[8], c[9]
+    lr, mu, l2, l1 = c[H_LR], c[H_MU], c[H_L2], c[H_L1]
     for r in prange(n_rows):
         row, slot = rows[r], _slot(slots, r)
         for j in range(param.shape[1]):
@@ -63,7 +86,7 @@ def _momentum(param, grad, rows, slots, n_rows, s1, s2, c):
 
 @njit(parallel=True, cache=True)
 def _nesterov(param, grad, rows, slots, n_rows, s1, s2, c):
-    lr, mu, l2, l1 = c[0], c[1], c[8], c[9]
+    lr, mu, l2, l1 = c[H_LR], c[H_MU], c[H_L2], c[H_L1]
     for r in prange(n_rows):
         row, slot = rows[r], _slot(slots, r)
         for j in range(param.shape[1]):
@@ -75,7 +98,7 @@ def _nesterov(param, grad, rows, slots, n_rows, s1, s2, c):
 
 @njit(parallel=True, cache=True)
 def _adagrad(param, grad, rows, slots, n_rows, s1, s2, c):
-    lr, eps, l2, l1 = c[0], c[5], c[8], c[9]
+    lr, eps, l2, l1 = c[H_LR], c[H_EPS], c[H_L2], c[H_L1]
     for r in prange(n_rows):
         row, slot = rows[r], _slot(slots, r)
         for j in range(param.shape[1]):
@@ -87,7 +110,7 @@ def _adagrad(param, grad, rows, slots, n_rows, s1, s2, c):
 
 @njit(parallel=True, cache=True)
 def _rmsprop(param, grad, rows, slots, n_rows, s1, s2, c):
-    lr, rho, one_minus_rho, eps, l2, l1 = c[0], c[2], c[10], c[5], c[8], c[9]
+    lr, rho, one_minus_rho, eps, l2, l1 = c[H_LR], c[H_RHO], c[C_ONE_MINUS_RHO], c[H_EPS], c[H_L2], c[H_L1]
     for r in prange(n_rows):
         row, slot = rows[r], _slot(slots, r)
         for j in range(param.shape[1]):
@@ -99,7 +122,7 @@ def _rmsprop(param, grad, rows, slots, n_rows, s1, s2, c):
 
 @njit(parallel=True, cache=True)
 def _adadelta(param, grad, rows, slots, n_rows, s1, s2, c):
-    rho, one_minus_rho, eps, l2, l1 = c[2], c[10], c[5], c[8], c[9]
+    rho, one_minus_rho, eps, l2, l1 = c[H_RHO], c[C_ONE_MINUS_RHO], c[H_EPS], c[H_L2], c[H_L1]
     for r in prange(n_rows):
         row, slot = rows[r], _slot(slots, r)
         for j in range(param.shape[1]):
@@ -113,8 +136,8 @@ def _adadelta(param, grad, rows, slots, n_rows, s1, s2, c):
 
 @njit(parallel=True, cache=True)
 def _adam(param, grad, rows, slots, n_rows, s1, s2, c):
-    beta1, beta2, eps, l2, l1 = c[3], c[4], c[5], c[8], c[9]
-    one_minus_b1, one_minus_b2, step, inv_sqrt_c2 = c[11], c[12], c[13], c[14]
+    beta1, beta2, eps, l2, l1 = c[H_BETA1], c[H_BETA2], c[H_EPS], c[H_L2], c[H_L1]
+    one_minus_b1, one_minus_b2, step, inv_sqrt_c2 = c[C_ONE_MINUS_BETA1], c[C_ONE_MINUS_BETA2], c[C_STEP], c[C_INV_SQRT_C2]
     for r in prange(n_rows):
         row, slot = rows[r], _slot(slots, r)
         for j in range(param.shape[1]):
@@ -133,11 +156,16 @@ _KERNELS = {SGD: _sgd, MOMENTUM: _momentum, NESTEROV: _nesterov, ADAGRAD: _adagr
 
 
 def coefficients(hyper, dtype):
-    """``hyper`` (lr, mu, rho, beta1, beta2, eps, c1, c2, l2, l1) plus the derived
-    constants the loops use, computed in float64 and cast once to ``dtype``."""
-    lr, mu, rho, beta1, beta2, eps, c1, c2, l2, l1 = (float(h) for h in hyper)
-    derived = [1.0 - rho, 1.0 - beta1, 1.0 - beta2, lr / c1, 1.0 / math.sqrt(c2)]
-    return np.array([lr, mu, rho, beta1, beta2, eps, c1, c2, l2, l1] + derived, dtype=dtype)
+    """``hyper`` (positions H_* of core/codes.py) plus the derived constants the
+    loops use (C_*), computed in float64 and cast once to ``dtype``."""
+    c = np.empty(C_INV_SQRT_C2 + 1, dtype=np.float64)
+    c[:H_L1 + 1] = hyper
+    c[C_ONE_MINUS_RHO] = 1.0 - c[H_RHO]
+    c[C_ONE_MINUS_BETA1] = 1.0 - c[H_BETA1]
+    c[C_ONE_MINUS_BETA2] = 1.0 - c[H_BETA2]
+    c[C_STEP] = c[H_LR] / c[H_C1]
+    c[C_INV_SQRT_C2] = 1.0 / math.sqrt(c[H_C2])
+    return c.astype(dtype)
 
 
 def update_rows(param, grad, rows, n_rows, state1, state2, code, hyper):

@@ -14,6 +14,7 @@ the sparseness penalty's value).
 import numpy as np
 from numba import cuda
 
+from ...core.codes import OUTPUT_HYPER_SIZE
 from ..base import Backend
 from ..cpu import sparse as host_kernels
 from ..cpu.threads import start_thread_pool
@@ -328,7 +329,7 @@ class CUDABackend(Backend):
                     row_stats=None):
         stats = None if row_stats is None else self._stats_to_device(row_stats)
         dense.output_pass(z, targets.indptr, targets.indices, targets.data, act, err,
-                          self._constant(np.asarray(hyper)[:9], z.dtype), inv_batch, delta,
+                          self._constant(np.asarray(hyper)[:OUTPUT_HYPER_SIZE], z.dtype), inv_batch, delta,
                           row_error, self.stream, stats)
         if stats is not None:  # this slice's sum of h, for the Jacobian over all slices
             row_stats[:, 3] = self.to_host(stats)[:, 3]

@@ -14,7 +14,15 @@ import math
 import numpy as np
 from numba import cuda, float64, uint64
 
-from ...core.codes import SIGMOID, SOFTMAX
+from ...core.codes import (
+    HP_ALPHA,
+    HP_BOOST_ONE,
+    HP_BOOST_ZERO,
+    HP_LAMBDA,
+    HP_SLOPE,
+    SIGMOID,
+    SOFTMAX,
+)
 from ...core.scalar import is_unit_interval_error
 from . import launch
 from ._device import (
@@ -204,7 +212,7 @@ def _make_output_pass(act, err, threads, sharded=False):
         buf = cuda.shared.array(threads, float64)
         tid = cuda.threadIdx.x
         n = z.shape[1]
-        boost_one, boost_zero = hp[7], hp[8]
+        boost_one, boost_zero = hp[HP_BOOST_ONE], hp[HP_BOOST_ZERO]
         for i in range(cuda.blockIdx.x, z.shape[0], cuda.gridDim.x):
             if softmax and sharded:
                 m, inv = row_stats[i, 0], 1.0 / row_stats[i, 1]
@@ -214,7 +222,7 @@ def _make_output_pass(act, err, threads, sharded=False):
                 _softmax_row(z, i, buf, tid, threads)
             else:
                 for j in range(tid, n, threads):
-                    z[i, j] = activate(act, z[i, j], hp[0], hp[1], hp[2])
+                    z[i, j] = activate(act, z[i, j], hp[HP_SLOPE], hp[HP_ALPHA], hp[HP_LAMBDA])
             total = float64(0.0)
             for j in range(tid, n, threads):  # raw sweep: no target anywhere
                 e, g = element(z[i, j], 0.0, False, hp)
