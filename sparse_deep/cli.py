@@ -26,6 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm import tqdm
 
+from .core.devices import DEVICES
 from .io import model_file
 from .io._files import atomic_text
 from .io.netcdf_data import NetCDFDataSet, read_datasets, write_datasets
@@ -231,7 +232,7 @@ def _add_train(subparsers):
                    choices=("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adadelta",
                             "adam"),
                    help=f"optimizer (default {TRAIN_DEFAULTS['optimizer']}, as DSSTNE's train)")
-    p.add_argument("--device", choices=("cpu", "cuda", "auto"),
+    p.add_argument("--device", choices=DEVICES,
                    help=f"where to train (default {TRAIN_DEFAULTS['device']})")
     p.add_argument("--seed", type=int,
                    help=f"random seed (default {TRAIN_DEFAULTS['random_state']}, DSSTNE's fixed "
@@ -421,7 +422,7 @@ def _add_predict(subparsers):
                    help="printf format of the scores, without %% (default 4.3f)")
     p.add_argument("-t", "--type", choices=("indicator", "analog"), default="indicator",
                    help="read -r as indicator data (default, as DSSTNE) or keep its values")
-    p.add_argument("--device", choices=("cpu", "cuda", "auto"),
+    p.add_argument("--device", choices=DEVICES,
                    help="where to run (default: the model's)")
     p.add_argument("-q", "--quiet", action="store_true", help="no messages, no progress bar")
     p.set_defaults(run=run_predict)

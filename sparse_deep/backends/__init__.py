@@ -3,10 +3,9 @@
 import importlib
 import os
 
+from ..core.devices import DEVICES
 from .base import Backend
 from .cpu import CPUBackend
-
-_DEVICES = ("cpu", "cuda", "auto")
 
 
 def cuda_device_status():
@@ -104,8 +103,8 @@ def get_backend(device="cpu"):
     what numba.cuda found. ``"auto"`` takes a real GPU when there is one and
     the CPU otherwise (never the simulator).
     """
-    if not isinstance(device, str) or device.lower() not in _DEVICES:
-        raise ValueError(f"device must be one of {', '.join(map(repr, _DEVICES))}; got {device!r}")
+    if not isinstance(device, str) or device.lower() not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(map(repr, DEVICES))}; got {device!r}")
     device = device.lower()
     if device == "cpu":
         return CPUBackend()

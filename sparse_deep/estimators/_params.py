@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..core.devices import DEVICES
+
 
 def _is_real(value):
     return (isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
@@ -136,6 +138,6 @@ SHARED_RULES = {
     "n_iter_no_change": PositiveInt(),
     "validation_fraction": Number(0.0, 1.0, low_inclusive=False),
     "checkpoint_every": PositiveInt(),
-    "device": Options(("cpu", "cuda", "auto")),
+    "device": Options(DEVICES),
     "distributed": Options(("auto", "off")),
 }
