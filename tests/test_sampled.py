@@ -5,7 +5,6 @@ import zlib
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 
 from sparse_deep.backends import get_backend
 from sparse_deep.engine.model import Model

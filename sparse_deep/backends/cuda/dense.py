@@ -20,7 +20,6 @@ from ...core.codes import (
     HP_BOOST_ZERO,
     HP_LAMBDA,
     HP_SLOPE,
-    SIGMOID,
     SOFTMAX,
 )
 from ...core.scalar import is_unit_interval_error
@@ -199,7 +198,6 @@ def _make_output_pass(act, err, threads, sharded=False):
     """
     unit = is_unit_interval_error(err)
     softmax = act == SOFTMAX
-    fused_sigmoid = act == SIGMOID and unit
 
     @cuda.jit(device=True)
     def element(a, t, is_one, hp):
