@@ -65,9 +65,7 @@ def per_user_split(X, test_fraction=0.2, random_state=None):
         raise ValueError(
             f"test_fraction must lie strictly between 0 and 1; got {test_fraction!r}."
         )
-    X = sp.csr_matrix(X, copy=True)
-    X.sum_duplicates()
-    X.eliminate_zeros()
+    X = canonical_interactions(X)
     rng = check_random_state(random_state)
 
     counts = np.diff(X.indptr)
@@ -106,9 +104,7 @@ def last_items_split(X, order, n_last=1):
     """
     if isinstance(n_last, bool) or not isinstance(n_last, numbers.Integral) or n_last < 1:
         raise ValueError(f"n_last must be a positive integer; got {n_last!r}")
-    X = sp.csr_matrix(X, copy=True)
-    X.sum_duplicates()
-    X.eliminate_zeros()
+    X = canonical_interactions(X)
     when = sp.csr_matrix(order, copy=True)
     if when.shape != X.shape:
         raise ValueError(f"order must have the shape of X, {X.shape}; got {when.shape}")
@@ -126,6 +122,15 @@ def last_items_split(X, order, n_last=1):
     n_test = np.where(counts > n_last, n_last, 0)
     in_test = rank_in_row < n_test[rows]
     return _select(X, rows, ~in_test), _select(X, rows, in_test)
+
+
+def canonical_interactions(X):
+    """A CSR copy of ``X`` with one stored entry per interaction: duplicates
+    summed, explicit zeros dropped."""
+    X = sp.csr_matrix(X, copy=True)
+    X.sum_duplicates()
+    X.eliminate_zeros()
+    return X
 
 
 def _select(X, rows, mask):

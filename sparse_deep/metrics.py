@@ -12,6 +12,7 @@ All metrics are computed for every user at once with numpy and scipy; nothing
 loops over users in Python.
 """
 
+import functools
 import numbers
 
 import numpy as np
@@ -370,29 +371,24 @@ def evaluate(model, train, test, k=(10, 20, 50), batch_size=4096):
 
 
 class _RecommendationScorer:
-    """Callable ``scorer(estimator, X, y)`` built by make_recommendation_scorer."""
+    """Callable ``scorer(estimator, X, y)`` built by make_recommendation_scorer.
 
-    def __init__(self, metric, k, holdout, random_state):
+    ``hold_out(X) -> (history, held_out)`` splits the rows of a fold's own
+    users when no ``y`` is given; ``description`` is the call that built it.
+    """
+
+    def __init__(self, metric, k, hold_out, description):
         self.metric, self.k = metric, k
-        self.holdout, self.random_state = holdout, random_state
+        self._hold_out, self._description = hold_out, description
 
     def __call__(self, estimator, X, y=None):
         if y is None:  # the fold's own users: hold out part of each one's items
-            if hasattr(self.holdout, "hold_out"):
-                X, y = self.holdout.hold_out(X)
-            else:
-                from .datasets import per_user_split
-
-                X, y = per_user_split(X, self.holdout, random_state=self.random_state)
+            X, y = self._hold_out(X)
         ids = estimator.recommend(X, k=self.k, exclude_seen=True)
         return _METRICS[self.metric](y, ids, k=self.k)
 
     def __repr__(self):
-        if hasattr(self.holdout, "hold_out"):
-            return (f"make_recommendation_scorer(metric={self.metric!r}, k={self.k}, "
-                    f"holdout={self.holdout!r})")
-        return (f"make_recommendation_scorer(metric={self.metric!r}, k={self.k}, "
-                f"holdout={self.holdout}, random_state={self.random_state})")
+        return self._description
 
 
 def make_recommendation_scorer(metric="recall", k=20, holdout=0.2, random_state=0):
@@ -442,10 +438,16 @@ def make_recommendation_scorer(metric="recall", k=20, holdout=0.2, random_state=
         )
     if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
         raise ValueError(f"k must be a positive integer; got {k!r}.")
-    if hasattr(holdout, "hold_out"):
-        return _RecommendationScorer(metric, int(k), holdout, random_state)
+    call = f"make_recommendation_scorer(metric={metric!r}, k={k}, holdout="
+    if hasattr(holdout, "hold_out"):  # a splitter of sparse_deep.model_selection
+        return _RecommendationScorer(metric, int(k), holdout.hold_out, f"{call}{holdout!r})")
     if isinstance(holdout, bool) or not isinstance(holdout, numbers.Real) \
             or not 0 < holdout < 1:
         raise ValueError(f"holdout must be a share of each user's items in (0, 1); "
                          f"got {holdout!r}.")
-    return _RecommendationScorer(metric, int(k), float(holdout), random_state)
+    from .datasets import per_user_split
+
+    hold_out = functools.partial(per_user_split, test_fraction=float(holdout),
+                                 random_state=random_state)
+    return _RecommendationScorer(metric, int(k), hold_out,
+                                 f"{call}{holdout}, random_state={random_state})")

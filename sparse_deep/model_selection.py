@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.model_selection import KFold
 
-from .datasets import last_items_split, per_user_split
+from .datasets import canonical_interactions, last_items_split, per_user_split
 
 __all__ = ["UserHoldoutSplit"]
 
@@ -90,7 +90,7 @@ class UserHoldoutSplit:
         if self.n_last is not None:
             self._folds_of = (X, [])
             _check_order(self.order, X)
-        counts = np.diff(_canonical(X).indptr)
+        counts = np.diff(canonical_interactions(X).indptr)
         splittable = np.flatnonzero(counts >= 2)
         if splittable.size < self.n_splits:
             raise ValueError(
@@ -185,14 +185,6 @@ def _as_csr(X, name):
     return X
 
 
-def _canonical(X):
-    """A copy of ``X`` with duplicates summed and explicit zeros dropped."""
-    X = X.tocsr(copy=True)
-    X.sum_duplicates()
-    X.eliminate_zeros()
-    return X
-
-
 def _check_order(order, X):
     order = _as_csr(order, "order")
     if order.shape != X.shape:
@@ -200,6 +192,6 @@ def _check_order(order, X):
 
 
 def _same_entries(A, B):
-    A, B = _canonical(A), _canonical(B)
+    A, B = canonical_interactions(A), canonical_interactions(B)
     return (np.array_equal(A.indptr, B.indptr) and np.array_equal(A.indices, B.indices)
             and np.array_equal(A.data, B.data))

@@ -6,6 +6,8 @@ names (see :mod:`sparse_deep.network.registry`) into these small integers once
 per fit. Every backend uses the same table.
 """
 
+import numpy as np
+
 LINEAR = 0
 SIGMOID = 1
 TANH = 2
@@ -74,15 +76,27 @@ OPTIMIZER_CODES = {
 }
 
 
-# Positions in the output pass's packed hyper-parameters: the output layer's
+# The output pass's packed hyper-parameters, in order: the output layer's
 # activation slopes, DSSTNE's ScaledMarginalCrossEntropy settings and its
-# DeltaBoost (Runner.output_hyper), then three constants the backends append
-# in the kernel's dtype: 1 and the clamps of a logarithm's argument.
+# DeltaBoost (Runner.output_hyper); the backends append three constants in the
+# kernel's dtype: 1 and the clamps of a logarithm's argument.
+OUTPUT_HYPER = ("slope", "alpha", "lam", "one_target", "zero_target", "one_scale",
+                "zero_scale", "boost_one", "boost_zero")
 (HP_SLOPE, HP_ALPHA, HP_LAMBDA, HP_ONE_TARGET, HP_ZERO_TARGET, HP_ONE_SCALE, HP_ZERO_SCALE,
- HP_BOOST_ONE, HP_BOOST_ZERO, HP_ONE, HP_LOG_LOW, HP_LOG_HIGH) = range(12)
-OUTPUT_HYPER_SIZE = HP_BOOST_ZERO + 1  # what the runner packs
+ HP_BOOST_ONE, HP_BOOST_ZERO, HP_ONE, HP_LOG_LOW, HP_LOG_HIGH) = range(len(OUTPUT_HYPER) + 3)
+OUTPUT_HYPER_SIZE = len(OUTPUT_HYPER)
 
-# Positions in an optimizer step's packed hyper-parameters (OptimizerState.hyper)
-# and, after them, the coefficients the CPU loops derive once per call.
+# An optimizer step's packed hyper-parameters (OptimizerState.hyper), in order,
+# then the coefficients the CPU loops derive from them once per call.
+OPTIMIZER_HYPER = ("lr", "mu", "rho", "beta1", "beta2", "eps", "c1", "c2", "l2", "l1")
 (H_LR, H_MU, H_RHO, H_BETA1, H_BETA2, H_EPS, H_C1, H_C2, H_L2, H_L1,
- C_ONE_MINUS_RHO, C_ONE_MINUS_BETA1, C_ONE_MINUS_BETA2, C_STEP, C_INV_SQRT_C2) = range(15)
+ C_ONE_MINUS_RHO, C_ONE_MINUS_BETA1, C_ONE_MINUS_BETA2, C_STEP,
+ C_INV_SQRT_C2) = range(len(OPTIMIZER_HYPER) + 5)
+
+
+def pack(names, **values):
+    """``values`` as a float64 array in the order of ``names`` (OUTPUT_HYPER or
+    OPTIMIZER_HYPER), each name given once."""
+    if set(values) != set(names):
+        raise TypeError(f"expected values for {', '.join(names)}; got {', '.join(values)}")
+    return np.array([values[name] for name in names], dtype=np.float64)

@@ -4,22 +4,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core.codes import (
-    ADADELTA,
-    ADAM,
-    H_BETA1,
-    H_BETA2,
-    H_C1,
-    H_C2,
-    H_EPS,
-    H_L1,
-    H_L2,
-    H_LR,
-    H_MU,
-    H_RHO,
-    OPTIMIZER_CODES,
-    SGD,
-)
+from ..core.codes import ADADELTA, ADAM, OPTIMIZER_CODES, OPTIMIZER_HYPER, SGD, pack
 
 _STATES = {SGD: 0, ADADELTA: 2, ADAM: 2}  # the others keep one array
 
@@ -96,10 +81,6 @@ class OptimizerState:
         lr = c.learning_rate / (1.0 + c.decay * (step - 1)) / (1.0 + c.epoch_decay * epoch)
         c1 = 1.0 - c.beta1**step
         c2 = 1.0 - c.beta2**step
-        hyper = np.empty(H_L1 + 1, dtype=np.float64)
-        for position, value in ((H_LR, lr), (H_MU, c.momentum), (H_RHO, c.rho),
-                                (H_BETA1, c.beta1), (H_BETA2, c.beta2), (H_EPS, c.epsilon),
-                                (H_C1, c1), (H_C2, c2), (H_L2, c.l2 if l2 is None else l2),
-                                (H_L1, c.l1 if l1 is None else l1)):
-            hyper[position] = value
-        return hyper
+        return pack(OPTIMIZER_HYPER, lr=lr, mu=c.momentum, rho=c.rho, beta1=c.beta1,
+                    beta2=c.beta2, eps=c.epsilon, c1=c1, c2=c2,
+                    l2=c.l2 if l2 is None else l2, l1=c.l1 if l1 is None else l1)

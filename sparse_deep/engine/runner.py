@@ -21,19 +21,7 @@ into the host arrays the estimator keeps. Data sets are read through
 import numpy as np
 
 from ..core.blocks import CSRBlock, TransposedBlock
-from ..core.codes import (
-    HP_ALPHA,
-    HP_BOOST_ONE,
-    HP_BOOST_ZERO,
-    HP_LAMBDA,
-    HP_ONE_SCALE,
-    HP_ONE_TARGET,
-    HP_SLOPE,
-    HP_ZERO_SCALE,
-    HP_ZERO_TARGET,
-    LINEAR,
-    OUTPUT_HYPER_SIZE,
-)
+from ..core.codes import LINEAR, OUTPUT_HYPER, pack
 from ..core.rng import stream_key_host
 from .sampled import SampledOutput, sampled_buffer_bytes, sampled_buffer_shapes
 
@@ -281,14 +269,11 @@ class Runner:
         hp = model.spec
         smce, boost = hp.smce, hp.delta_boost
         out = model.output
-        self.output_hyper = np.empty(OUTPUT_HYPER_SIZE, dtype=np.float64)
-        for position, value in ((HP_SLOPE, out.slope), (HP_ALPHA, out.alpha),
-                                (HP_LAMBDA, out.lam), (HP_ONE_TARGET, smce.one_target),
-                                (HP_ZERO_TARGET, smce.zero_target),
-                                (HP_ONE_SCALE, smce.one_scale),
-                                (HP_ZERO_SCALE, smce.zero_scale),
-                                (HP_BOOST_ONE, boost.one), (HP_BOOST_ZERO, boost.zero)):
-            self.output_hyper[position] = value
+        self.output_hyper = pack(
+            OUTPUT_HYPER, slope=out.slope, alpha=out.alpha, lam=out.lam,
+            one_target=smce.one_target, zero_target=smce.zero_target,
+            one_scale=smce.one_scale, zero_scale=smce.zero_scale,
+            boost_one=boost.one, boost_zero=boost.zero)
 
     def width(self, layer):
         """Units of ``layer`` held by this runner (all of them; a model-parallel

@@ -110,7 +110,8 @@ def _adagrad(param, grad, rows, slots, n_rows, s1, s2, c):
 
 @njit(parallel=True, cache=True)
 def _rmsprop(param, grad, rows, slots, n_rows, s1, s2, c):
-    lr, rho, one_minus_rho, eps, l2, l1 = c[H_LR], c[H_RHO], c[C_ONE_MINUS_RHO], c[H_EPS], c[H_L2], c[H_L1]
+    lr, rho, one_minus_rho = c[H_LR], c[H_RHO], c[C_ONE_MINUS_RHO]
+    eps, l2, l1 = c[H_EPS], c[H_L2], c[H_L1]
     for r in prange(n_rows):
         row, slot = rows[r], _slot(slots, r)
         for j in range(param.shape[1]):
@@ -137,7 +138,8 @@ def _adadelta(param, grad, rows, slots, n_rows, s1, s2, c):
 @njit(parallel=True, cache=True)
 def _adam(param, grad, rows, slots, n_rows, s1, s2, c):
     beta1, beta2, eps, l2, l1 = c[H_BETA1], c[H_BETA2], c[H_EPS], c[H_L2], c[H_L1]
-    one_minus_b1, one_minus_b2, step, inv_sqrt_c2 = c[C_ONE_MINUS_BETA1], c[C_ONE_MINUS_BETA2], c[C_STEP], c[C_INV_SQRT_C2]
+    one_minus_b1, one_minus_b2 = c[C_ONE_MINUS_BETA1], c[C_ONE_MINUS_BETA2]
+    step, inv_sqrt_c2 = c[C_STEP], c[C_INV_SQRT_C2]
     for r in prange(n_rows):
         row, slot = rows[r], _slot(slots, r)
         for j in range(param.shape[1]):

@@ -328,9 +328,9 @@ class CUDABackend(Backend):
     def output_pass(self, z, targets, act, err, hyper, inv_batch, delta, row_error,
                     row_stats=None):
         stats = None if row_stats is None else self._stats_to_device(row_stats)
-        dense.output_pass(z, targets.indptr, targets.indices, targets.data, act, err,
-                          self._constant(np.asarray(hyper)[:OUTPUT_HYPER_SIZE], z.dtype), inv_batch, delta,
-                          row_error, self.stream, stats)
+        hp = self._constant(np.asarray(hyper)[:OUTPUT_HYPER_SIZE], z.dtype)
+        dense.output_pass(z, targets.indptr, targets.indices, targets.data, act, err, hp,
+                          inv_batch, delta, row_error, self.stream, stats)
         if stats is not None:  # this slice's sum of h, for the Jacobian over all slices
             row_stats[:, 3] = self.to_host(stats)[:, 3]
 

@@ -10,21 +10,7 @@ import math
 
 from numba import cuda, float64
 
-from ...core.codes import (
-    ADADELTA,
-    ADAM,
-    H_BETA1,
-    H_BETA2,
-    H_C1,
-    H_C2,
-    H_EPS,
-    H_L1,
-    H_L2,
-    H_LR,
-    H_MU,
-    H_RHO,
-    SGD,
-)
+from ...core.codes import ADADELTA, ADAM, SGD
 from . import launch
 from ._device import optimizer_step, regularised_gradient
 
@@ -57,9 +43,7 @@ def update_rows(param, grad, rows, n_rows, state1, state2, code, hyper, stream):
     optimizer does not keep may be one-row dummies and are never touched)."""
     if n_rows == 0:
         return
-    lr, mu, rho, beta1, beta2, eps, c1, c2, l2, l1 = (
-        float(hyper[i])
-        for i in (H_LR, H_MU, H_RHO, H_BETA1, H_BETA2, H_EPS, H_C1, H_C2, H_L2, H_L1))
+    lr, mu, rho, beta1, beta2, eps, c1, c2, l2, l1 = (float(h) for h in hyper)  # OPTIMIZER_HYPER
     blocks, threads = launch.elementwise(n_rows * param.shape[1])
     _update_rows[blocks, threads, stream](param, grad, rows, int(n_rows), state1, state2,
                                           int(code), lr, mu, rho, beta1, beta2, eps, c1, c2,
