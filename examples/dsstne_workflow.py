@@ -3,6 +3,7 @@
 Run from the repository root:
 
     python examples/dsstne_workflow.py [--data-dir ../shared/data] [--out DIR] [--epochs 5]
+    python examples/dsstne_workflow.py --prepare-only --out DIR
 
 It runs the steps of DSSTNE's ``samples/movielens/run_movielens_sample.sh`` on
 DSSTNE's own sample (the first 1,024 MovieLens-20M users in DSSTNE's text
@@ -18,38 +19,26 @@ format, ``dsstne-ml20m-sample/movielens_input_1024.txt``), with DSSTNE's
 
 Each step is the ``sparse-deep`` command line shown before it, run in-process.
 The files go to --out (default: a new temporary folder), which is printed at
-the end with a few recommendation lines.
+the end with a few recommendation lines. The sample and the config are
+copied there first as ``ml-20m_ratings`` and ``config.json``, the names the
+README's DSSTNE lines use; --prepare-only stops after that.
 """
 
 import argparse
 import os
 import shlex
+import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from sparse_deep.cli import main as sparse_deep
+from sparse_deep.datasets import dsstne_movielens_sample
 
 HERE = Path(__file__).resolve().parent
 CONFIG = HERE / "dsstne_movielens_config.json"
-SAMPLE = Path("dsstne-ml20m-sample") / "movielens_input_1024.txt"
-
-
-def find_sample(data_dir):
-    """The sample file under --data-dir, $SPARSE_DEEP_DATA or ../shared/data."""
-    if data_dir is not None:
-        candidates = [Path(data_dir)]
-    else:
-        candidates = [Path(os.environ[v]) for v in ("SPARSE_DEEP_DATA",) if os.environ.get(v)]
-        candidates += [Path("../shared/data"), HERE.parent.parent / "shared" / "data"]
-    for folder in candidates:
-        if (folder / SAMPLE).is_file():
-            return (folder / SAMPLE).resolve()
-    tried = "\n  ".join(str(folder / SAMPLE) for folder in candidates)
-    sys.exit(f"DSSTNE's MovieLens sample was not found; tried:\n  {tried}\n"
-             "Pass --data-dir with the folder holding dsstne-ml20m-sample/ (the project's "
-             "shared data folder, ../shared/data beside the repository).")
+RATINGS = "ml-20m_ratings"
 
 
 def step(title, *argv):
@@ -68,12 +57,24 @@ def main():
     parser.add_argument("--data-dir", help="folder holding dsstne-ml20m-sample/")
     parser.add_argument("--out", help="folder for the files (default: a new temporary one)")
     parser.add_argument("--epochs", type=int, default=5, help="training epochs (default 5)")
+    parser.add_argument("--prepare-only", action="store_true",
+                        help="only write ml-20m_ratings and config.json into --out")
     args = parser.parse_args()
-    ratings = find_sample(args.data_dir)
+    try:
+        sample = dsstne_movielens_sample(args.data_dir).resolve()
+    except FileNotFoundError as error:
+        sys.exit(f"DSSTNE's MovieLens sample was not found. {error}")
     out = Path(args.out or tempfile.mkdtemp(prefix="sparse_deep_dsstne_")).resolve()
     out.mkdir(parents=True, exist_ok=True)
     os.chdir(out)  # DSSTNE's commands name their files relative to the working folder
-    print(f"data: {ratings}\nworking folder: {out}")
+    # The names of DSSTNE's run_movielens_sample.sh, so that its lines run as they are.
+    shutil.copyfile(sample, RATINGS)
+    shutil.copyfile(CONFIG, "config.json")
+    print(f"working folder: {out}\n  {RATINGS}: DSSTNE's sample ({sample})\n"
+          "  config.json: DSSTNE's MovieLens network")
+    if args.prepare_only:
+        return
+    ratings = RATINGS
 
     step("1. input data set (new feature and sample indices)",
          "generate", "-d", "gl_input", "-i", ratings, "-o", "gl_input.nc",
@@ -82,7 +83,7 @@ def main():
          "generate", "-d", "gl_output", "-i", ratings, "-o", "gl_output.nc",
          "-f", "features_output", "-s", "samples_input", "-c")
     step("3. train DSSTNE's MovieLens autoencoder (config.json unchanged)",
-         "train", "-c", CONFIG, "-i", "gl_input.nc", "-o", "gl_output.nc", "-n", "gl.nc",
+         "train", "-c", "config.json", "-i", "gl_input.nc", "-o", "gl_output.nc", "-n", "gl.nc",
          "-b", 256, "-e", args.epochs, "--overwrite")
     step("4. top 16 movies per user, without the ones already rated",
          "predict", "-b", 256, "-d", "gl", "-i", "features_input", "-o", "features_output",

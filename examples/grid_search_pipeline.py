@@ -12,7 +12,7 @@ inputs so much that 10 epochs fall short; the search finds that out). Took
 loaded it.
 
 Usage
-    python examples/grid_search_pipeline.py [--data-dir ../shared/data]
+    python examples/grid_search_pipeline.py [--data-dir ../shared/data] [--max-iter 10]
 """
 
 import argparse
@@ -36,6 +36,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=None,
                         help="folder holding bibtex/ (default: ../shared/data)")
+    parser.add_argument("--max-iter", type=int, default=10, help="epochs of each fit (default 10)")
     args = parser.parse_args(argv)
     try:
         X_train, Y_train, X_test, Y_test = load_bibtex(args.data_dir)
@@ -44,7 +45,7 @@ def main(argv=None):
 
     pipeline = Pipeline([
         ("tfidf", TfidfTransformer()),
-        ("mlp", SparseMLPClassifier(epochs=10, random_state=0)),
+        ("mlp", SparseMLPClassifier(epochs=args.max_iter, random_state=0)),
     ])
     grid = GridSearchCV(
         pipeline,

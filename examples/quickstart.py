@@ -2,7 +2,7 @@
 
 Run from the repository root:
 
-    python examples/quickstart.py [--data-dir ../shared/data]
+    python examples/quickstart.py [--data-dir ../shared/data] [--max-iter N]
 
 It fits SparseAutoencoderRecommender on a per-user 80/20 split of ML-100K,
 compares recall@20 and NDCG@20 with a popularity ranking, and shows one user's
@@ -51,12 +51,16 @@ def popularity_ranking(train, users, k):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=None, help="folder holding ml-100k/")
+    parser.add_argument("--max-iter", type=int, default=None,
+                        help="epochs (default: the estimator's)")
     args = parser.parse_args()
     (train, test), name = load(args.data_dir)
     print(f"{name}: {train.shape[0]} users x {train.shape[1]} items, "
           f"{train.nnz} training and {test.nnz} test interactions")
 
     model = SparseAutoencoderRecommender(random_state=0)
+    if args.max_iter is not None:
+        model.set_params(epochs=args.max_iter)
     start = time.perf_counter()
     model.fit(train)
     print(f"fitted in {time.perf_counter() - start:.1f}s "

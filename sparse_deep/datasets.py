@@ -22,6 +22,7 @@ __all__ = [
     "load_lastfm",
     "load_movielens_100k",
     "load_yelp2018",
+    "dsstne_movielens_sample",
 ]
 
 DATA_ENV_VAR = "SPARSE_DEEP_DATA"
@@ -476,6 +477,33 @@ def load_yelp2018(data_dir=None):
         _interaction_matrix(train_users, train_items, shape, first_id=0),
         _interaction_matrix(test_users, test_items, shape, first_id=0),
     )
+
+
+def dsstne_movielens_sample(data_dir=None):
+    """Path of DSSTNE's own MovieLens sample, a text file in DSSTNE's format.
+
+    The first 1,024 MovieLens-20M users as DSSTNE's ``convert_ratings.awk``
+    writes them, ``user<TAB>movie,timestamp:movie,timestamp:...`` (26,744
+    distinct movies); the input of DSSTNE's ``run_movielens_sample.sh`` and
+    of ``sparse-deep generate``. Read it with :func:`sparse_deep.io.read_text`.
+
+    Parameters
+    ----------
+    data_dir : str or path-like, default=None
+        Folder that holds ``dsstne-ml20m-sample/``; found as in
+        :func:`load_lastfm`.
+
+    Returns
+    -------
+    path : pathlib.Path
+        ``dsstne-ml20m-sample/movielens_input_1024.txt`` in that folder.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file is missing; the message lists the paths tried.
+    """
+    return _find_file(data_dir, "dsstne-ml20m-sample", "movielens_input_1024.txt")
 
 
 def load_bibtex(data_dir=None, n_labels=159):

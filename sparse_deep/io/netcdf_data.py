@@ -526,6 +526,8 @@ def write_datasets(path, datasets, *, offset_type="auto", index_type="uint32"):
     index_type : {"uint32", "uint64"}, default="uint32"
         Type of ``sparseIndex<n>`` (DSSTNE's reader reads 32-bit indices).
 
+    Notes
+    -----
     Attribute names are those DSSTNE's reader looks up, including
     ``dataType<n>`` (not the lower-case spelling of DSSTNE's own writer).
     """
