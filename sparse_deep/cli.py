@@ -11,34 +11,21 @@
 
 The flags are DSSTNE's (``generateNetCDF``, ``train``, ``predict``), each with
 a long form too; docs/cli.md lists them and says where the behaviour differs.
+
+Only the standard library is imported here: numpy, scipy, scikit-learn, numba
+and sparse_deep's engine are imported by the command that needs them, so that
+``--help``, ``--version`` and a usage error answer at once.
 """
 
 import argparse
 import contextlib
 import json
 import os
-import platform
 import signal
 import sys
 import time
 
-import numpy as np
-import scipy.sparse as sp
-from tqdm import tqdm
-
 from .core.devices import DEVICES
-from .io import model_file
-from .io._files import atomic_text
-from .io.netcdf_data import NetCDFDataSet, read_datasets, write_datasets
-from .io.text_format import (
-    check_score_format,
-    format_recommendations,
-    index_labels,
-    read_index,
-    read_text,
-    text_files,
-    write_index,
-)
 
 PROG = "sparse-deep"
 
@@ -73,6 +60,8 @@ class _Console:
             print(message, file=self.stream or sys.stdout, flush=True)
 
     def bar(self, total, unit, desc, **kwargs):
+        from tqdm import tqdm
+
         disabled = self.quiet or not _is_tty(sys.stderr)
         return tqdm(total=total, unit=unit, desc=desc, file=sys.stderr, disable=disabled,
                     dynamic_ncols=True, leave=False, **kwargs)
@@ -86,6 +75,8 @@ STDOUT = "-"
 def _text_output(path):
     """A text file that appears under ``path`` only once complete, or standard
     output for ``-``."""
+    from .io._files import atomic_text
+
     if path == STDOUT:
         yield sys.stdout
         sys.stdout.flush()
@@ -149,6 +140,9 @@ def _add_generate(subparsers):
 
 
 def run_generate(args):
+    from .io.netcdf_data import NetCDFDataSet, write_datasets
+    from .io.text_format import read_index, read_text, text_files, write_index
+
     console = _Console(args.quiet)
     for path, flag in ((args.output, "-o"), (args.features, "-f"), (args.samples, "-s")):
         _check_writable(path, flag)
@@ -228,6 +222,12 @@ def _add_train(subparsers):
                    help=f"L1 weight penalty (default {TRAIN_DEFAULTS['l1']})")
     p.add_argument("-mu", "--mu", type=float, metavar="MU",
                    help=f"momentum of momentum/nesterov (default {TRAIN_DEFAULTS['momentum']})")
+    _accept_ignored(p, "-mu1", "MU1",
+                    "DSSTNE passed it only to Adam (its second-moment decay), which its train "
+                    "never used; sparse_deep's adam keeps 0.999")
+    _accept_ignored(p, "-d", "NAME",
+                    "DSSTNE's train listed it in its usage but never read it; the config's "
+                    "layers name the data sets")
     p.add_argument("--optimizer", type=str.lower,
                    choices=("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adadelta",
                             "adam"),
@@ -250,6 +250,9 @@ def _add_train(subparsers):
 
 
 def run_train(args):
+    from .backends.cpu.compile_notice import report_compiles_to
+    from .io import model_file
+
     console = _Console(args.quiet)
     network_path = args.network or DEFAULT_NETWORK_FILE
     _check_can_write_model(network_path, args)
@@ -266,14 +269,15 @@ def run_train(args):
     # One fit per epoch with warm_start: each continues the last exactly, so the
     # model equals a single fit of `epochs` epochs, and the bar moves per epoch.
     estimator.set_params(epochs=1, warm_start=True)
-    with console.bar(epochs, "epoch", "training") as bar:
-        for done in range(1, epochs + 1):
-            estimator.fit(X, Y)
-            bar.set_postfix(loss=f"{estimator.loss_curve_[-1]:.6f}", refresh=False)
-            bar.update(1)
-            if args.checkpoint_interval and done % args.checkpoint_interval == 0 \
-                    and done < epochs:
-                model_file.save_model(estimator, network_path)
+    with console.bar(epochs, "epoch", TRAINING) as bar:
+        progress = _EpochProgress(bar)
+        with report_compiles_to(progress.compiling):
+            for done in range(1, epochs + 1):
+                estimator.fit(X, Y)
+                progress.epoch_done(estimator.loss_curve_[-1])
+                if args.checkpoint_interval and done % args.checkpoint_interval == 0 \
+                        and done < epochs:
+                    model_file.save_model(estimator, network_path)
     estimator.set_params(epochs=epochs, warm_start=False)
     model_file.save_model(estimator, network_path)
     seconds = time.perf_counter() - started
@@ -282,6 +286,55 @@ def run_train(args):
                 f"loss {estimator.loss_curve_[-1]:.6f}")
     console.say(f"wrote {network_path}")
     return 0
+
+
+# The descriptions of train's bar: what it shows while it trains, and while numba
+# compiles the kernels (on a first run on a machine, many seconds per kernel).
+TRAINING = "training"
+COMPILING = "compiling kernels (first run on this machine)"
+
+
+class _EpochProgress:
+    """train's bar over epochs, honest about compiling.
+
+    While kernels compile, the bar says so instead of "training"; an epoch
+    during which they compiled then moves the bar without counting in its rate,
+    so that no ETA is shown until an epoch without compiling has finished: one
+    counting the compile time would be minutes too long.
+    """
+
+    def __init__(self, bar):
+        self.bar = bar
+        self.compiled = False  # during the epoch under way
+
+    def compiling(self, notice):
+        """A kernel compile started (report_compiles_to calls this)."""
+        if notice:  # on its own line above the bar, not into the bar's
+            self.bar.write(notice.rstrip("\n"), file=sys.stderr)
+        if not self.compiled:
+            self.compiled = True
+            self.bar.set_description_str(COMPILING)
+
+    def epoch_done(self, loss):
+        self.bar.set_postfix(loss=f"{loss:.6f}", refresh=False)
+        if not self.compiled:
+            self.bar.update(1)
+            return
+        self.compiled = False
+        self.bar.set_description_str(TRAINING, refresh=False)
+        _restart_clock(self.bar, self.bar.n + 1)
+
+
+def _restart_clock(bar, count):
+    """Set ``bar`` to ``count`` and start its clock now: its rate and ETA then
+    come only from the updates after this. tqdm's reset() restarts the clock
+    and the smoothed rate but zeroes the count, which is put back as the
+    bar's ``initial`` count, the one tqdm's rate leaves out."""
+    if bar.disable:
+        return
+    bar.reset()
+    bar.initial = bar.n = bar.last_print_n = count
+    bar.refresh()
 
 
 def _check_can_write_model(path, args):
@@ -296,6 +349,7 @@ def _check_can_write_model(path, args):
 def _training_estimator(args):
     """The estimator to train and the network config (a dict) it trains."""
     from .estimators import SparseAutoencoderRecommender
+    from .io import model_file
     from .network import load_network
 
     overrides = {"batch_size": args.batch_size, "learning_rate": args.alpha, "l2": args.l2,
@@ -330,6 +384,7 @@ def _training_estimator(args):
 
 def _training_data(args, estimator, config):
     """(inputs, targets) of the network's Input and Output layers' data sets."""
+    from .io.netcdf_data import read_datasets
     from .network import parse_network
 
     spec = parse_network(config)
@@ -351,6 +406,8 @@ def _training_data(args, estimator, config):
 
 
 def _layer_data(layer, expected_path, datasets):
+    import scipy.sparse as sp
+
     name = layer.dataset
     if not name:
         raise CommandError(f"the {layer.kind} layer {layer.name!r} names no DataSet in the "
@@ -422,6 +479,9 @@ def _add_predict(subparsers):
                    help="printf format of the scores, without %% (default 4.3f)")
     p.add_argument("-t", "--type", choices=("indicator", "analog"), default="indicator",
                    help="read -r as indicator data (default, as DSSTNE) or keep its values")
+    _accept_ignored(p, "-l", "LAYER",
+                    "DSSTNE's predict listed it in its usage but always scored the Output "
+                    "layer; so does this one (the network's output layer)")
     p.add_argument("--device", choices=DEVICES,
                    help="where to run (default: the model's)")
     p.add_argument("-q", "--quiet", action="store_true", help="no messages, no progress bar")
@@ -429,6 +489,14 @@ def _add_predict(subparsers):
 
 
 def run_predict(args):
+    from .io import model_file
+    from .io.text_format import (
+        check_score_format,
+        format_recommendations,
+        index_labels,
+        read_text,
+    )
+
     to_stdout = args.output == STDOUT
     console = _Console(args.quiet, stream=sys.stderr if to_stdout else None)
     if not to_stdout:
@@ -486,6 +554,8 @@ def _check_dataset_name(name, estimator):
 
 
 def _index_within(path, width, what):
+    from .io.text_format import read_index
+
     index = read_index(path)
     if not index:
         raise CommandError(f"{what} feature index {path} is empty")
@@ -498,6 +568,8 @@ def _index_within(path, width, what):
 
 
 def _with_width(matrix, width):
+    import scipy.sparse as sp
+
     return sp.csr_matrix((matrix.data, matrix.indices, matrix.indptr),
                          shape=(matrix.shape[0], width))
 
@@ -505,6 +577,11 @@ def _with_width(matrix, width):
 def _exclusions(filter_path, out_features, samples, labels, n):
     """Items never to recommend: each sample's filter items, plus output units
     without a label (nothing could be written for them)."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    from .io.text_format import read_text
+
     parts = []
     if filter_path:
         filt = read_text(filter_path, out_features, samples, add_features=False,
@@ -534,9 +611,9 @@ def _add_info(subparsers):
 
 
 def run_info(args):
-    from . import __version__
+    import platform
 
-    print(f"sparse_deep {__version__}")
+    print(f"sparse_deep {package_version()}")
     print(f"python {platform.python_version()} ({sys.executable})")
     for module in ("numpy", "scipy", "sklearn", "numba", "netCDF4", "mpi4py", "tqdm"):
         print(f"{module} {_module_version(module)}")
@@ -614,19 +691,67 @@ def _mpi_status():
 
 
 def build_parser():
-    """The argument parser of ``sparse-deep`` with its four subcommands."""
+    """The argument parser of ``sparse-deep`` with its four subcommands; its
+    ``commands`` attribute maps each subcommand's name to its parser."""
     parser = argparse.ArgumentParser(
         prog=PROG, allow_abbrev=False,
         description="DSSTNE's workflow on sparse_deep: turn text data into NetCDF data sets "
                     "(generate), train a network from a DSSTNE JSON config (train), and write "
                     "top-k recommendations (predict). See docs/cli.md.",
     )
+    parser.add_argument("--version", action=_VersionAction)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_generate(subparsers)
     _add_train(subparsers)
     _add_predict(subparsers)
     _add_info(subparsers)
+    parser.commands = subparsers.choices
     return parser
+
+
+def package_version():
+    """The installed sparse_deep's version, or the package's own
+    ``__version__`` when it runs from a source tree without being installed."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("sparse_deep")
+    except metadata.PackageNotFoundError:
+        import sparse_deep
+
+        return getattr(sparse_deep, "__version__", "unknown")
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: argparse's own action needs the version string when the
+    parser is built, which would cost every command importlib.metadata."""
+
+    def __init__(self, option_strings, dest):
+        super().__init__(option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                         nargs=0, help="print the version of sparse-deep and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"{PROG} {package_version()}")
+        parser.exit()
+
+
+def _accept_ignored(parser, flag, metavar, why):
+    """Accept DSSTNE's ``flag``, which has no effect here; when it is given,
+    :func:`main` says so, and ``why``, on stderr."""
+    dest = "ignored_" + flag.lstrip("-")
+    parser.add_argument(flag, dest=dest, metavar=metavar,
+                        help=f"accepted for DSSTNE compatibility and ignored: {why}")
+    ignored = parser.get_default("ignored_flags") or ()
+    parser.set_defaults(ignored_flags=(*ignored, (flag, dest, why)))
+
+
+def _note_ignored_flags(args):
+    if getattr(args, "quiet", False):
+        return
+    for flag, dest, why in getattr(args, "ignored_flags", ()):
+        if getattr(args, dest) is not None:
+            print(f"{PROG} {args.command}: note: {flag} is accepted for DSSTNE compatibility "
+                  f"and ignored: {why}", file=sys.stderr)
 
 
 class _Terminated(BaseException):
@@ -637,6 +762,13 @@ def _raise_terminated(signum, frame):
     raise _Terminated
 
 
+# The status of a command whose standard output was closed by its reader
+# (`sparse-deep info | head -3`): 128 + SIGPIPE, as the shell reports for a
+# program that the signal ended, so that `set -o pipefail` sees the output was
+# cut short.
+CLOSED_PIPE = 141
+
+
 def main(argv=None):
     """Run ``sparse-deep`` with ``argv`` (default: the process's arguments).
 
@@ -645,14 +777,35 @@ def main(argv=None):
     int
         0 on success, 1 when the command fails (the reason goes to stderr as one
         line, never a traceback), 2 for a usage error, 130 when interrupted
-        (SIGINT), 143 when terminated (SIGTERM). An interrupted or terminated
-        command leaves no partial or temporary file.
+        (SIGINT), 141 when standard output was closed by its reader (quietly),
+        143 when terminated (SIGTERM). An interrupted or terminated command
+        leaves no partial or temporary file.
     """
+    try:
+        try:
+            return _run(argv)
+        finally:
+            # Here rather than at exit, so that a closed pipe is caught below.
+            if sys.stdout is not None:
+                sys.stdout.flush()
+    except BrokenPipeError:
+        _discard_stdout()
+        return CLOSED_PIPE
+
+
+def _run(argv):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
     if args.command is None:
+        if unknown:
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
         parser.print_help(sys.stderr)
         return 2
+    if unknown:
+        # argparse leaves these to the top-level parser, whose usage lists the
+        # commands; the command's own usage lists the flags it takes.
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+    _note_ignored_flags(args)
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return args.run(args)
@@ -660,11 +813,29 @@ def main(argv=None):
         return _stopped(args, "interrupted", 130)
     except _Terminated:
         return _stopped(args, "terminated", 143)
+    except BrokenPipeError:
+        raise  # not a failure to report: main() ends quietly
     except Exception as error:  # noqa: BLE001 - a user must never see a traceback
         print(f"{PROG} {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 1
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _discard_stdout():
+    """Point the process's standard output at the null device: its reader is
+    gone, and the interpreter's flush of what is still buffered would raise
+    BrokenPipeError again at exit ("Exception ignored ..."). Only the
+    process's own stdout, which is what the interpreter flushes; a caller's
+    replacement (a test's capture) is left alone."""
+    if sys.stdout is None or sys.stdout is not sys.__stdout__:
+        return
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    except (OSError, ValueError):
+        pass
 
 
 def _stopped(args, how, code):

@@ -342,3 +342,231 @@ def test_every_command_has_help(capsys):
             main([command, "--help"])
         assert exit_info.value.code == 0
         assert f"usage: sparse-deep {command}" in capsys.readouterr().out
+
+
+# -- --version, closed pipes, DSSTNE's flags, a light --help, the compile bar -----------
+
+
+def _python(code_or_argv, **kwargs):
+    argv = ["-c", code_or_argv] if isinstance(code_or_argv, str) else code_or_argv
+    return subprocess.run([sys.executable, *argv], capture_output=True, text=True,
+                          timeout=300, **kwargs)
+
+
+def test_version_is_the_installed_package_version(monkeypatch, capsys):
+    from importlib import metadata
+
+    import sparse_deep
+
+    done = _python(["-m", "sparse_deep", "--version"])
+    installed = metadata.version("sparse_deep")
+    assert done.returncode == 0 and done.stdout == f"sparse-deep {installed}\n"
+    # Run from a source tree without being installed: the package's own version.
+    def not_installed(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "version", not_installed)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out == f"sparse-deep {sparse_deep.__version__}\n"
+
+
+def _with_stdout_closed_by_its_reader(argv, cwd=ROOT):
+    """Run ``python -m sparse_deep argv`` with standard output a pipe that its
+    reader has closed (`| head -0`, deterministically): (status, stderr)."""
+    child = subprocess.Popen([sys.executable, "-m", "sparse_deep", *map(str, argv)], cwd=cwd,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child.stdout.close()
+    _, err = child.communicate(timeout=300)
+    return child.returncode, err
+
+
+def test_info_to_a_closed_pipe_ends_quietly():
+    code, err = _with_stdout_closed_by_its_reader(["info"])
+    assert code == 141 and err == "", err
+
+
+def test_predict_to_a_closed_pipe_ends_quietly(tmp_path):
+    ratings = write_ratings(tmp_path / "ratings.txt", n_users=12)
+    workflow(tmp_path, ratings, epochs=1)
+    code, err = _with_stdout_closed_by_its_reader(
+        ["predict", "-i", "features_input", "-o", "features_output", "-k", 5, "-n", "gl.nc",
+         "-s", "-", "-r", ratings, "-q"], cwd=tmp_path)
+    assert code == 141 and err == "", err
+
+
+def test_a_closed_pipe_in_a_shell_pipeline(tmp_path):
+    """`sparse-deep info | head -3`: three lines, no message, status 141."""
+    done = subprocess.run(["bash", "-c", "set -o pipefail; "
+                           f"'{sys.executable}' -m sparse_deep info | head -3"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.stdout.count("\n") == 3 and done.stderr == "", done.stderr
+    assert done.returncode in (0, 141)  # 0 when info wrote all before head left
+
+
+# Each command's flags as DSSTNE's programs list them (Train.cpp, Predict.cpp with
+# its usage's -l, NetCDFGenerator.cpp), in one command line, with where each lands.
+DSSTNE_COMMAND_LINES = {
+    "generate": (["-d", "gl_input", "-i", "ratings", "-o", "gl_input.nc", "-f", "features",
+                  "-s", "samples", "-c", "-t", "analog"],
+                 {"dataset": "gl_input", "input": "ratings", "output": "gl_input.nc",
+                  "features": "features", "samples": "samples", "create_features": True,
+                  "type": "analog"}),
+    "train": (["-c", "config.json", "-i", "in.nc", "-o", "out.nc", "-n", "gl.nc", "-b", "256",
+               "-e", "10", "-alpha", "0.1", "-lambda", "0.001", "-lambda1", "0.0001", "-mu",
+               "0.7", "-mu1", "0.999", "-d", "gl"],
+              {"config": "config.json", "input": "in.nc", "output": "out.nc", "network": "gl.nc",
+               "batch_size": 256, "epochs": 10, "alpha": 0.1, "l2": 0.001, "l1": 0.0001,
+               "mu": 0.7, "ignored_mu1": "0.999", "ignored_d": "gl"}),
+    "predict": (["-b", "256", "-d", "gl", "-i", "features_input", "-o", "features_output", "-k",
+                 "10", "-n", "gl.nc", "-f", "ratings", "-s", "recs", "-r", "ratings", "-p",
+                 "5.2f", "-l", "Output"],
+                {"batch_size": 256, "dataset": "gl", "input_features": "features_input",
+                 "output_features": "features_output", "k": 10, "network": "gl.nc",
+                 "filter": "ratings", "output": "recs", "records": "ratings",
+                 "score_format": "5.2f", "ignored_l": "Output"}),
+}
+
+
+@pytest.mark.parametrize("command", DSSTNE_COMMAND_LINES)
+def test_every_dsstne_flag_is_accepted(command):
+    from sparse_deep.cli import build_parser
+
+    argv, expected = DSSTNE_COMMAND_LINES[command]
+    args = build_parser().parse_args([command, *argv])
+    assert {name: getattr(args, name) for name in expected} == expected
+    # generate's -m is the alternative to -c.
+    if command == "generate":
+        merge = [flag if flag != "-c" else "-m" for flag in argv]
+        assert build_parser().parse_args([command, *merge]).merge_features
+
+
+def test_flags_without_effect_are_noted_unless_quiet(tmp_path, capsys):
+    ratings = write_ratings(tmp_path / "ratings.txt", n_users=12)
+    workflow(tmp_path, ratings, epochs=1)
+    capsys.readouterr()
+    train = ["train", "-c", CONFIG, "-i", "gl_input.nc", "-o", "gl_output.nc", "-b", 16, "-e", 1,
+             "-mu", 0.7, "-mu1", 0.999, "-d", "gl"]
+    run(*train, "-n", "noted.nc")
+    err = capsys.readouterr().err
+    assert "sparse-deep train: note: -mu1 is accepted for DSSTNE compatibility and ignored: " \
+        in err
+    assert "sparse-deep train: note: -d is accepted for DSSTNE compatibility and ignored: " in err
+    run(*train, "-n", "quiet.nc", "-q")
+    assert capsys.readouterr().err == ""
+    # -mu still sets the momentum; the ignored flags change nothing.
+    run(*train[:-4], "-n", "plain.nc", "-q")
+    noted, plain = load_model("noted.nc"), load_model("plain.nc")
+    assert noted.get_params()["momentum"] == 0.7 and noted.loss_curve_ == plain.loss_curve_
+    run("predict", "-i", "features_input", "-o", "features_output", "-n", "gl.nc", "-s", "recs",
+        "-r", ratings, "-l", "Output")
+    assert "sparse-deep predict: note: -l is accepted" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["generate", "train", "predict", "info"])
+def test_an_unknown_flag_gets_the_commands_usage(command, capsys):
+    argv = DSSTNE_COMMAND_LINES.get(command, ([], {}))[0]
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, *argv, "--no-such-flag", "3"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: sparse-deep {command} ")
+    assert err.endswith(f"sparse-deep {command}: error: unrecognized arguments: "
+                        "--no-such-flag 3\n")
+
+
+HEAVY_MODULES = ("numba", "sklearn", "numpy", "scipy", "netCDF4", "mpi4py", "tqdm",
+                 "sparse_deep.estimators", "sparse_deep.engine", "sparse_deep.backends",
+                 "sparse_deep.io")
+
+
+def test_help_and_version_import_no_engine():
+    code = (
+        "import json, sys\n"
+        f"heavy = {HEAVY_MODULES!r}\n"
+        "def loaded():\n"
+        "    return sorted(m for m in sys.modules if m.startswith(heavy))\n"
+        "from sparse_deep.cli import main\n"
+        "found = {'import': loaded()}\n"
+        "for argv in (['--help'], ['train', '--help'], ['predict', '--help'], ['--version']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "    found[' '.join(argv)] = loaded()\n"
+        "print(json.dumps(found), file=sys.stderr)\n"
+    )
+    done = _python(code)
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stderr.splitlines()[-1])
+    assert found == {key: [] for key in found} and len(found) == 5, found
+
+
+def test_the_package_imports_its_names_on_first_use(tmp_path):
+    """`import sparse_deep` is light; its names load when used, and a model
+    file loads through sparse_deep.io alone (the estimators register then)."""
+    import sparse_deep
+
+    assert sorted(sparse_deep.__all__) == sorted(sparse_deep._EXPORTS)
+    assert set(sparse_deep.__all__) <= set(dir(sparse_deep))
+    assert sparse_deep.SparseAutoencoderRecommender is SparseAutoencoderRecommender
+    assert sparse_deep.load_model is load_model and sparse_deep.io.load_model is load_model
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        sparse_deep.nothing  # noqa: B018
+    ratings = write_ratings(tmp_path / "ratings.txt", n_users=12)
+    workflow(tmp_path, ratings, epochs=1)
+    done = _python("import sys, sparse_deep\n"
+                   "assert 'sklearn' not in sys.modules\n"
+                   "from sparse_deep.io import load_model\n"
+                   "print(type(load_model('gl.nc')).__name__)\n", cwd=tmp_path)
+    assert done.returncode == 0 and done.stdout == "SparseAutoencoderRecommender\n", done.stderr
+
+
+def test_train_bar_says_compiling_and_leaves_compile_time_out_of_its_eta(monkeypatch, capsys):
+    from tqdm import tqdm
+
+    from sparse_deep.backends.cpu import compile_notice
+    from sparse_deep.cli import COMPILING, TRAINING, _EpochProgress
+
+    clock = [1000.0]
+    monkeypatch.setattr("tqdm.std.time", lambda: clock[0])
+    monkeypatch.setattr(compile_notice, "_said", False)  # as in a fresh process
+    with tqdm(total=10, desc=TRAINING, file=sys.stderr, mininterval=0) as bar:
+        progress = _EpochProgress(bar)
+        with compile_notice.report_compiles_to(progress.compiling):
+            compile_notice.compile_started()  # what numba's compile event calls
+            assert bar.desc == COMPILING
+            clock[0] += 60.0  # compiling, then the epoch
+            progress.epoch_done(0.5)
+            assert bar.desc == TRAINING and bar.n == 1
+            assert "1/10 [00:00<?" in str(bar)  # no ETA from a compiling epoch
+            clock[0] += 2.0  # an epoch without compiling
+            progress.epoch_done(0.4)
+            # 8 epochs left at 2 s each; counting the compile it would say minutes.
+            assert "2/10 [00:02<00:16" in str(bar), str(bar)
+    err = capsys.readouterr().err
+    assert compile_notice.NOTICE.strip() in err and COMPILING in err
+
+
+def test_cli_train_reports_compiles_on_its_bar(tmp_path, monkeypatch, capsys):
+    from sparse_deep.backends.cpu import compile_notice
+    from sparse_deep.cli import COMPILING
+
+    ratings = write_ratings(tmp_path / "ratings.txt", n_users=12)
+    workflow(tmp_path, ratings, epochs=1)
+    capsys.readouterr()
+    fit = SparseAutoencoderRecommender.fit
+
+    def fit_compiling_on_first_epoch(self, *args, **kwargs):
+        if not getattr(self, "n_epochs_", 0):
+            compile_notice.compile_started()  # as numba does on a cold cache
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(SparseAutoencoderRecommender, "fit", fit_compiling_on_first_epoch)
+    monkeypatch.setattr(compile_notice, "_said", False)
+    monkeypatch.setattr("sparse_deep.cli._is_tty", lambda stream: True)  # the bar shows
+    run("train", "-c", CONFIG, "-i", "gl_input.nc", "-o", "gl_output.nc", "-n", "bar.nc",
+        "-b", 16, "-e", 2)
+    err = capsys.readouterr().err
+    assert COMPILING in err and err.count(compile_notice.NOTICE.strip()) == 1

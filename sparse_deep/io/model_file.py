@@ -554,6 +554,10 @@ def _tagged_json_attr(nc, name, path):
 
 
 def _registered(name, path):
+    if name not in _REGISTRY:
+        # The package's own estimators register themselves when imported, which
+        # `import sparse_deep` no longer does eagerly (it imports on first use).
+        from .. import estimators  # noqa: F401
     entry = _REGISTRY.get(name)
     if entry is None:
         raise ValueError(f"{path} holds a {name!r}, which is not a registered estimator; known: "
