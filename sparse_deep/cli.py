@@ -26,6 +26,7 @@ import sys
 import time
 
 from .core.devices import DEVICES
+from .core.optimizers import OPTIMIZERS
 
 PROG = "sparse-deep"
 
@@ -228,9 +229,7 @@ def _add_train(subparsers):
     _accept_ignored(p, "-d", "NAME",
                     "DSSTNE's train listed it in its usage but never read it; the config's "
                     "layers name the data sets")
-    p.add_argument("--optimizer", type=str.lower,
-                   choices=("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adadelta",
-                            "adam"),
+    p.add_argument("--optimizer", type=str.lower, choices=tuple(OPTIMIZERS),
                    help=f"optimizer (default {TRAIN_DEFAULTS['optimizer']}, as DSSTNE's train)")
     p.add_argument("--device", choices=DEVICES,
                    help=f"where to train (default {TRAIN_DEFAULTS['device']})")

@@ -7,8 +7,9 @@ backend can be checked against it (and its loss differentiated numerically).
 
 import numpy as np
 
-from sparse_deep.engine.model import SELU_ALPHA
+from sparse_deep.core.optimizers import coefficients, get_optimizer
 from sparse_deep.core.rng import stream_key_host, uniform
+from sparse_deep.engine.model import SELU_ALPHA
 
 EPS = 1e-7
 
@@ -173,3 +174,18 @@ def sampled_loss(model, x, t, negatives, corrections, *, training=False, seed=0,
         total += row * (1.0 if row_weights is None else row_weights[r])
     return total / x.shape[0]
 
+
+
+def optimizer_update(name, w, g, s1, s2, hyper):
+    """The registered optimizer ``name``'s step applied to every element of
+    float64 arrays, one Python call each (``g`` holds the L2/L1 terms already);
+    returns new ``(w, s1, s2)``. Any registered optimizer works here, its
+    definition the only source; tests/test_kernels_cpu.py checks the built-in
+    ones against their formulas too."""
+    step = get_optimizer(name).step
+    c = coefficients(hyper, np.float64)
+    out = [np.empty_like(w, dtype=np.float64) for _ in range(3)]
+    for i in np.ndindex(w.shape):
+        out[0][i], out[1][i], out[2][i] = step(float(w[i]), float(g[i]), float(s1[i]),
+                                               float(s2[i]), c)
+    return tuple(out)

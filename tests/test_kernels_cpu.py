@@ -24,7 +24,8 @@ from sparse_deep.backends import get_backend
 from sparse_deep.backends.cpu import dense, optim, sparse, topk
 from sparse_deep.backends.cpu.blas import gemm
 from sparse_deep.core import rng as crng
-from sparse_deep.core.codes import ACTIVATION_CODES, ERROR_CODES, OPTIMIZER_CODES
+from sparse_deep.core.codes import ACTIVATION_CODES, ERROR_CODES
+from sparse_deep.core.optimizers import OPTIMIZERS as REGISTERED_OPTIMIZERS
 from sparse_deep.engine.model import SELU_ALPHA
 from sparse_deep.engine.optim import OptimizerConfig, OptimizerState
 from sparse_deep.network import ERROR_FUNCTIONS
@@ -32,7 +33,7 @@ from sparse_deep.network import ERROR_FUNCTIONS
 from . import naive
 
 DTYPES = [np.float32, np.float64]
-OPTIMIZERS = list(OPTIMIZER_CODES)  # sgd, momentum, nesterov, adagrad, rmsprop, adadelta, adam
+OPTIMIZERS = list(REGISTERED_OPTIMIZERS)  # sgd, momentum, nesterov, adagrad, rmsprop, adadelta, adam
 # Per-weight arrays each optimizer keeps; the others get a one-row dummy.
 N_STATES = {"sgd": 0, "momentum": 1, "nesterov": 1, "adagrad": 1, "rmsprop": 1,
             "adadelta": 2, "adam": 2}
@@ -119,7 +120,7 @@ def random_param(rng, shape, dtype):
 def assert_update_matches(name, dtype, param, grad, rows, n_rows, s1, s2, hyper):
     """Run the kernel and the reference on the same inputs and compare everything."""
     expected = ref_update_rows(param, grad, rows, n_rows, s1, s2, name, hyper)
-    optim.update_rows(param, grad, rows, n_rows, s1, s2, OPTIMIZER_CODES[name], hyper)
+    optim.update_rows(param, grad, rows, n_rows, s1, s2, REGISTERED_OPTIMIZERS[name].code, hyper)
     for got, want in zip((param, s1, s2), expected):
         np.testing.assert_allclose(got, want, **tolerance(dtype))
 
@@ -190,9 +191,9 @@ def test_update_all_rows_equals_a_scattered_full_gradient(name, dtype):
         full = np.zeros(shape, dtype)
         full[rows[:n_rows]] = row_grads[:n_rows]
         optim.update_rows(want[0], full, all_rows, shape[0], want[1], want[2],
-                          OPTIMIZER_CODES[name], pack_hyper(step))
+                          REGISTERED_OPTIMIZERS[name].code, pack_hyper(step))
         optim.update_all_rows(param, row_grads, rows[:n_rows], all_rows, slots, s1, s2,
-                              OPTIMIZER_CODES[name], pack_hyper(step))
+                              REGISTERED_OPTIMIZERS[name].code, pack_hyper(step))
         for got, expected in zip((param, s1, s2), want):
             assert np.array_equal(got, expected)
         assert (slots == -1).all()
@@ -203,7 +204,7 @@ def test_update_rows_zero_rows_is_a_no_op():
     param = random_param(rng, (4, 3), np.float64)
     s1, s2 = make_states("adam", (4, 3), np.float64)
     old = param.copy()
-    optim.update_rows(param, np.ones((4, 3)), np.arange(4), 0, s1, s2, OPTIMIZER_CODES["adam"],
+    optim.update_rows(param, np.ones((4, 3)), np.arange(4), 0, s1, s2, REGISTERED_OPTIMIZERS["adam"].code,
                       pack_hyper(1))
     assert np.array_equal(param, old) and not s1.any() and not s2.any()
 
@@ -1287,11 +1288,11 @@ def test_update_rows_of_a_whole_parameter_equals_updates_of_its_pieces(name):
     rows = np.arange(shape[0], dtype=np.int64)
     for step in range(1, 3):
         grad = rng.normal(0, 1, shape).astype(np.float32)
-        optim.update_rows(param, grad, rows, shape[0], s1, s2, OPTIMIZER_CODES[name],
+        optim.update_rows(param, grad, rows, shape[0], s1, s2, REGISTERED_OPTIMIZERS[name].code,
                           pack_hyper(step))
         for start in range(0, shape[0], 100):
             piece = rows[start:start + 100]
             optim.update_rows(pieces[0], grad[start:start + 100], piece, len(piece),
-                              pieces[1], pieces[2], OPTIMIZER_CODES[name], pack_hyper(step))
+                              pieces[1], pieces[2], REGISTERED_OPTIMIZERS[name].code, pack_hyper(step))
     for got, want in zip((param, s1, s2), pieces):
         assert np.array_equal(got, want)

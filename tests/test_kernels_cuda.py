@@ -29,7 +29,8 @@ from sparse_deep.backends.cpu import optim as cpu_optim
 from sparse_deep.backends.cpu import sparse as cpu_sparse
 from sparse_deep.backends.cpu import topk as cpu_topk
 from sparse_deep.core import rng as crng
-from sparse_deep.core.codes import ACTIVATION_CODES, ERROR_CODES, OPTIMIZER_CODES
+from sparse_deep.core.codes import ACTIVATION_CODES, ERROR_CODES
+from sparse_deep.core.optimizers import OPTIMIZERS as REGISTERED_OPTIMIZERS
 from sparse_deep.engine.model import Model
 from sparse_deep.engine.optim import OptimizerConfig, OptimizerState
 from sparse_deep.core.blocks import CSRBlock, TransposedBlock
@@ -563,11 +564,11 @@ def test_gemm(bk, dtype, trans_a, trans_b, min_blocks, monkeypatch):
 # Optimizers
 # --------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", list(OPTIMIZER_CODES))
+@pytest.mark.parametrize("name", list(REGISTERED_OPTIMIZERS))
 def test_update_rows_every_optimizer(bk, name):
     """Dense rows, then a row subset (stale entries past n_rows), over three
     steps; dummy states of optimizers that keep fewer stay untouched."""
-    rng = np.random.default_rng(OPTIMIZER_CODES[name])
+    rng = np.random.default_rng(REGISTERED_OPTIMIZERS[name].code)
     shape = (7, 5)
     param = random_param(rng, shape, np.float64)
     s1, s2 = make_states(name, shape, np.float64)
@@ -577,10 +578,10 @@ def test_update_rows_every_optimizer(bk, name):
         rows = (np.arange(shape[0]) if step == 1 else rng.permutation(shape[0])).astype(np.int64)
         grad = rng.normal(0, 1, shape)
         want = ref_update_rows(param, grad, rows, n_rows, s1, s2, name, pack_hyper(step))
-        cpu_optim.update_rows(param, grad, rows, n_rows, s1, s2, OPTIMIZER_CODES[name],
+        cpu_optim.update_rows(param, grad, rows, n_rows, s1, s2, REGISTERED_OPTIMIZERS[name].code,
                               pack_hyper(step))
         bk.update_rows(d[0], dev(bk, grad), dev(bk, rows), n_rows, d[1], d[2],
-                       OPTIMIZER_CODES[name], pack_hyper(step))
+                       REGISTERED_OPTIMIZERS[name].code, pack_hyper(step))
         for got, cpu, ref in zip(d, (param, s1, s2), want):
             np.testing.assert_allclose(bk.to_host(got), ref, rtol=1e-12, atol=1e-14)
             np.testing.assert_allclose(bk.to_host(got), cpu, rtol=1e-12, atol=1e-14)
@@ -600,9 +601,9 @@ def test_update_all_rows_matches_the_cpu(bk):
         rows = rng.permutation(shape[0]).astype(np.int64)
         row_grads = rng.normal(0, 1, shape)
         cpu_optim.update_all_rows(param, row_grads, rows[:3], all_rows, cpu_slots, s1, s2,
-                                  OPTIMIZER_CODES["adam"], pack_hyper(step))
+                                  REGISTERED_OPTIMIZERS["adam"].code, pack_hyper(step))
         bk.update_all_rows(d[0], dev(bk, row_grads), dev(bk, rows), 3, dev(bk, all_rows),
-                           scratch, d[1], d[2], OPTIMIZER_CODES["adam"], pack_hyper(step))
+                           scratch, d[1], d[2], REGISTERED_OPTIMIZERS["adam"].code, pack_hyper(step))
         for got, cpu in zip(d, (param, s1, s2)):
             np.testing.assert_allclose(bk.to_host(got), cpu, rtol=1e-12, atol=1e-14)
     assert not bk.to_host(scratch).any()

@@ -1,12 +1,11 @@
-"""Integer codes that name activations, error functions and optimizers inside
-kernels, and the positions of the packed hyper-parameters kernels read.
+"""Integer codes that name activations and error functions inside kernels,
+and the positions of the packed hyper-parameters kernels read (optimizers are
+named by their registration, :mod:`sparse_deep.core.optimizers`).
 
 Kernels cannot take strings, so the engine translates the network's canonical
 names (see :mod:`sparse_deep.network.registry`) into these small integers once
 per fit. Every backend uses the same table.
 """
-
-import numpy as np
 
 LINEAR = 0
 SIGMOID = 1
@@ -57,25 +56,6 @@ ERROR_CODES = {
     "BPR": BPR,
 }
 
-SGD = 0
-MOMENTUM = 1
-NESTEROV = 2
-ADAGRAD = 3
-RMSPROP = 4
-ADADELTA = 5
-ADAM = 6
-
-OPTIMIZER_CODES = {
-    "sgd": SGD,
-    "momentum": MOMENTUM,
-    "nesterov": NESTEROV,
-    "adagrad": ADAGRAD,
-    "rmsprop": RMSPROP,
-    "adadelta": ADADELTA,
-    "adam": ADAM,
-}
-
-
 # The output pass's packed hyper-parameters, in order: the output layer's
 # activation slopes, DSSTNE's ScaledMarginalCrossEntropy settings and its
 # DeltaBoost (Runner.output_hyper); the backends append three constants in the
@@ -87,16 +67,20 @@ OUTPUT_HYPER = ("slope", "alpha", "lam", "one_target", "zero_target", "one_scale
 OUTPUT_HYPER_SIZE = len(OUTPUT_HYPER)
 
 # An optimizer step's packed hyper-parameters (OptimizerState.hyper), in order,
-# then the coefficients the CPU loops derive from them once per call.
+# then the coefficients derived from them once per call
+# (sparse_deep.core.optimizers.coefficients).
 OPTIMIZER_HYPER = ("lr", "mu", "rho", "beta1", "beta2", "eps", "c1", "c2", "l2", "l1")
 (H_LR, H_MU, H_RHO, H_BETA1, H_BETA2, H_EPS, H_C1, H_C2, H_L2, H_L1,
  C_ONE_MINUS_RHO, C_ONE_MINUS_BETA1, C_ONE_MINUS_BETA2, C_STEP,
  C_INV_SQRT_C2) = range(len(OPTIMIZER_HYPER) + 5)
+N_COEFFICIENTS = C_INV_SQRT_C2 + 1
 
 
 def pack(names, **values):
     """``values`` as a float64 array in the order of ``names`` (OUTPUT_HYPER or
     OPTIMIZER_HYPER), each name given once."""
+    import numpy as np  # here, so that the command line's --help can read this module fast
+
     if set(values) != set(names):
         raise TypeError(f"expected values for {', '.join(names)}; got {', '.join(values)}")
     return np.array([values[name] for name in names], dtype=np.float64)

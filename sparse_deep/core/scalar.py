@@ -12,8 +12,6 @@ one buffer per layer.
 import math
 
 from .codes import (
-    ADADELTA,
-    ADAGRAD,
     COSINE_CONTRASTIVE,
     CROSS_ENTROPY,
     DATA_SCALED_MARGINAL_CROSS_ENTROPY,
@@ -30,13 +28,9 @@ from .codes import (
     L2,
     L2_HINGE,
     LRELU,
-    MOMENTUM,
-    NESTEROV,
     RELU,
-    RMSPROP,
     SCALED_MARGINAL_CROSS_ENTROPY,
     SELU,
-    SGD,
     SIGMOID,
     SOFTMAX,
     SOFTPLUS,
@@ -296,38 +290,6 @@ def bpr_pair(z_negative, z_positive):
     return softplus(x), logistic(x)
 
 
-def optimizer_step(code, w, g, s1, s2, lr, mu, rho, beta1, beta2, eps, c1, c2):
-    """One optimizer update of a single weight; returns ``(w, s1, s2)``.
-
-    ``g`` already includes the regularisation terms. ``s1``/``s2`` are the
-    optimizer's per-weight state (velocity, squared-gradient averages, Adam's
-    moments); ``c1``/``c2`` are Adam's bias corrections 1 - beta^t.
-    """
-    if code == SGD:
-        return w - lr * g, s1, s2
-    if code == MOMENTUM:
-        v = mu * s1 - lr * g
-        return w + v, v, s2
-    if code == NESTEROV:
-        v = mu * s1 - lr * g
-        return w + v + mu * (v - s1), v, s2
-    if code == ADAGRAD:
-        s = s1 + g * g
-        return w - lr * g / (math.sqrt(s) + eps), s, s2
-    if code == RMSPROP:
-        s = rho * s1 + (1.0 - rho) * g * g
-        return w - lr * g / (math.sqrt(s) + eps), s, s2
-    if code == ADADELTA:
-        # AdaDelta sets its own step size: the learning rate is not used.
-        s = rho * s1 + (1.0 - rho) * g * g
-        dx = -math.sqrt(s2 + eps) / math.sqrt(s + eps) * g
-        return w + dx, s, rho * s2 + (1.0 - rho) * dx * dx
-    # Adam
-    m = beta1 * s1 + (1.0 - beta1) * g
-    v = beta2 * s2 + (1.0 - beta2) * g * g
-    return w - lr * (m / c1) / (math.sqrt(v / c2) + eps), m, v
-
-
 def regularised_gradient(g, w, l2, l1):
     """Add the gradient of ``l2/2 * w^2 + l1 * |w|`` to ``g``."""
     if w > 0.0:
@@ -355,7 +317,6 @@ _KERNEL_FUNCTIONS = (
     "sampled_positive",
     "sampled_negative",
     "bpr_pair",
-    "optimizer_step",
     "regularised_gradient",
 )
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from .._validation import physical_memory
 from ..engine.model import Model, build_plan, is_item_major, link_shape
-from ..engine.optim import _STATES, optimizer_code
+from ..core.optimizers import get_optimizer
 from ..engine.runner import Runner
 from .comm import SerialComm, world
 from .partition import REPLICATED, fewest_ranks, largest_share, link_modes, shard_weights
@@ -106,7 +106,7 @@ class Placement:
             limit = physical_memory()
         plan = _Layout(spec)
         modes = plan.modes() if self.sharded else [REPLICATED] * len(plan.links)
-        per_value = np.dtype(dtype).itemsize * (2 + _STATES.get(optimizer_code(optimizer), 1))
+        per_value = np.dtype(dtype).itemsize * (2 + get_optimizer(optimizer).n_states)
         need = largest_share(plan.full_shapes, modes, per_value, self.comm.size)
         if need <= limit:
             return

@@ -4,9 +4,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core.codes import ADADELTA, ADAM, OPTIMIZER_CODES, OPTIMIZER_HYPER, SGD, pack
-
-_STATES = {SGD: 0, ADADELTA: 2, ADAM: 2}  # the others keep one array
+from ..core.codes import OPTIMIZER_HYPER, pack
+from ..core.optimizers import get_optimizer
 
 
 @dataclass(frozen=True)
@@ -36,17 +35,7 @@ class OptimizerConfig:
 
     @property
     def code(self):
-        return OPTIMIZER_CODES[self.name]
-
-
-def optimizer_code(name):
-    """Kernel code of an optimizer name (case-insensitive), or a clear error."""
-    key = str(name).lower()
-    if key not in OPTIMIZER_CODES:
-        raise ValueError(
-            f"unknown optimizer {name!r}; expected one of: {', '.join(OPTIMIZER_CODES)}"
-        )
-    return OPTIMIZER_CODES[key]
+        return get_optimizer(self.name).code
 
 
 class OptimizerState:
@@ -63,8 +52,9 @@ class OptimizerState:
 
     def __init__(self, config, params, backend=None):
         self.config = config
-        self.code = optimizer_code(config.name)
-        n_states = _STATES.get(self.code, 1)
+        optimizer = get_optimizer(config.name)
+        self.code = optimizer.code
+        n_states = optimizer.n_states
         zeros = np.zeros if backend is None else backend.zeros
         self.states = []
         for _, array, _ in params:

@@ -21,7 +21,8 @@ from ..distributed.shards import (
     scatter_model,
     scatter_optimizer_state,
 )
-from ..engine.optim import OptimizerConfig, OptimizerState, optimizer_code
+from ..core.optimizers import get_optimizer
+from ..engine.optim import OptimizerConfig, OptimizerState
 from ..engine.runner import max_batch_nnz, runner_bytes
 from ..engine.sampling import NegativeSampler, item_counts
 from ..network import parse_network
@@ -326,7 +327,7 @@ class SparseNetworkEstimator(BaseEstimator):
     _parameter_rules = SHARED_RULES
 
     def _optimizer_config(self, decay):
-        optimizer_code(self.optimizer)  # a clear error for unknown names
+        get_optimizer(self.optimizer)  # a clear error for unknown names
         return OptimizerConfig(
             name=str(self.optimizer).lower(),
             learning_rate=float(self.learning_rate),

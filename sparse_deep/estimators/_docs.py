@@ -7,11 +7,14 @@ the entry there.
 
 import re
 
+from ..core.optimizers import OPTIMIZERS
+
 SHARED = {
     # -- parameters --------------------------------------------------------------
-    "optimizer": """\
+    "optimizer": f"""\
 optimizer : str, default="adam"
-    sgd, momentum, nesterov, adagrad, rmsprop, adadelta or adam.""",
+    {", ".join(OPTIMIZERS)}, or one added with
+    :func:`sparse_deep.core.optimizers.register_optimizer`.""",
     "momentum": """\
 momentum : float, default=0.9
     Momentum of the momentum and nesterov optimizers.""",

@@ -33,7 +33,8 @@ from sklearn.exceptions import NotFittedError
 from ..backends import get_backend
 from .._validation import check_memory_budget
 from ..engine.model import Model, build_plan, link_shape
-from ..engine.optim import _STATES, OptimizerConfig, OptimizerState, optimizer_code
+from ..core.optimizers import get_optimizer
+from ..engine.optim import OptimizerConfig, OptimizerState
 from ..network import NetworkSpec, parse_network
 from ._files import atomic_path, open_netcdf, read_variable, reading, variable_layout
 
@@ -604,7 +605,7 @@ def _optimizer_config(nc, path):
                              f"{'an optimizer name' if key == 'name' else 'a finite number'}")
     config = OptimizerConfig(**raw)
     try:
-        optimizer_code(config.name)
+        get_optimizer(config.name)
     except ValueError as error:
         raise ValueError(f"{path}: sparse_deep_optimizer: {error}") from None
     return config
@@ -668,7 +669,7 @@ class _Layout:
             lengths[f"weight{i}_bias"] = self.plans[t].n
             params.append(shape)
         params += [(1, p.n) for p in self.plans if not p.is_input]
-        n_states = _STATES.get(optimizer_code(config.name), 1)
+        n_states = get_optimizer(config.name).n_states
         for p, (rows, cols) in enumerate(params):
             for slot in (1, 2):
                 used = n_states >= slot

@@ -1,41 +1,20 @@
 """Optimizer updates over whole parameters or over a list of their rows.
 
-One plain loop per optimizer, with every coefficient computed once per call in
-the parameter's dtype: this is what lets LLVM vectorise the inner loop (the
-generic per-element step, :func:`sparse_deep.core.scalar.optimizer_step`,
-kept as the definition other backends compile, ran 15x slower here). The
-kernel tests compare each loop with a numpy reference of docs/engine.md.
+Each registered optimizer (:mod:`sparse_deep.core.optimizers`) gets one
+loop, compiled the first time a fit uses it with the optimizer's ``step``
+inlined and its coefficients held in locals of the parameter's dtype: this
+is what lets LLVM vectorise the inner loop. The kernel tests compare each
+loop with a numpy reference of docs/engine.md.
 """
 
 import math
+from types import FunctionType
 
 import numpy as np
 from numba import njit, prange
 
-from ...core.codes import (
-    ADADELTA,
-    ADAGRAD,
-    ADAM,
-    C_INV_SQRT_C2,
-    C_ONE_MINUS_BETA1,
-    C_ONE_MINUS_BETA2,
-    C_ONE_MINUS_RHO,
-    C_STEP,
-    H_BETA1,
-    H_BETA2,
-    H_C1,
-    H_C2,
-    H_EPS,
-    H_L1,
-    H_L2,
-    H_LR,
-    H_MU,
-    H_RHO,
-    MOMENTUM,
-    NESTEROV,
-    RMSPROP,
-    SGD,
-)
+from ...core.codes import H_L1, H_L2
+from ...core.optimizers import coefficients, get_optimizer
 
 
 @njit(inline="always")
@@ -64,110 +43,50 @@ def _grad(grad, slot, j, l2, l1, w):
 # half as fast (Adam on 4,489 x 256: 0.72 ms against 0.37 ms).
 
 
-@njit(parallel=True, cache=True)
-def _sgd(param, grad, rows, slots, n_rows, s1, s2, c):
-    lr, l2, l1 = c[H_LR], c[H_L2], c[H_L1]
+def _update_body(param, grad, rows, slots, n_rows, s1, s2, c):
+    """The update loop of the optimizer whose ``step`` and ``n_states``
+    :func:`_kernel` binds as globals (compile-time constants, so the unused
+    state reads fold away)."""
+    l2, l1 = c[H_L2], c[H_L1]
+    zero = l1 - l1
     for r in prange(n_rows):
         row, slot = rows[r], _slot(slots, r)
         for j in range(param.shape[1]):
-            param[row, j] -= lr * _grad(grad, slot, j, l2, l1, param[row, j])
+            w = param[row, j]
+            a = s1[row, j] if n_states >= 1 else zero
+            b = s2[row, j] if n_states >= 2 else zero
+            w, a, b = step(w, _grad(grad, slot, j, l2, l1, w), a, b, c)
+            param[row, j] = w
+            if n_states >= 1:
+                s1[row, j] = a
+            if n_states >= 2:
+                s2[row, j] = b
 
 
-@njit(parallel=True, cache=True)
-def _momentum(param, grad, rows, slots, n_rows, s1, s2, c):
-    lr, mu, l2, l1 = c[H_LR], c[H_MU], c[H_L2], c[H_L1]
-    for r in prange(n_rows):
-        row, slot = rows[r], _slot(slots, r)
-        for j in range(param.shape[1]):
-            vj = mu * s1[row, j] - lr * _grad(grad, slot, j, l2, l1, param[row, j])
-            s1[row, j] = vj
-            param[row, j] += vj
+_KERNELS = {}  # (optimizer name, fingerprint) -> its compiled loop
 
 
-@njit(parallel=True, cache=True)
-def _nesterov(param, grad, rows, slots, n_rows, s1, s2, c):
-    lr, mu, l2, l1 = c[H_LR], c[H_MU], c[H_L2], c[H_L1]
-    for r in prange(n_rows):
-        row, slot = rows[r], _slot(slots, r)
-        for j in range(param.shape[1]):
-            old = s1[row, j]
-            vj = mu * old - lr * _grad(grad, slot, j, l2, l1, param[row, j])
-            s1[row, j] = vj
-            param[row, j] += vj + mu * (vj - old)
+def _kernel(code):
+    """The compiled loop of the optimizer ``code``, made on first use.
 
-
-@njit(parallel=True, cache=True)
-def _adagrad(param, grad, rows, slots, n_rows, s1, s2, c):
-    lr, eps, l2, l1 = c[H_LR], c[H_EPS], c[H_L2], c[H_L1]
-    for r in prange(n_rows):
-        row, slot = rows[r], _slot(slots, r)
-        for j in range(param.shape[1]):
-            gj = _grad(grad, slot, j, l2, l1, param[row, j])
-            sj = s1[row, j] + gj * gj
-            s1[row, j] = sj
-            param[row, j] -= lr * gj / (np.sqrt(sj) + eps)
-
-
-@njit(parallel=True, cache=True)
-def _rmsprop(param, grad, rows, slots, n_rows, s1, s2, c):
-    lr, rho, one_minus_rho = c[H_LR], c[H_RHO], c[C_ONE_MINUS_RHO]
-    eps, l2, l1 = c[H_EPS], c[H_L2], c[H_L1]
-    for r in prange(n_rows):
-        row, slot = rows[r], _slot(slots, r)
-        for j in range(param.shape[1]):
-            gj = _grad(grad, slot, j, l2, l1, param[row, j])
-            sj = rho * s1[row, j] + one_minus_rho * gj * gj
-            s1[row, j] = sj
-            param[row, j] -= lr * gj / (np.sqrt(sj) + eps)
-
-
-@njit(parallel=True, cache=True)
-def _adadelta(param, grad, rows, slots, n_rows, s1, s2, c):
-    rho, one_minus_rho, eps, l2, l1 = c[H_RHO], c[C_ONE_MINUS_RHO], c[H_EPS], c[H_L2], c[H_L1]
-    for r in prange(n_rows):
-        row, slot = rows[r], _slot(slots, r)
-        for j in range(param.shape[1]):
-            gj = _grad(grad, slot, j, l2, l1, param[row, j])
-            sj = rho * s1[row, j] + one_minus_rho * gj * gj
-            dx = -np.sqrt(s2[row, j] + eps) / np.sqrt(sj + eps) * gj
-            s1[row, j] = sj
-            s2[row, j] = rho * s2[row, j] + one_minus_rho * dx * dx
-            param[row, j] += dx
-
-
-@njit(parallel=True, cache=True)
-def _adam(param, grad, rows, slots, n_rows, s1, s2, c):
-    beta1, beta2, eps, l2, l1 = c[H_BETA1], c[H_BETA2], c[H_EPS], c[H_L2], c[H_L1]
-    one_minus_b1, one_minus_b2 = c[C_ONE_MINUS_BETA1], c[C_ONE_MINUS_BETA2]
-    step, inv_sqrt_c2 = c[C_STEP], c[C_INV_SQRT_C2]
-    for r in prange(n_rows):
-        row, slot = rows[r], _slot(slots, r)
-        for j in range(param.shape[1]):
-            gj = _grad(grad, slot, j, l2, l1, param[row, j])
-            mj = beta1 * s1[row, j] + one_minus_b1 * gj
-            vj = beta2 * s2[row, j] + one_minus_b2 * gj * gj
-            s1[row, j] = mj
-            s2[row, j] = vj
-            param[row, j] -= step * mj / (np.sqrt(vj) * inv_sqrt_c2 + eps)
+    Its step and state count are bound as globals, not closed over, and its
+    name carries the step's fingerprint: numba's disk cache keys a kernel by
+    its name, and a closure's key would be new in every process (see
+    backends/cpu/dense.py, ``_specialise``).
+    """
+    optimizer = get_optimizer(code)
+    key = optimizer.name, optimizer.fingerprint  # computed once per registration
+    kernel = _KERNELS.get(key)
+    if kernel is None:
+        globals_ = dict(_update_body.__globals__, step=njit(inline="always")(optimizer.step),
+                        n_states=optimizer.n_states)
+        body = FunctionType(_update_body.__code__, globals_, "update_" + optimizer.name)
+        body.__qualname__ = f"update_{optimizer.name}_{optimizer.fingerprint}"
+        kernel = _KERNELS[key] = njit(parallel=True, cache=True)(body)
+    return kernel
 
 
 _NO_SLOTS = np.zeros(0, dtype=np.int64)  # gradient row r belongs to rows[r]
-
-_KERNELS = {SGD: _sgd, MOMENTUM: _momentum, NESTEROV: _nesterov, ADAGRAD: _adagrad,
-            RMSPROP: _rmsprop, ADADELTA: _adadelta, ADAM: _adam}
-
-
-def coefficients(hyper, dtype):
-    """``hyper`` (positions H_* of core/codes.py) plus the derived constants the
-    loops use (C_*), computed in float64 and cast once to ``dtype``."""
-    c = np.empty(C_INV_SQRT_C2 + 1, dtype=np.float64)
-    c[:H_L1 + 1] = hyper
-    c[C_ONE_MINUS_RHO] = 1.0 - c[H_RHO]
-    c[C_ONE_MINUS_BETA1] = 1.0 - c[H_BETA1]
-    c[C_ONE_MINUS_BETA2] = 1.0 - c[H_BETA2]
-    c[C_STEP] = c[H_LR] / c[H_C1]
-    c[C_INV_SQRT_C2] = 1.0 / math.sqrt(c[H_C2])
-    return c.astype(dtype)
 
 
 def update_rows(param, grad, rows, n_rows, state1, state2, code, hyper):
@@ -179,8 +98,8 @@ def update_rows(param, grad, rows, n_rows, state1, state2, code, hyper):
     ``hyper`` = (lr, mu, rho, beta1, beta2, eps, c1, c2, l2, l1). States an
     optimizer does not keep may be one-row dummies; they are never touched.
     """
-    _KERNELS[code](param, grad, rows, _NO_SLOTS, n_rows, state1, state2,
-                   coefficients(hyper, param.dtype))
+    _kernel(code)(param, grad, rows, _NO_SLOTS, n_rows, state1, state2,
+                  coefficients(hyper, param.dtype))
 
 
 def update_all_rows(param, row_grads, rows, all_rows, slots, state1, state2, code, hyper):
@@ -194,8 +113,8 @@ def update_all_rows(param, row_grads, rows, all_rows, slots, state1, state2, cod
     """
     _mark_slots(slots, rows, True)
     try:
-        _KERNELS[code](param, row_grads, all_rows, slots, param.shape[0], state1, state2,
-                       coefficients(hyper, param.dtype))
+        _kernel(code)(param, row_grads, all_rows, slots, param.shape[0], state1, state2,
+                      coefficients(hyper, param.dtype))
     finally:
         _mark_slots(slots, rows, False)
 

@@ -47,7 +47,6 @@ sigmoid_delta = _math.sigmoid_delta
 multinomial_error = _math.multinomial_error
 output_element = _math.output_element
 kl_sparseness = _math.kl_sparseness
-optimizer_step = _math.optimizer_step
 regularised_gradient = _math.regularised_gradient
 uniform = _rng.uniform
 

@@ -1,40 +1,58 @@
 """Optimizer updates and the weight-norm cap on the GPU.
 
-The update of each weight is :func:`sparse_deep.core.scalar.optimizer_step`,
-the generic definition every backend shares (the CPU backend keeps hand-
-vectorised copies of it for speed; its tests check both against the formulas of
-docs/engine.md). One thread per (row, unit) of the rows being updated.
+Each registered optimizer (:mod:`sparse_deep.core.optimizers`) gets one
+kernel, compiled the first time a fit uses it, with the optimizer's ``step``
+as a device function: the definition the CPU's loops compile too. One thread
+per (row, unit) of the rows being updated.
 """
 
 import math
+from types import FunctionType
 
 from numba import cuda, float64
 
-from ...core.codes import ADADELTA, ADAM, SGD
+from ...core.codes import H_L1, H_L2
+from ...core.optimizers import coefficients, get_optimizer
 from . import launch
-from ._device import optimizer_step, regularised_gradient
+from ._device import regularised_gradient
 
 
-@cuda.jit
-def _update_rows(param, grad, rows, n_rows, s1, s2, code, lr, mu, rho, beta1, beta2, eps, c1,
-                 c2, l2, l1):
+def _update_body(param, grad, rows, n_rows, s1, s2, c0, c1, c2, c3, c4, c5, c6, c7, c8, c9,
+                 c10, c11, c12, c13, c14):
+    """The update kernel of the optimizer whose ``step`` and ``n_states``
+    :func:`_kernel` binds as globals. The coefficients come as scalars (an
+    array would be one more copy to the device per call)."""
+    k = (c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14)
     n = param.shape[1]
-    uses_s1 = code != SGD
-    uses_s2 = code == ADADELTA or code == ADAM
     for idx in range(cuda.grid(1), n_rows * n, cuda.gridsize(1)):
         r = idx // n
         j = idx - r * n
         row = rows[r]
         w = param[row, j]
-        g = regularised_gradient(grad[r, j], w, l2, l1)
-        a = s1[row, j] if uses_s1 else 0.0
-        b = s2[row, j] if uses_s2 else 0.0
-        w, a, b = optimizer_step(code, w, g, a, b, lr, mu, rho, beta1, beta2, eps, c1, c2)
+        g = regularised_gradient(grad[r, j], w, k[H_L2], k[H_L1])
+        a = s1[row, j] if n_states >= 1 else 0.0
+        b = s2[row, j] if n_states >= 2 else 0.0
+        w, a, b = step(w, g, a, b, k)
         param[row, j] = w
-        if uses_s1:
+        if n_states >= 1:
             s1[row, j] = a
-        if uses_s2:
+        if n_states >= 2:
             s2[row, j] = b
+
+
+_KERNELS = {}  # (optimizer name, fingerprint) -> its kernel
+
+
+def _kernel(code):
+    optimizer = get_optimizer(code)
+    key = optimizer.name, optimizer.fingerprint  # computed once per registration
+    kernel = _KERNELS.get(key)
+    if kernel is None:
+        globals_ = dict(_update_body.__globals__, n_states=optimizer.n_states,
+                        step=cuda.jit(device=True)(optimizer.step))
+        body = FunctionType(_update_body.__code__, globals_, "update_" + optimizer.name)
+        kernel = _KERNELS[key] = cuda.jit(body)
+    return kernel
 
 
 def update_rows(param, grad, rows, n_rows, state1, state2, code, hyper, stream):
@@ -43,11 +61,9 @@ def update_rows(param, grad, rows, n_rows, state1, state2, code, hyper, stream):
     optimizer does not keep may be one-row dummies and are never touched)."""
     if n_rows == 0:
         return
-    lr, mu, rho, beta1, beta2, eps, c1, c2, l2, l1 = (float(h) for h in hyper)  # OPTIMIZER_HYPER
     blocks, threads = launch.elementwise(n_rows * param.shape[1])
-    _update_rows[blocks, threads, stream](param, grad, rows, int(n_rows), state1, state2,
-                                          int(code), lr, mu, rho, beta1, beta2, eps, c1, c2,
-                                          l2, l1)
+    c = [float(x) for x in coefficients(hyper, "float64")]
+    _kernel(code)[blocks, threads, stream](param, grad, rows, int(n_rows), state1, state2, *c)
 
 
 @cuda.jit

@@ -1,0 +1,114 @@
+"""A new optimizer is one registration: registered here, in a test, it trains
+estimators on the CPU and on the CUDA backend (in numba's simulator in CI) and
+is checked against the tests' reference, with no other file touched."""
+
+import sys
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from sparse_deep import SparseAutoencoderRecommender
+from sparse_deep.backends import cuda_device_status
+from sparse_deep.backends.cpu import optim as cpu_optim
+from sparse_deep.core import optimizers
+from sparse_deep.core.codes import H_LR, H_MU
+from sparse_deep.core.optimizers import OPTIMIZERS, get_optimizer, register_optimizer
+
+from . import naive
+
+
+def signum(w, g, v, s2, c):
+    """Toy: momentum of the gradient, then a step of fixed size along its sign."""
+    v = c[H_MU] * v + g
+    sign = 1.0 if v > 0.0 else (-1.0 if v < 0.0 else 0.0)
+    return w - c[H_LR] * sign, v, s2
+
+
+@pytest.fixture
+def toy_optimizer(monkeypatch):
+    """"signum" registered for one test, as a user's own code would register it."""
+    monkeypatch.setattr(optimizers, "OPTIMIZERS", dict(OPTIMIZERS))
+    yield register_optimizer("signum", signum, n_states=1, description="sign of momentum")
+
+
+def interactions(n_users=24, n_items=9, seed=0):
+    rng = np.random.default_rng(seed)
+    dense = rng.random((n_users, n_items)) < 0.35
+    dense[np.arange(n_users), rng.integers(0, n_items, n_users)] = True
+    return sp.csr_matrix(dense.astype(np.float32))
+
+
+def test_the_registration_is_what_every_part_reads(toy_optimizer):
+    assert get_optimizer("SIGNUM") is toy_optimizer
+    assert get_optimizer(toy_optimizer.code) is toy_optimizer
+    assert toy_optimizer.code == len(optimizers.OPTIMIZERS) - 1
+    with pytest.raises(ValueError, match="registered already"):
+        register_optimizer("signum", signum, n_states=1)
+
+
+@pytest.mark.parametrize("n_states", [3, -1, 1.0])
+def test_a_bad_registration_is_refused(n_states, monkeypatch):
+    monkeypatch.setattr(optimizers, "OPTIMIZERS", dict(OPTIMIZERS))
+    with pytest.raises(ValueError, match="n_states must be 0, 1 or 2"):
+        register_optimizer("toy", signum, n_states=n_states)
+    with pytest.raises(ValueError, match="lower-case"):
+        register_optimizer("Toy", signum, n_states=1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_cpu_kernel_of_a_registered_optimizer_matches_the_reference(toy_optimizer, dtype):
+    rng = np.random.default_rng(4)
+    param = rng.normal(size=(6, 5)).astype(dtype)
+    velocity = np.zeros_like(param)
+    dummy = np.zeros((1, 5), dtype)
+    rows = np.arange(6, dtype=np.int64)
+    for step in range(1, 4):
+        grad = rng.normal(size=param.shape).astype(dtype)
+        hyper = np.array([0.05, 0.8, 0.9, 0.9, 0.999, 1e-8, 1.0, 1.0, 0.0, 0.0])
+        want = naive.optimizer_update("signum", param, grad, velocity, np.zeros_like(param),
+                                      hyper)
+        cpu_optim.update_rows(param, grad, rows, 6, velocity, dummy, toy_optimizer.code, hyper)
+        tolerance = 1e-6 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(param, want[0], rtol=tolerance, atol=tolerance)
+        np.testing.assert_allclose(velocity, want[1], rtol=tolerance, atol=tolerance)
+        assert not dummy.any()  # one state: the second is never touched
+
+
+def test_an_estimator_trains_with_a_registered_optimizer(toy_optimizer):
+    X = interactions()
+    model = SparseAutoencoderRecommender(optimizer="signum", hidden_layer_sizes=(4,),
+                                         learning_rate=0.01, epochs=8, batch_size=8,
+                                         random_state=0).fit(X)
+    assert model.loss_curve_[-1] < model.loss_curve_[0]
+    # The state the estimator keeps is the registration's one array per weight.
+    assert all(s1.shape == w.shape for (s1, _), w in
+               zip(model._optimizer_state_.states, model.model_.weights))
+
+
+@pytest.fixture
+def quick_simulator(monkeypatch):
+    """Launch sizes and thread switches as tests/test_kernels_cuda.py sets them,
+    so that the simulator's many Python threads get through a fit in seconds."""
+    from sparse_deep.backends.cuda import launch
+
+    for name, value in dict(THREADS=4, MAX_BLOCKS=3, ROW_THREADS=4, SCAN_THREADS=4,
+                            GEMM_THREADS=2, GEMM_WORK=2, GEMM_TILE_K=2).items():
+        monkeypatch.setattr(launch, name, value)
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-4)
+    yield
+    sys.setswitchinterval(old)
+
+
+@pytest.mark.skipif(not cuda_device_status()[0], reason="no CUDA device or simulator")
+def test_a_registered_optimizer_trains_the_same_model_on_the_cuda_backend(toy_optimizer,
+                                                                         quick_simulator):
+    X = interactions(n_users=12, n_items=6)
+    params = dict(optimizer="signum", hidden_layer_sizes=(3,), learning_rate=0.01, epochs=2,
+                  batch_size=4, random_state=0)
+    cpu = SparseAutoencoderRecommender(device="cpu", **params).fit(X)
+    gpu = SparseAutoencoderRecommender(device="cuda", **params).fit(X)
+    np.testing.assert_allclose(gpu.loss_curve_, cpu.loss_curve_, rtol=1e-5)
+    for a, b in zip(gpu.model_.weights, cpu.model_.weights):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
