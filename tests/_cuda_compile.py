@@ -32,8 +32,11 @@ def main():
         print(f"NVVM unavailable: {exc}")
         return 3
     from sparse_deep.backends.cuda import dense, gemm, optim, sampled, scan, sparse, topk
-    from sparse_deep.core.codes import ACTIVATION_CODES as ACT
+    from sparse_deep.core.activations import ACTIVATIONS
+    from sparse_deep.core.optimizers import OPTIMIZERS
     from sparse_deep.core.codes import ERROR_CODES as ERR
+
+    ACT = {name: ACTIVATIONS.info(name).code for name in ACTIVATIONS}
 
     f32, f64, i32, i64, u64 = (types.float32, types.float64, types.int32, types.int64,
                                types.uint64)
@@ -44,10 +47,9 @@ def main():
     m2, v, i64v, i32v = arr(f32, 2), arr(f32), arr(i64), arr(i32)
     kernels = [
         (dense._fill_rows, (m2, v)), (dense._fill, (m2, f32)), (dense._copy, (m2, m2)),
-        (dense._add, (m2, m2)), (dense._activate, (m2, i64, f64, f64, f64)),
+        (dense._add, (m2, m2)),
         (dense._softmax_kernel(256), (m2,)),
         (dense._dropout, (m2, m2, u64, i64v, f64, f64)),
-        (dense._hidden_delta, (m2, m2, i64, f64, f64, f64, u64, i64v, f64, f64, v)),
         (dense._column_sums, (m2, f32, v)),
         (dense._sparseness_penalty, (m2, f64, f64, f64, v, arr(f64))),
         (dense._scale_rows, (m2, v)), (dense._scale, (m2, f32)),
@@ -65,7 +67,8 @@ def main():
         (sparse._reset_slots, (i64v, i64v, i64, i32v)),
         (sparse._sparse_weight_gradient, (i64v, i32v, v, i64, m2, f32, m2)),
         (sparse._scatter_rows, (m2, i64v, m2)), (sparse._zero_rows, (m2, i64v)),
-        (optim._update_rows, (m2, m2, i64v, i64, m2, m2, i64) + (f64,) * 10),
+        *((optim._kernel(code), (m2, m2, i64v, i64, m2, m2) + (f64,) * 15)
+          for code in range(len(OPTIMIZERS))),
         (optim._cap_column_norms, (m2, f64)),
         (scan._scan_kernel(1024), (i32v, i64, i64v)),
         (topk._make_topk(32, 256), (m2, arr(types.uint32, 2), i64, i64v, i32v, arr(i64, 2), m2)),
@@ -77,7 +80,13 @@ def main():
                                                 trans_b, split),
                                 (m2, m2, m2, f32, f32, f32, i64, arr(f32, 3))))
     kernels.append((gemm._add_chunks, (arr(f32, 3), i64, m2, f32, f32, f32)))
-    # Every error function once; the activations' branches are all compiled above.
+    # Every activation's own kernels, and every error function once.
+    for code in ACT.values():
+        kernels += [
+            (dense._specialised(dense._activate_body, {}, code), (m2, f64, f64, f64)),
+            (dense._specialised(dense._hidden_delta_body, {}, code),
+             (m2, m2, f64, f64, f64, u64, i64v, f64, f64, v)),
+        ]
     for act, err in [("SoftMax", "CrossEntropy"), ("Sigmoid", "ScaledMarginalCrossEntropy"),
                      ("Sigmoid", "DataScaledMarginalCrossEntropy"), ("Tanh", "L2"),
                      ("Relu", "L1"), ("ELU", "Hinge"), ("SoftPlus", "L2Hinge")]:

@@ -7,6 +7,7 @@ backend can be checked against it (and its loss differentiated numerically).
 
 import numpy as np
 
+from sparse_deep.core.activations import get_activation
 from sparse_deep.core.optimizers import coefficients, get_optimizer
 from sparse_deep.core.rng import stream_key_host, uniform
 from sparse_deep.engine.model import SELU_ALPHA
@@ -36,7 +37,9 @@ def activation(name, z, slope=1.0, alpha=1.0, lam=1.050701):
     if name == "SoftMax":
         e = np.exp(z - z.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)
-    raise ValueError(name)
+    # Any other registered activation: its own definition, element by element.
+    forward = get_activation(name).forward
+    return np.vectorize(lambda v: forward(float(v), slope, alpha, lam), otypes=[float])(z)
 
 
 def _log(x):

@@ -24,7 +24,8 @@ from sparse_deep.backends import get_backend
 from sparse_deep.backends.cpu import dense, optim, sparse, topk
 from sparse_deep.backends.cpu.blas import gemm
 from sparse_deep.core import rng as crng
-from sparse_deep.core.codes import ACTIVATION_CODES, ERROR_CODES
+from sparse_deep.core.activations import ACTIVATIONS as REGISTERED_ACTIVATIONS
+from sparse_deep.core.codes import ERROR_CODES
 from sparse_deep.core.optimizers import OPTIMIZERS as REGISTERED_OPTIMIZERS
 from sparse_deep.engine.model import SELU_ALPHA
 from sparse_deep.engine.optim import OptimizerConfig, OptimizerState
@@ -592,7 +593,7 @@ def test_sparse_weight_gradient(dtype, seed):
 # Dense kernels
 # --------------------------------------------------------------------------------------
 
-ACTIVATIONS = list(ACTIVATION_CODES)
+ACTIVATIONS = list(REGISTERED_ACTIVATIONS)
 SLOPE, ELU_ALPHA, LAM = 0.1, 0.7, 1.05
 SMCE = SimpleNamespace(one_target=0.9, zero_target=0.1, one_scale=1.3, zero_scale=0.7)
 BOOST = SimpleNamespace(one=1.5, zero=0.8)
@@ -632,11 +633,11 @@ def pre_activations(rng, shape, dtype, spread=3.0):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("act", ACTIVATIONS)
 def test_activate_rows(act, dtype):
-    rng = np.random.default_rng(ACTIVATION_CODES[act])
+    rng = np.random.default_rng(REGISTERED_ACTIVATIONS.info(act).code)
     buf = pre_activations(rng, (7, 9), dtype, spread=4.0)
     buf[0, :3] = [30.0, -30.0, 0.0]  # saturation and the origin
     z = buf.astype(np.float64)
-    dense.activate_rows(buf[:5], ACTIVATION_CODES[act], SLOPE, kernel_alpha(act), LAM)
+    dense.activate_rows(buf[:5], REGISTERED_ACTIVATIONS.info(act).code, SLOPE, kernel_alpha(act), LAM)
     np.testing.assert_allclose(buf[:5], naive_act(act, z[:5]),
                                rtol=1e-12 if dtype == np.float64 else 2e-6, atol=1e-7)
     assert np.array_equal(buf[5:], z[5:].astype(dtype))  # rows past the view untouched
@@ -692,7 +693,7 @@ def run_output_pass(act, err, z, t):
     delta = np.full_like(z, np.nan)
     row_error = np.full(z.shape[0], np.nan)
     dense.output_pass(a, tc.indptr.astype(np.int64), tc.indices.astype(np.int32),
-                      tc.data.astype(z.dtype), ACTIVATION_CODES[act], ERROR_CODES[err],
+                      tc.data.astype(z.dtype), REGISTERED_ACTIVATIONS.info(act).code, ERROR_CODES[err],
                       output_hyper(act), 1.0 / z.shape[0], delta, row_error)
     return a, delta, row_error
 
@@ -716,7 +717,7 @@ def numeric_delta(act, err, z, t, h=1e-6):
 @pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("act,err", PAIRS)
 def test_output_pass_float64(act, err, seed):
-    rng = np.random.default_rng(seed * 1000 + ACTIVATION_CODES[act] * 10 + ERROR_CODES[err])
+    rng = np.random.default_rng(seed * 1000 + REGISTERED_ACTIVATIONS.info(act).code * 10 + ERROR_CODES[err])
     z = pre_activations(rng, (4, 6), np.float64)
     t = random_targets(rng, z.shape, np.float64, err)
     a, delta, row_error = run_output_pass(act, err, z, t)
@@ -741,7 +742,7 @@ def run_sharded_output_pass(act, err, z, t, bounds):
     for zs, ts in slices:
         delta, row_error, own = np.full_like(zs, np.nan), np.full(z.shape[0], np.nan), stats.copy()
         dense.output_pass(zs, ts.indptr.astype(np.int64), ts.indices.astype(np.int32),
-                          ts.data.astype(z.dtype), ACTIVATION_CODES[act], ERROR_CODES[err],
+                          ts.data.astype(z.dtype), REGISTERED_ACTIVATIONS.info(act).code, ERROR_CODES[err],
                           output_hyper(act), 1.0 / z.shape[0], delta, row_error, own)
         outs.append((zs, delta))
         h_sums.append(own[:, 3])
@@ -814,7 +815,7 @@ def test_output_pass_reads_a_stored_zero_target_as_missing(act, err, dtype):
     assert (with_zeros.data == 0).sum() > 10
     a2, delta2, row_error2 = z.copy(), np.full_like(z, np.nan), np.full(z.shape[0], np.nan)
     dense.output_pass(a2, with_zeros.indptr.astype(np.int64), with_zeros.indices.astype(np.int32),
-                      with_zeros.data, ACTIVATION_CODES[act], ERROR_CODES[err],
+                      with_zeros.data, REGISTERED_ACTIVATIONS.info(act).code, ERROR_CODES[err],
                       output_hyper(act), 1.0 / z.shape[0], delta2, row_error2)
     # Not to the bit: SoftMax's target sum adds the zeros, in vector lanes
     # grouped by the number of entries.
@@ -849,7 +850,7 @@ def test_dropout_forward(dtype, seed, p):
 def test_hidden_delta(act, p, dtype):
     """dL/dz = (dropout-masked, rescaled delta + penalty) * f'(z), f' checked
     against a numerical derivative of the reference activation."""
-    rng = np.random.default_rng(ACTIVATION_CODES[act])
+    rng = np.random.default_rng(REGISTERED_ACTIVATIONS.info(act).code)
     b, n = 5, 8
     z = pre_activations(rng, (b, n), np.float64)
     a = naive_act(act, z)
@@ -861,7 +862,7 @@ def test_hidden_delta(act, p, dtype):
     upstream = np.where(keep, delta / (1 - p), 0.0) + penalty
     want = upstream * numeric_activation_derivative(act, z)
     got = delta.astype(dtype)
-    dense.hidden_delta(got, a.astype(dtype), ACTIVATION_CODES[act], SLOPE, kernel_alpha(act), LAM,
+    dense.hidden_delta(got, a.astype(dtype), REGISTERED_ACTIVATIONS.info(act).code, SLOPE, kernel_alpha(act), LAM,
                        crng.stream_key_host(seed, step, layer), row_ids, p,
                        penalty.astype(dtype))
     tol = {"rtol": 1e-7, "atol": 1e-8} if dtype == np.float64 else {"rtol": 1e-5, "atol": 1e-6}

@@ -29,7 +29,8 @@ from sparse_deep.backends.cpu import optim as cpu_optim
 from sparse_deep.backends.cpu import sparse as cpu_sparse
 from sparse_deep.backends.cpu import topk as cpu_topk
 from sparse_deep.core import rng as crng
-from sparse_deep.core.codes import ACTIVATION_CODES, ERROR_CODES
+from sparse_deep.core.activations import ACTIVATIONS as REGISTERED_ACTIVATIONS
+from sparse_deep.core.codes import ERROR_CODES
 from sparse_deep.core.optimizers import OPTIMIZERS as REGISTERED_OPTIMIZERS
 from sparse_deep.engine.model import Model
 from sparse_deep.engine.optim import OptimizerConfig, OptimizerState
@@ -421,13 +422,13 @@ def test_fills_copies_adds_and_sums(bk):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("act", ACTIVATIONS)
 def test_activate(bk, act, dtype):
-    rng = np.random.default_rng(ACTIVATION_CODES[act])
+    rng = np.random.default_rng(REGISTERED_ACTIVATIONS.info(act).code)
     buf = pre_activations(rng, (5, 6), dtype, spread=4.0)
     buf[0, :3] = [30.0, -30.0, 0.0]
     want = buf.copy()
-    cpu_dense.activate_rows(want[:4], ACTIVATION_CODES[act], SLOPE, kernel_alpha(act), LAM)
+    cpu_dense.activate_rows(want[:4], REGISTERED_ACTIVATIONS.info(act).code, SLOPE, kernel_alpha(act), LAM)
     d = dev(bk, buf)
-    bk.activate(d[:4], ACTIVATION_CODES[act], SLOPE, kernel_alpha(act), LAM)
+    bk.activate(d[:4], REGISTERED_ACTIVATIONS.info(act).code, SLOPE, kernel_alpha(act), LAM)
     got = bk.to_host(d)
     np.testing.assert_allclose(got, want, **close(dtype))
     np.testing.assert_allclose(got[:4], naive_act(act, buf[:4].astype(np.float64)),
@@ -439,10 +440,10 @@ def run_output_passes(bk, act, err, z, t):
     tc = sp.csr_matrix(t)
     parts = (tc.indptr.astype(np.int64), tc.indices.astype(np.int32), tc.data.astype(z.dtype))
     want = [z.copy(), np.full_like(z, np.nan), np.full(z.shape[0], np.nan)]
-    cpu_dense.output_pass(want[0], *parts, ACTIVATION_CODES[act], ERROR_CODES[err],
+    cpu_dense.output_pass(want[0], *parts, REGISTERED_ACTIVATIONS.info(act).code, ERROR_CODES[err],
                           output_hyper(act), 1.0 / z.shape[0], want[1], want[2])
     got = [dev(bk, z), dev(bk, want[1]), dev(bk, want[2])]
-    bk.output_pass(got[0], device_csr(bk, *parts), ACTIVATION_CODES[act], ERROR_CODES[err],
+    bk.output_pass(got[0], device_csr(bk, *parts), REGISTERED_ACTIVATIONS.info(act).code, ERROR_CODES[err],
                    output_hyper(act), 1.0 / z.shape[0], got[1], got[2])
     return [bk.to_host(g) for g in got], want
 
@@ -452,7 +453,7 @@ def test_output_pass_every_pair(bk, act, err):
     """Activation, row error and delta of every (activation, error) pair, in
     float64 (the CPU kernel is checked against the reference and numerical
     derivatives in test_kernels_cpu.py)."""
-    rng = np.random.default_rng(ACTIVATION_CODES[act] * 10 + ERROR_CODES[err])
+    rng = np.random.default_rng(REGISTERED_ACTIVATIONS.info(act).code * 10 + ERROR_CODES[err])
     z = pre_activations(rng, (5, 6), np.float64)
     t = random_targets(rng, z.shape, np.float64, err)
     got, want = run_output_passes(bk, act, err, z, t)
@@ -493,14 +494,14 @@ def test_dropout_mask_is_the_cpus(bk, dtype):
 @pytest.mark.parametrize("p", [0.0, 0.35])
 @pytest.mark.parametrize("act", [a for a in ACTIVATIONS if a != "SoftMax"])
 def test_hidden_delta(bk, act, p, dtype):
-    rng = np.random.default_rng(ACTIVATION_CODES[act])
+    rng = np.random.default_rng(REGISTERED_ACTIVATIONS.info(act).code)
     z = pre_activations(rng, (4, 6), np.float64)
     a = naive_act(act, z).astype(dtype)
     delta = rng.normal(0, 1, (4, 6)).astype(dtype)
     penalty = rng.normal(0, 0.1, 6).astype(dtype)
     row_ids = rng.choice(300, 4, replace=False).astype(np.int64)
     key = crng.stream_key_host(4, 21, 3)
-    code = ACTIVATION_CODES[act]
+    code = REGISTERED_ACTIVATIONS.info(act).code
     want = delta.copy()
     cpu_dense.hidden_delta(want, a, code, SLOPE, kernel_alpha(act), LAM, key, row_ids, p, penalty)
     got = dev(bk, delta)
@@ -858,7 +859,7 @@ def sharded_softmax_flow(bk, err, z, t, bounds, inv_batch):
     for zs, targets in slices:
         delta, row_error = dev(bk, np.zeros(zs.shape, z.dtype)), dev(bk, np.zeros(z.shape[0]))
         own = stats.copy()
-        bk.output_pass(zs, targets, ACTIVATION_CODES["SoftMax"], ERROR_CODES[err],
+        bk.output_pass(zs, targets, REGISTERED_ACTIVATIONS.info("SoftMax").code, ERROR_CODES[err],
                        output_hyper("SoftMax"), inv_batch, delta, row_error, own)
         outs.append((zs, delta))
         h_sums.append(own[:, 3])

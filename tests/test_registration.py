@@ -1,17 +1,21 @@
-"""A new optimizer is one registration: registered here, in a test, it trains
-estimators on the CPU and on the CUDA backend (in numba's simulator in CI) and
-is checked against the tests' reference, with no other file touched."""
+"""A new activation or optimizer is one registration: registered here, in a
+test, it trains estimators on the CPU and on the CUDA backend (in numba's
+simulator in CI) and is checked against the tests' reference, with no other
+file touched."""
 
+import math
 import sys
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from sparse_deep import SparseAutoencoderRecommender
+from sparse_deep import SparseAutoencoderRecommender, SparseMLPClassifier
 from sparse_deep.backends import cuda_device_status
+from sparse_deep.backends.cpu import dense as cpu_dense
 from sparse_deep.backends.cpu import optim as cpu_optim
 from sparse_deep.core import optimizers
+from sparse_deep.core.activations import ACTIVATIONS, register_activation
 from sparse_deep.core.codes import H_LR, H_MU
 from sparse_deep.core.optimizers import OPTIMIZERS, get_optimizer, register_optimizer
 
@@ -30,6 +34,22 @@ def toy_optimizer(monkeypatch):
     """"signum" registered for one test, as a user's own code would register it."""
     monkeypatch.setattr(optimizers, "OPTIMIZERS", dict(OPTIMIZERS))
     yield register_optimizer("signum", signum, n_states=1, description="sign of momentum")
+
+
+def atan(z, slope, alpha, lam):
+    """Toy activation: the arc tangent, whose derivative through a = atan(z) is cos(a)^2."""
+    return math.atan(z)
+
+
+def atan_derivative(a, slope, alpha, lam):
+    c = math.cos(a)
+    return c * c
+
+
+@pytest.fixture
+def toy_activation():
+    yield register_activation("ToyAtan", atan, atan_derivative, aliases=("ArcTangent",))
+    ACTIVATIONS.remove("ToyAtan")
 
 
 def interactions(n_users=24, n_items=9, seed=0):
@@ -107,6 +127,58 @@ def test_a_registered_optimizer_trains_the_same_model_on_the_cuda_backend(toy_op
     X = interactions(n_users=12, n_items=6)
     params = dict(optimizer="signum", hidden_layer_sizes=(3,), learning_rate=0.01, epochs=2,
                   batch_size=4, random_state=0)
+    cpu = SparseAutoencoderRecommender(device="cpu", **params).fit(X)
+    gpu = SparseAutoencoderRecommender(device="cuda", **params).fit(X)
+    np.testing.assert_allclose(gpu.loss_curve_, cpu.loss_curve_, rtol=1e-5)
+    for a, b in zip(gpu.model_.weights, cpu.model_.weights):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+
+
+# -- activations -------------------------------------------------------------------------
+
+def test_a_registered_activation_is_a_name_of_the_network_language(toy_activation):
+    from sparse_deep.network import parse_network
+
+    spec = parse_network({"Kind": "FeedForward", "Layers": [
+        {"Name": "Input", "Kind": "Input", "N": 4, "DataSet": "in", "Sparse": True},
+        {"Name": "Hidden", "Kind": "Hidden", "N": 3, "Source": "Input",
+         "Activation": "arc tangent"},
+        {"Name": "Output", "Kind": "Output", "N": 2, "DataSet": "out", "Source": "Hidden",
+         "Activation": "Sigmoid"}]})
+    assert spec.layer("Hidden").activation == "ToyAtan"
+    with pytest.raises(ValueError, match="registered already"):
+        register_activation("toy_atan", atan, atan_derivative)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_cpu_kernels_of_a_registered_activation_match_the_reference(toy_activation, dtype):
+    rng = np.random.default_rng(2)
+    z = rng.normal(scale=2.0, size=(5, 7)).astype(dtype)
+    a = z.copy()
+    cpu_dense.activate_rows(a, toy_activation.code, 0.0, 1.0, 1.0)
+    np.testing.assert_allclose(a, naive.activation("ToyAtan", z.astype(np.float64)), rtol=1e-6)
+    delta = rng.normal(size=z.shape).astype(dtype)
+    want = delta * np.cos(a.astype(np.float64)) ** 2
+    cpu_dense.hidden_delta(delta, a, toy_activation.code, 0.0, 1.0, 1.0, 0, np.arange(5), 0.0,
+                           np.zeros(7, dtype))
+    np.testing.assert_allclose(delta, want, rtol=1e-5)
+
+
+def test_an_estimator_trains_with_a_registered_activation(toy_activation):
+    X = sp.random(80, 12, density=0.3, format="csr", random_state=0, dtype=np.float32)
+    y = (X[:, :6].sum(axis=1).A.ravel() > X[:, 6:].sum(axis=1).A.ravel()).astype(int)
+    model = SparseMLPClassifier(activation="toyatan", hidden_layer_sizes=(6,), epochs=30,
+                                batch_size=16, learning_rate=0.05, random_state=0).fit(X, y)
+    assert model.loss_curve_[-1] < 0.8 * model.loss_curve_[0]
+    assert model.score(X, y) > 0.8
+
+
+@pytest.mark.skipif(not cuda_device_status()[0], reason="no CUDA device or simulator")
+def test_a_registered_activation_trains_the_same_model_on_the_cuda_backend(toy_activation,
+                                                                          quick_simulator):
+    X = interactions(n_users=12, n_items=6)
+    params = dict(activation="ToyAtan", output_activation="ToyAtan", loss="l2",
+                  hidden_layer_sizes=(3,), epochs=2, batch_size=4, random_state=0)
     cpu = SparseAutoencoderRecommender(device="cpu", **params).fit(X)
     gpu = SparseAutoencoderRecommender(device="cuda", **params).fit(X)
     np.testing.assert_allclose(gpu.loss_curve_, cpu.loss_curve_, rtol=1e-5)

@@ -1,35 +1,20 @@
-"""Integer codes that name activations and error functions inside kernels,
-and the positions of the packed hyper-parameters kernels read (optimizers are
-named by their registration, :mod:`sparse_deep.core.optimizers`).
+"""Integer codes that name error functions inside kernels, the activations
+kernels treat specially, and the positions of the packed hyper-parameters
+kernels read (activations and optimizers are numbered by their registration,
+:mod:`sparse_deep.core.activations`, :mod:`sparse_deep.core.optimizers`).
 
 Kernels cannot take strings, so the engine translates the network's canonical
 names (see :mod:`sparse_deep.network.registry`) into these small integers once
 per fit. Every backend uses the same table.
 """
 
-LINEAR = 0
-SIGMOID = 1
-TANH = 2
-RELU = 3
-LRELU = 4
-ELU = 5
-SELU = 6
-SOFTPLUS = 7
-SOFTSIGN = 8
-SOFTMAX = 9
+from .activations import get_activation
 
-ACTIVATION_CODES = {
-    "Linear": LINEAR,
-    "Sigmoid": SIGMOID,
-    "Tanh": TANH,
-    "Relu": RELU,
-    "LRelu": LRELU,
-    "ELU": ELU,
-    "SELU": SELU,
-    "SoftPlus": SOFTPLUS,
-    "SoftSign": SOFTSIGN,
-    "SoftMax": SOFTMAX,
-}
+# The activations kernels special-case (SoftMax's rows, Sigmoid's fused
+# cross-entropy delta, the CPU's vectorised Tanh and Sigmoid), by their
+# registered codes (sparse_deep/core/activations.py defines every activation).
+LINEAR, SIGMOID, TANH, SOFTMAX = (get_activation(name).code
+                                  for name in ("Linear", "Sigmoid", "Tanh", "SoftMax"))
 
 L1 = 0
 L2 = 1

@@ -1,12 +1,10 @@
-"""Per-element math of activations and error functions, shared by all backends.
+"""Per-element math of error functions and penalties, shared by all backends
+(activations: :mod:`sparse_deep.core.activations`).
 
 These are plain Python functions in the subset that ``numba.njit`` and
 ``numba.cuda.jit(device=True)`` both compile; each backend wraps them once.
 Keeping one definition is what makes the CPU and GPU paths agree.
 
-Derivatives are computed from the activation value ``a`` rather than from the
-pre-activation ``z``, as DSSTNE does: the forward pass then needs to keep only
-one buffer per layer.
 """
 
 import math
@@ -15,79 +13,21 @@ from .codes import (
     COSINE_CONTRASTIVE,
     CROSS_ENTROPY,
     DATA_SCALED_MARGINAL_CROSS_ENTROPY,
-    ELU,
     HINGE,
-    HP_ALPHA,
-    HP_LAMBDA,
     HP_ONE_SCALE,
     HP_ONE_TARGET,
-    HP_SLOPE,
     HP_ZERO_SCALE,
     HP_ZERO_TARGET,
     L1,
     L2,
     L2_HINGE,
-    LRELU,
-    RELU,
     SCALED_MARGINAL_CROSS_ENTROPY,
-    SELU,
     SIGMOID,
     SOFTMAX,
-    SOFTPLUS,
-    SOFTSIGN,
-    TANH,
 )
 
 # Outputs are clamped this far from 0 and 1 before a logarithm is taken.
 LOG_EPSILON = 1.0e-7
-
-
-def activate(code, z, slope, alpha, lam):
-    """Elementwise activation ``f(z)`` (SoftMax is row-wise and handled by callers)."""
-    if code == SIGMOID:
-        if z >= 0.0:
-            return 1.0 / (1.0 + math.exp(-z))
-        e = math.exp(z)
-        return e / (1.0 + e)
-    if code == TANH:
-        return math.tanh(z)
-    if code == RELU:
-        return z if z > 0.0 else 0.0
-    if code == LRELU:
-        return z if z > 0.0 else slope * z
-    if code == ELU:
-        return z if z > 0.0 else alpha * (math.exp(z) - 1.0)
-    if code == SELU:
-        return lam * z if z > 0.0 else lam * alpha * (math.exp(z) - 1.0)
-    if code == SOFTPLUS:
-        if z > 0.0:
-            return z + math.log1p(math.exp(-z))
-        return math.log1p(math.exp(z))
-    if code == SOFTSIGN:
-        return z / (1.0 + abs(z))
-    return z  # Linear
-
-
-def derivative(code, a, slope, alpha, lam):
-    """``f'(z)`` expressed through the activation value ``a = f(z)``."""
-    if code == SIGMOID:
-        return a * (1.0 - a)
-    if code == TANH:
-        return 1.0 - a * a
-    if code == RELU:
-        return 1.0 if a > 0.0 else 0.0
-    if code == LRELU:
-        return 1.0 if a > 0.0 else slope
-    if code == ELU:
-        return 1.0 if a > 0.0 else a + alpha
-    if code == SELU:
-        return lam if a > 0.0 else a + lam * alpha
-    if code == SOFTPLUS:
-        return -math.expm1(-a)  # sigmoid(z) = 1 - exp(-softplus(z))
-    if code == SOFTSIGN:
-        b = 1.0 - abs(a)  # 1 / (1 + |z|)
-        return b * b
-    return 1.0  # Linear
 
 
 def is_unit_interval_error(err):
@@ -199,12 +139,15 @@ def multinomial_error(err, a, t, is_one, one_target, one_scale):
     return -one_scale * t * _clamped_log(a), -one_scale * t
 
 
-def output_element(act, err, a, t, is_one, hp):
+def output_element(act, err, a, t, is_one, hp, dfdz):
     """``(error, delta-or-h)`` of one output of the fused output pass.
 
     ``h = a * dE/da`` for SoftMax (its delta needs the whole row), else
     ``dE/dz``. ``hp`` holds slope, ELU alpha, SELU lambda, oneTarget,
     zeroTarget, oneScale and zeroScale first (see the backends' output_pass).
+    ``dfdz`` is the output activation's derivative at ``a`` (the caller's
+    kernel is specialised to that activation); SoftMax, and Sigmoid under a
+    cross-entropy error, do not use it.
     """
     if act == SOFTMAX:
         if is_unit_interval_error(err):
@@ -217,7 +160,7 @@ def output_element(act, err, a, t, is_one, hp):
                              hp[HP_ONE_SCALE], hp[HP_ZERO_SCALE])
     e, g = elementwise_error(err, a, t, is_one, hp[HP_ONE_TARGET], hp[HP_ZERO_TARGET],
                              hp[HP_ONE_SCALE], hp[HP_ZERO_SCALE])
-    return e, g * derivative(act, a, hp[HP_SLOPE], hp[HP_ALPHA], hp[HP_LAMBDA])
+    return e, g * dfdz
 
 
 def kl_sparseness(rho, p):
@@ -300,10 +243,8 @@ def regularised_gradient(g, w, l2, l1):
 
 
 _KERNEL_FUNCTIONS = (
-    "activate",
     "output_element",
     "kl_sparseness",
-    "derivative",
     "is_unit_interval_error",
     "_clamped",
     "_clamped_log",

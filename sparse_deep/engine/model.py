@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..network import NetworkSpec
-from ..core.codes import ACTIVATION_CODES, ERROR_CODES
+from ..core.activations import get_activation
+from ..core.codes import ERROR_CODES
 
 # Standard SELU constant (Klambauer et al., 2017). DSSTNE reused ELUAlpha (1.0)
 # here, which loses the self-normalising property; we keep the paper's value.
@@ -94,7 +95,7 @@ def build_plan(spec):
     for i, layer in enumerate(spec.layers):
         plan = LayerPlan(index=i, name=layer.name, kind=layer.kind, n=int(layer.n))
         if layer.kind != "Input":
-            plan.act = ACTIVATION_CODES[layer.activation]
+            plan.act = get_activation(layer.activation).code
             plan.slope, plan.alpha, plan.lam = _activation_params(layer, spec)
             plan.p_dropout = float(layer.p_dropout) if layer.kind == "Hidden" else 0.0
             plan.weight_norm = float(layer.weight_norm)

@@ -1,13 +1,13 @@
-"""The shared per-element math (:mod:`sparse_deep.core.scalar`) compiled for the CPU."""
+"""The shared per-element math (:mod:`sparse_deep.core.scalar`) compiled for
+the CPU, and each activation's, compiled when a kernel first needs it."""
 
 from numba import njit
 
 from ...core import rng, scalar
+from ...core.activations import compiled_functions
 
 _cpu = scalar.compile_with(njit(cache=True))
 
-activate = _cpu.activate
-derivative = _cpu.derivative
 elementwise_error = _cpu.elementwise_error
 sigmoid_delta = _cpu.sigmoid_delta
 multinomial_error = _cpu.multinomial_error
@@ -18,3 +18,11 @@ uniform = rng.uniform
 sampled_positive = _cpu.sampled_positive
 sampled_negative = _cpu.sampled_negative
 bpr_pair = _cpu.bpr_pair
+
+_ACTIVATIONS = {}
+
+
+def activation_functions(code):
+    """``(forward, derivative, tag)`` of the activation ``code`` for CPU kernels
+    (see :func:`sparse_deep.core.activations.compiled_functions`)."""
+    return compiled_functions(code, njit, _ACTIVATIONS)

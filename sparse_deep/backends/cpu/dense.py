@@ -29,8 +29,7 @@ from ...core.codes import (
 from ...core.scalar import LOG_EPSILON
 from .vecmath import fast_exp, fast_log, fast_sigmoid, fast_tanh
 from ._scalar import (
-    activate,
-    derivative,
+    activation_functions,
     is_unit_interval_error,
     kl_sparseness,
     output_element,
@@ -77,19 +76,21 @@ def _softmax_row(z):
 
 def activate_rows(z, act, slope, alpha, lam):
     """Replace pre-activations ``z`` by activations, row by row, in place."""
-    kernel = _ACTIVATION_KERNELS.get(act)
+    forward, _, tag = activation_functions(act)
+    kernel = _ACTIVATION_KERNELS.get(tag)
     if kernel is None:  # one kernel per activation: a fit compiles only its own
-        kernel = _ACTIVATION_KERNELS[act] = _specialise(
-            _activate_rows_body, f"activate_rows_{int(act)}", act=act)
+        kernel = _ACTIVATION_KERNELS[tag] = _specialise(
+            _activate_rows_body, f"activate_rows_{tag}", act=act, forward=forward)
     kernel(z, slope, alpha, lam)
 
 
-_ACTIVATION_KERNELS = {}
+_ACTIVATION_KERNELS = {}  # activation tag -> kernel
 
 
 def _activate_rows_body(z, slope, alpha, lam):
-    """:func:`activate_rows` for the activation ``act``, a global bound by
-    :func:`_specialise`, so that the other activations' branches fold away."""
+    """:func:`activate_rows` for the activation ``act`` whose ``forward``
+    :func:`_specialise` binds as globals, so that the branches of the others
+    fold away."""
     for i in prange(z.shape[0]):
         row = z[i]
         if act == SOFTMAX:
@@ -102,7 +103,7 @@ def _activate_rows_body(z, slope, alpha, lam):
                 row[j] = fast_sigmoid(row[j])
         else:
             for j in range(row.shape[0]):
-                row[j] = activate(act, row[j], slope, alpha, lam)
+                row[j] = forward(row[j], slope, alpha, lam)
 
 
 def _make_output_pass(act, err, sharded=False):
@@ -124,11 +125,13 @@ def _make_output_pass(act, err, sharded=False):
     unit = is_unit_interval_error(err)
     softmax = act == SOFTMAX
     fused_sigmoid = act == SIGMOID and unit
+    forward, derivative, tag = activation_functions(act)
 
     @njit(inline="always")
     def element(a, t, is_one, hp):
         """(error, delta-or-h) of one output; h = a * dE/da for SoftMax."""
-        return output_element(act, err, a, t, is_one, hp)
+        dfdz = derivative(a, hp[HP_SLOPE], hp[HP_ALPHA], hp[HP_LAMBDA])
+        return output_element(act, err, a, t, is_one, hp, dfdz)
 
     @njit(inline="always")
     def no_target(a, hp):
@@ -181,14 +184,14 @@ def _make_output_pass(act, err, sharded=False):
         """The output activation of one unit (not SoftMax, which needs its row)."""
         if act == SIGMOID:
             return fast_sigmoid(x)
-        return activate(act, x, hp[HP_SLOPE], hp[HP_ALPHA], hp[HP_LAMBDA])
+        return forward(x, hp[HP_SLOPE], hp[HP_ALPHA], hp[HP_LAMBDA])
 
     return _specialise(_output_pass_body, "output_pass_{}_{}_{}".format(
-        int(act), int(err), int(sharded)), softmax=softmax, sharded=sharded, unit=unit,
+        tag, int(err), int(sharded)), softmax=softmax, sharded=sharded, unit=unit,
         no_target=no_target, with_target=with_target, activation=activation)
 
 
-def _specialise(body, qualname, **names):
+def _specialise(body, qualname, fastmath=_REDUCTIONS, **names):
     """``body`` compiled as a parallel kernel with ``names`` among its globals,
     cached under ``qualname``, which must name the values of ``names``.
 
@@ -203,7 +206,7 @@ def _specialise(body, qualname, **names):
     kernel = FunctionType(body.__code__, dict(body.__globals__, **names), body.__name__)
     kernel.__qualname__ = qualname
     kernel.__doc__ = body.__doc__
-    return njit(parallel=True, cache=True, fastmath=_REDUCTIONS)(kernel)
+    return njit(parallel=True, cache=True, fastmath=fastmath)(kernel)
 
 
 def _output_pass_body(z, t_indptr, t_indices, t_data, hp, inv_batch, delta, row_error,
@@ -294,9 +297,10 @@ def output_pass(z, t_indptr, t_indices, t_data, act, err, hp, inv_batch, delta, 
     of the outputs; see :func:`_make_output_pass`.
     """
     sharded = row_stats is not None and act == SOFTMAX
-    kernel = _OUTPUT_KERNELS.get((act, err, sharded))
+    key = activation_functions(act)[2], err, sharded
+    kernel = _OUTPUT_KERNELS.get(key)
     if kernel is None:
-        kernel = _OUTPUT_KERNELS[act, err, sharded] = _make_output_pass(act, err, sharded)
+        kernel = _OUTPUT_KERNELS[key] = _make_output_pass(act, err, sharded)
     # In the kernel's dtype, so float32 arithmetic stays float32; 1 and the
     # clamps of the logarithm's argument are appended for the same reason.
     hp = np.concatenate([hp[:OUTPUT_HYPER_SIZE],
@@ -375,7 +379,6 @@ def dropout_forward(a, out, key, row_ids, p):
                 out[i, j] = a[i, j] * scale
 
 
-@njit(parallel=True, cache=True)
 def hidden_delta(delta, a, act, slope, alpha, lam, key, row_ids, p_dropout, penalty):
     """Turn dL/d(output of a hidden layer) into dL/dz, in place.
 
@@ -384,6 +387,20 @@ def hidden_delta(delta, a, act, slope, alpha, lam, key, row_ids, p_dropout, pena
     batch size; zeros when off) on the pre-dropout activation, then multiplies
     by the activation's derivative.
     """
+    _, derivative, tag = activation_functions(act)
+    kernel = _HIDDEN_DELTA_KERNELS.get(tag)
+    if kernel is None:  # one kernel per activation, as activate_rows
+        kernel = _HIDDEN_DELTA_KERNELS[tag] = _specialise(
+            _hidden_delta_body, f"hidden_delta_{tag}", fastmath=False, derivative=derivative)
+    kernel(delta, a, slope, alpha, lam, key, row_ids, p_dropout, penalty)
+
+
+_HIDDEN_DELTA_KERNELS = {}  # activation tag -> kernel
+
+
+def _hidden_delta_body(delta, a, slope, alpha, lam, key, row_ids, p_dropout, penalty):
+    """:func:`hidden_delta` for the activation whose ``derivative``
+    :func:`_specialise` binds as a global."""
     n = a.shape[1]
     scale = 1.0 / (1.0 - p_dropout) if p_dropout > 0.0 else 1.0
     for i in prange(a.shape[0]):
@@ -396,7 +413,7 @@ def hidden_delta(delta, a, act, slope, alpha, lam, key, row_ids, p_dropout, pena
                 else:
                     g *= scale
             g += penalty[j]
-            delta[i, j] = g * derivative(act, a[i, j], slope, alpha, lam)
+            delta[i, j] = g * derivative(a[i, j], slope, alpha, lam)
 
 
 @njit(cache=True)

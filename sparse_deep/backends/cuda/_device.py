@@ -16,6 +16,7 @@ from numba import cuda
 from numba.core import config
 
 from ...core import rng, scalar
+from ...core.activations import compiled_functions
 
 #: True when numba runs CUDA kernels in its Python simulator (NUMBA_ENABLE_CUDASIM=1).
 #: (The second test covers a numba.cuda that keeps its own copy of the setting.)
@@ -40,8 +41,6 @@ def _quiet(f):
 _math = scalar.compile_with(cuda.jit(device=True))
 _rng = rng.compile_with(lambda f: cuda.jit(device=True)(_quiet(f)))
 
-activate = _math.activate
-derivative = _math.derivative
 elementwise_error = _math.elementwise_error
 sigmoid_delta = _math.sigmoid_delta
 multinomial_error = _math.multinomial_error
@@ -49,6 +48,13 @@ output_element = _math.output_element
 kl_sparseness = _math.kl_sparseness
 regularised_gradient = _math.regularised_gradient
 uniform = _rng.uniform
+_ACTIVATIONS = {}
+
+
+def activation_functions(code):
+    """``(forward, derivative, tag)`` of the activation ``code`` as device
+    functions (see :func:`sparse_deep.core.activations.compiled_functions`)."""
+    return compiled_functions(code, cuda.jit(device=True), _ACTIVATIONS)
 
 
 def _simulated_syncthreads():

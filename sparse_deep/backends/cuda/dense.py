@@ -10,6 +10,7 @@ atomics are used, so every result repeats exactly from run to run.
 """
 
 import math
+from types import FunctionType
 
 import numpy as np
 from numba import cuda, float64, uint64
@@ -25,10 +26,9 @@ from ...core.codes import (
 from ...core.scalar import is_unit_interval_error
 from . import launch
 from ._device import (
-    activate,
+    activation_functions,
     block_max,
     block_sum,
-    derivative,
     kl_sparseness,
     output_element,
     uniform,
@@ -123,13 +123,29 @@ def add(out, other, stream):
 
 
 # -- activations -------------------------------------------------------------------
-@cuda.jit
-def _activate(z, act, slope, alpha, lam):
+def _activate_body(z, slope, alpha, lam):
+    """The activation kernel of the activation whose ``forward``
+    :func:`_specialised` binds as a global."""
     n = z.shape[1]
     for idx in range(cuda.grid(1), z.shape[0] * n, cuda.gridsize(1)):
         i = idx // n
         j = idx - i * n
-        z[i, j] = activate(act, z[i, j], slope, alpha, lam)
+        z[i, j] = forward(z[i, j], slope, alpha, lam)
+
+
+def _specialised(body, kernels, act, **names):
+    """``body`` as a kernel of the activation ``act``, whose ``forward`` and
+    ``derivative`` device functions (and ``names``) it reads as globals; one
+    per activation definition, kept in ``kernels``."""
+    forward, derivative, tag = activation_functions(act)
+    kernel = kernels.get(tag)
+    if kernel is None:
+        globals_ = dict(body.__globals__, forward=forward, derivative=derivative, **names)
+        kernel = kernels[tag] = cuda.jit(FunctionType(body.__code__, globals_, body.__name__))
+    return kernel
+
+
+_ACTIVATE_KERNELS = {}  # activation tag -> kernel
 
 
 @cuda.jit(device=True)
@@ -183,7 +199,8 @@ def activate_rows(z, act, slope, alpha, lam, stream):
         _softmax_kernel(threads)[blocks, threads, stream](z)
         return
     blocks, threads = _grid(z.size)
-    _activate[blocks, threads, stream](z, act, float(slope), float(alpha), float(lam))
+    kernel = _specialised(_activate_body, _ACTIVATE_KERNELS, act)
+    kernel[blocks, threads, stream](z, float(slope), float(alpha), float(lam))
 
 
 # -- the output pass ---------------------------------------------------------------
@@ -198,11 +215,13 @@ def _make_output_pass(act, err, threads, sharded=False):
     """
     unit = is_unit_interval_error(err)
     softmax = act == SOFTMAX
+    forward, derivative, _ = activation_functions(act)
 
     @cuda.jit(device=True)
     def element(a, t, is_one, hp):
         """(error, delta-or-h) of one output; h = a * dE/da for SoftMax."""
-        return output_element(act, err, a, t, is_one, hp)
+        dfdz = derivative(a, hp[HP_SLOPE], hp[HP_ALPHA], hp[HP_LAMBDA])
+        return output_element(act, err, a, t, is_one, hp, dfdz)
 
     @cuda.jit
     def output_pass(z, t_indptr, t_indices, t_data, hp, inv_batch, delta, row_error,
@@ -220,7 +239,7 @@ def _make_output_pass(act, err, threads, sharded=False):
                 _softmax_row(z, i, buf, tid, threads)
             else:
                 for j in range(tid, n, threads):
-                    z[i, j] = activate(act, z[i, j], hp[HP_SLOPE], hp[HP_ALPHA], hp[HP_LAMBDA])
+                    z[i, j] = forward(z[i, j], hp[HP_SLOPE], hp[HP_ALPHA], hp[HP_LAMBDA])
             total = float64(0.0)
             for j in range(tid, n, threads):  # raw sweep: no target anywhere
                 e, g = element(z[i, j], 0.0, False, hp)
@@ -285,10 +304,10 @@ def output_pass(z, t_indptr, t_indices, t_data, act, err, hp, inv_batch, delta, 
         return
     sharded = row_stats is not None and act == SOFTMAX
     blocks, threads = launch.rows(z.shape[0])
-    kernel = _OUTPUT_KERNELS.get((act, err, threads, sharded))
+    key = activation_functions(act)[2], err, threads, sharded
+    kernel = _OUTPUT_KERNELS.get(key)
     if kernel is None:
-        kernel = _make_output_pass(act, err, threads, sharded)
-        _OUTPUT_KERNELS[act, err, threads, sharded] = kernel
+        kernel = _OUTPUT_KERNELS[key] = _make_output_pass(act, err, threads, sharded)
     if row_stats is None:
         row_stats = _no_stats()
     kernel[blocks, threads, stream](z, t_indptr, t_indices, t_data, hp, float(inv_batch), delta,
@@ -396,8 +415,9 @@ def dropout_forward(a, out, key, row_ids, p, stream):
     _dropout[blocks, threads, stream](a, out, np.uint64(key), row_ids, float(p), 1.0 / (1.0 - p))
 
 
-@cuda.jit
-def _hidden_delta(delta, a, act, slope, alpha, lam, key, row_ids, p_dropout, scale, penalty):
+def _hidden_delta_body(delta, a, slope, alpha, lam, key, row_ids, p_dropout, scale, penalty):
+    """The hidden-layer delta kernel of the activation whose ``derivative``
+    :func:`_specialised` binds as a global."""
     n = a.shape[1]
     for idx in range(cuda.grid(1), a.shape[0] * n, cuda.gridsize(1)):
         i = idx // n
@@ -409,16 +429,19 @@ def _hidden_delta(delta, a, act, slope, alpha, lam, key, row_ids, p_dropout, sca
             else:
                 g *= scale
         g += penalty[j]
-        delta[i, j] = g * derivative(act, a[i, j], slope, alpha, lam)
+        delta[i, j] = g * derivative(a[i, j], slope, alpha, lam)
 
 
 def hidden_delta(delta, a, act, slope, alpha, lam, key, row_ids, p_dropout, penalty, stream):
     """dL/d(output) -> dL/dz through dropout, the penalty and f' (as the CPU)."""
     scale = 1.0 / (1.0 - p_dropout) if p_dropout > 0.0 else 1.0
     blocks, threads = _grid(a.size)
-    _hidden_delta[blocks, threads, stream](delta, a, act, float(slope), float(alpha), float(lam),
-                                           np.uint64(key), row_ids, float(p_dropout), scale,
-                                           penalty)
+    kernel = _specialised(_hidden_delta_body, _HIDDEN_DELTA_KERNELS, act)
+    kernel[blocks, threads, stream](delta, a, float(slope), float(alpha), float(lam),
+                                    np.uint64(key), row_ids, float(p_dropout), scale, penalty)
+
+
+_HIDDEN_DELTA_KERNELS = {}  # activation tag -> kernel
 
 
 # -- column-wise -------------------------------------------------------------------

@@ -1,0 +1,148 @@
+"""A registry of names: canonical spellings, aliases, and the record kept for
+each, used for every name the network language, the estimators and the
+kernels share (activations, error functions, optimizers' users, ...).
+
+Each registry maps a canonical name (the spelling ``to_dict`` emits) to an
+optional frozen record of facts, accepts aliases, and knows which names
+DSSTNE defines but sparse_deep does not implement, so that users get "not
+supported yet" instead of "unknown" for those.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Iterator, Mapping
+
+# Spaces, underscores and hyphens carry no meaning in a name: DSSTNE itself
+# accepts both "CrossEntropy" and "Cross Entropy".
+_IGNORED = re.compile(r"[\s_\-]+")
+
+
+def _normalise(name: str) -> str:
+    return _IGNORED.sub("", name).lower()
+
+
+class Registry:
+    """Canonical names, their aliases and the facts attached to them.
+
+    Parameters
+    ----------
+    what : str
+        What the names denote, used in error messages ("activation").
+    entries : mapping of str to object
+        Canonical name -> facts record (or None), in the order to list them.
+    aliases : mapping of str to str, optional
+        Alias -> canonical name.
+    unsupported : iterable of str, optional
+        Names DSSTNE defines that sparse_deep does not implement yet.
+    """
+
+    def __init__(
+        self,
+        what: str,
+        entries: Mapping[str, Any],
+        aliases: Mapping[str, str] | None = None,
+        unsupported: tuple[str, ...] = (),
+    ) -> None:
+        self.what = what
+        self._entries = dict(entries)
+        self._lookup: dict[str, str] = {}
+        for name in self._entries:
+            self._add_key(name, name)
+        for alias, name in (aliases or {}).items():
+            if name not in self._entries:
+                raise ValueError(f"alias {alias!r} points at unknown {what} {name!r}")
+            self._add_key(alias, name)
+        self._unsupported = {_normalise(name): name for name in unsupported}
+
+    def add(self, name: str, record: Any, aliases: tuple[str, ...] = ()) -> None:
+        """Register ``name`` (and its ``aliases``) with its record, after the others.
+
+        Raises
+        ------
+        ValueError
+            If the name or an alias is taken already, under any spelling.
+        """
+        if not isinstance(name, str) or not _normalise(name):
+            raise ValueError(f"a {self.what} name must be a non-empty string; got {name!r}")
+        taken = [s for s in (name, *aliases) if _normalise(s) in self._lookup]
+        if taken:
+            raise ValueError(f"{self.what} name {taken[0]!r} is registered already")
+        self._entries[name] = record
+        self._add_key(name, name)
+        for alias in aliases:
+            self._add_key(alias, name)
+        self._unsupported.pop(_normalise(name), None)
+
+    def remove(self, name: str) -> None:
+        """Forget ``name`` and its aliases (a registration made for a test or an
+        interactive session)."""
+        canonical = self.canonical(name)
+        del self._entries[canonical]
+        self._lookup = {k: v for k, v in self._lookup.items() if v != canonical}
+
+    def _add_key(self, spelling: str, canonical: str) -> None:
+        key = _normalise(spelling)
+        if key in self._lookup:
+            raise ValueError(f"{self.what} name {spelling!r} registered twice")
+        self._lookup[key] = canonical
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Canonical names, in registration order."""
+        return tuple(self._entries)
+
+    def canonical(self, name: str) -> str:
+        """Return the canonical spelling of `name`.
+
+        Parameters
+        ----------
+        name : str
+            Any accepted spelling: case, spaces, underscores and hyphens are
+            ignored, and aliases are resolved.
+
+        Returns
+        -------
+        str
+            The canonical name.
+
+        Raises
+        ------
+        ValueError
+            If `name` is not a string, is unknown, or is a DSSTNE name that
+            sparse_deep does not support yet. The message lists the accepted
+            canonical names.
+        """
+        if not isinstance(name, str):
+            raise ValueError(
+                f"{self.what} must be a string, got {name!r}; "
+                f"expected one of: {self._listing()}"
+            )
+        key = _normalise(name)
+        if key in self._lookup:
+            return self._lookup[key]
+        if key in self._unsupported:
+            raise ValueError(
+                f"{self._unsupported[key]!r} is a DSSTNE {self.what} that sparse_deep does not "
+                f"support yet; supported: {self._listing()}"
+            )
+        raise ValueError(f"unknown {self.what} {name!r}; expected one of: {self._listing()}")
+
+    def info(self, name: str) -> Any:
+        """Return the facts record registered for `name` (any accepted spelling)."""
+        return self._entries[self.canonical(name)]
+
+    def _listing(self) -> str:
+        return ", ".join(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and _normalise(name) in self._lookup
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"Registry({self.what!r}, {list(self._entries)!r})"
