@@ -29,7 +29,8 @@ DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 API_PAGES = ROOT / "docs" / "api"
 PUBLIC_MODULES = ("sparse_deep", "sparse_deep.network", "sparse_deep.io", "sparse_deep.metrics",
                   "sparse_deep.model_selection", "sparse_deep.pipeline", "sparse_deep.datasets",
-                  "sparse_deep.plotting", "sparse_deep.distributed")
+                  "sparse_deep.plotting", "sparse_deep.distributed",
+                  "sparse_deep.core.activations", "sparse_deep.core.optimizers")
 RUN_LANGUAGES = ("python", "bash", "json")
 
 _FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)

@@ -29,6 +29,8 @@ from typing import Callable, Optional
 
 from .registry import Registry
 
+__all__ = ["ACTIVATIONS", "ActivationInfo", "get_activation", "register_activation"]
+
 
 @dataclass(frozen=True)
 class ActivationInfo:

@@ -30,6 +30,8 @@ from functools import cached_property
 from numbers import Integral
 from typing import Callable
 
+__all__ = ["OPTIMIZERS", "Optimizer", "coefficients", "get_optimizer", "register_optimizer"]
+
 from .codes import (
     C_INV_SQRT_C2,
     C_ONE_MINUS_BETA1,
