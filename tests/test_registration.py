@@ -4,7 +4,6 @@ simulator in CI) and is checked against the tests' reference, with no other
 file touched."""
 
 import math
-import sys
 
 import numpy as np
 import pytest
@@ -20,6 +19,12 @@ from sparse_deep.core.codes import H_LR, H_MU
 from sparse_deep.core.optimizers import OPTIMIZERS, get_optimizer, register_optimizer
 
 from . import naive
+# The simulator's tiny launches and quick thread switches (autouse there, and here).
+from .test_kernels_cuda import (  # noqa: F401
+    fast_thread_switches,
+    interactions,
+    small_launches,
+)
 
 
 def signum(w, g, v, s2, c):
@@ -50,13 +55,6 @@ def atan_derivative(a, slope, alpha, lam):
 def toy_activation():
     yield register_activation("ToyAtan", atan, atan_derivative, aliases=("ArcTangent",))
     ACTIVATIONS.remove("ToyAtan")
-
-
-def interactions(n_users=24, n_items=9, seed=0):
-    rng = np.random.default_rng(seed)
-    dense = rng.random((n_users, n_items)) < 0.35
-    dense[np.arange(n_users), rng.integers(0, n_items, n_users)] = True
-    return sp.csr_matrix(dense.astype(np.float32))
 
 
 def test_the_registration_is_what_every_part_reads(toy_optimizer):
@@ -96,7 +94,7 @@ def test_the_cpu_kernel_of_a_registered_optimizer_matches_the_reference(toy_opti
 
 
 def test_an_estimator_trains_with_a_registered_optimizer(toy_optimizer):
-    X = interactions()
+    X = interactions(n_users=24, n_items=9)
     model = SparseAutoencoderRecommender(optimizer="signum", hidden_layer_sizes=(4,),
                                          learning_rate=0.01, epochs=8, batch_size=8,
                                          random_state=0).fit(X)
@@ -106,24 +104,8 @@ def test_an_estimator_trains_with_a_registered_optimizer(toy_optimizer):
                zip(model._optimizer_state_.states, model.model_.weights))
 
 
-@pytest.fixture
-def quick_simulator(monkeypatch):
-    """Launch sizes and thread switches as tests/test_kernels_cuda.py sets them,
-    so that the simulator's many Python threads get through a fit in seconds."""
-    from sparse_deep.backends.cuda import launch
-
-    for name, value in dict(THREADS=4, MAX_BLOCKS=3, ROW_THREADS=4, SCAN_THREADS=4,
-                            GEMM_THREADS=2, GEMM_WORK=2, GEMM_TILE_K=2).items():
-        monkeypatch.setattr(launch, name, value)
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-4)
-    yield
-    sys.setswitchinterval(old)
-
-
 @pytest.mark.skipif(not cuda_device_status()[0], reason="no CUDA device or simulator")
-def test_a_registered_optimizer_trains_the_same_model_on_the_cuda_backend(toy_optimizer,
-                                                                         quick_simulator):
+def test_a_registered_optimizer_trains_the_same_model_on_the_cuda_backend(toy_optimizer):
     X = interactions(n_users=12, n_items=6)
     params = dict(optimizer="signum", hidden_layer_sizes=(3,), learning_rate=0.01, epochs=2,
                   batch_size=4, random_state=0)
@@ -174,8 +156,7 @@ def test_an_estimator_trains_with_a_registered_activation(toy_activation):
 
 
 @pytest.mark.skipif(not cuda_device_status()[0], reason="no CUDA device or simulator")
-def test_a_registered_activation_trains_the_same_model_on_the_cuda_backend(toy_activation,
-                                                                          quick_simulator):
+def test_a_registered_activation_trains_the_same_model_on_the_cuda_backend(toy_activation):
     X = interactions(n_users=12, n_items=6)
     params = dict(activation="ToyAtan", output_activation="ToyAtan", loss="l2",
                   hidden_layer_sizes=(3,), epochs=2, batch_size=4, random_state=0)
