@@ -14,6 +14,7 @@ import pytest
 import scipy.sparse as sp
 
 from sparse_deep.backends import get_backend
+from sparse_deep.core.activations import ACTIVATIONS as REGISTERED_ACTIVATIONS
 from sparse_deep.engine.model import Model
 from sparse_deep.core.blocks import CSRBlock
 from sparse_deep.engine.runner import Runner
@@ -21,8 +22,7 @@ from sparse_deep.network import parse_network
 
 from . import naive
 
-ACTIVATIONS = ["Sigmoid", "Tanh", "Linear", "Relu", "LRelu", "ELU", "SELU", "SoftPlus",
-               "SoftSign", "SoftMax"]
+ACTIVATIONS = list(REGISTERED_ACTIVATIONS)  # every registered one is checked
 ERRORS = ["L1", "L2", "CrossEntropy", "ScaledMarginalCrossEntropy",
           "DataScaledMarginalCrossEntropy", "Hinge", "L2Hinge"]
 UNIT_ERRORS = {"CrossEntropy", "ScaledMarginalCrossEntropy", "DataScaledMarginalCrossEntropy"}

@@ -36,8 +36,7 @@ from . import naive
 DTYPES = [np.float32, np.float64]
 OPTIMIZERS = list(REGISTERED_OPTIMIZERS)  # sgd, momentum, nesterov, adagrad, rmsprop, adadelta, adam
 # Per-weight arrays each optimizer keeps; the others get a one-row dummy.
-N_STATES = {"sgd": 0, "momentum": 1, "nesterov": 1, "adagrad": 1, "rmsprop": 1,
-            "adadelta": 2, "adam": 2}
+N_STATES = {name: optimizer.n_states for name, optimizer in REGISTERED_OPTIMIZERS.items()}
 
 
 def tolerance(dtype):
@@ -80,10 +79,12 @@ def ref_optimizer(name, w, g, s1, s2, hyper):
         s = rho * s1 + (1 - rho) * g * g
         dx = -np.sqrt(s2 + eps) / np.sqrt(s + eps) * g
         return w + dx, s, rho * s2 + (1 - rho) * dx * dx
-    assert name == "adam"
-    m = b1 * s1 + (1 - b1) * g
-    v = b2 * s2 + (1 - b2) * g * g
-    return w - lr * (m / c1) / (np.sqrt(v / c2) + eps), m, v
+    if name == "adam":
+        m = b1 * s1 + (1 - b1) * g
+        v = b2 * s2 + (1 - b2) * g * g
+        return w - lr * (m / c1) / (np.sqrt(v / c2) + eps), m, v
+    # An optimizer without a formula here: its registered definition.
+    return naive.optimizer_update(name, w, g, s1, s2, hyper)
 
 
 def ref_update_rows(param, grad, rows, n_rows, s1, s2, name, hyper):
