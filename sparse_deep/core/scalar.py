@@ -22,8 +22,6 @@ from .codes import (
     L2,
     L2_HINGE,
     SCALED_MARGINAL_CROSS_ENTROPY,
-    SIGMOID,
-    SOFTMAX,
 )
 
 # Outputs are clamped this far from 0 and 1 before a logarithm is taken.
@@ -139,7 +137,7 @@ def multinomial_error(err, a, t, is_one, one_target, one_scale):
     return -one_scale * t * _clamped_log(a), -one_scale * t
 
 
-def output_element(act, err, a, t, is_one, hp, dfdz):
+def output_element(softmax, sigmoid, err, a, t, is_one, hp, dfdz):
     """``(error, delta-or-h)`` of one output of the fused output pass.
 
     ``h = a * dE/da`` for SoftMax (its delta needs the whole row), else
@@ -147,15 +145,17 @@ def output_element(act, err, a, t, is_one, hp, dfdz):
     zeroTarget, oneScale and zeroScale first (see the backends' output_pass).
     ``dfdz`` is the output activation's derivative at ``a`` (the caller's
     kernel is specialised to that activation); SoftMax, and Sigmoid under a
-    cross-entropy error, do not use it.
+    cross-entropy error, do not use it. ``softmax`` and ``sigmoid`` say which
+    activation it is by flags, not codes: this function is cached on disk,
+    and a code is a registration's number, which may change.
     """
-    if act == SOFTMAX:
+    if softmax:
         if is_unit_interval_error(err):
             return multinomial_error(err, a, t, is_one, hp[HP_ONE_TARGET], hp[HP_ONE_SCALE])
         e, g = elementwise_error(err, a, t, is_one, hp[HP_ONE_TARGET], hp[HP_ZERO_TARGET],
                                  hp[HP_ONE_SCALE], hp[HP_ZERO_SCALE])
         return e, a * g
-    if act == SIGMOID and is_unit_interval_error(err):
+    if sigmoid and is_unit_interval_error(err):
         return sigmoid_delta(err, a, t, is_one, hp[HP_ONE_TARGET], hp[HP_ZERO_TARGET],
                              hp[HP_ONE_SCALE], hp[HP_ZERO_SCALE])
     e, g = elementwise_error(err, a, t, is_one, hp[HP_ONE_TARGET], hp[HP_ZERO_TARGET],

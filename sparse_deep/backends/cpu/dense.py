@@ -131,7 +131,7 @@ def _make_output_pass(act, err, sharded=False):
     def element(a, t, is_one, hp):
         """(error, delta-or-h) of one output; h = a * dE/da for SoftMax."""
         dfdz = derivative(a, hp[HP_SLOPE], hp[HP_ALPHA], hp[HP_LAMBDA])
-        return output_element(act, err, a, t, is_one, hp, dfdz)
+        return output_element(softmax, act == SIGMOID, err, a, t, is_one, hp, dfdz)
 
     @njit(inline="always")
     def no_target(a, hp):

@@ -21,6 +21,7 @@ from ...core.codes import (
     HP_BOOST_ZERO,
     HP_LAMBDA,
     HP_SLOPE,
+    SIGMOID,
     SOFTMAX,
 )
 from ...core.scalar import is_unit_interval_error
@@ -214,14 +215,14 @@ def _make_output_pass(act, err, threads, sharded=False):
     ``sharded``: the CPU kernel's sharded SoftMax form (``row_stats``).
     """
     unit = is_unit_interval_error(err)
-    softmax = act == SOFTMAX
+    softmax, sigmoid = act == SOFTMAX, act == SIGMOID
     forward, derivative, _ = activation_functions(act)
 
     @cuda.jit(device=True)
     def element(a, t, is_one, hp):
         """(error, delta-or-h) of one output; h = a * dE/da for SoftMax."""
         dfdz = derivative(a, hp[HP_SLOPE], hp[HP_ALPHA], hp[HP_LAMBDA])
-        return output_element(act, err, a, t, is_one, hp, dfdz)
+        return output_element(softmax, sigmoid, err, a, t, is_one, hp, dfdz)
 
     @cuda.jit
     def output_pass(z, t_indptr, t_indices, t_data, hp, inv_batch, delta, row_error,
