@@ -23,7 +23,7 @@ import numpy as np
 from ..core.blocks import CSRBlock, TransposedBlock
 from ..core.codes import LINEAR, OUTPUT_HYPER, pack
 from ..core.rng import stream_key_host
-from .sampled import SampledOutput, sampled_buffer_bytes, sampled_buffer_shapes
+from .sampled import SampledOutput
 
 
 def max_batch_nnz(indptr, batch_size):
@@ -46,62 +46,60 @@ def runner_bytes(model, batch_size, max_input_nnz, max_target_nnz=0, optimizer=N
                  inference=False, sparse_input_update=False, backend_scratch=0, backend=None):
     """Bytes a :class:`Runner` allocates on its backend, by part.
 
-    Mirrors the allocations of ``Runner.__init__`` (and the row lists
-    ``update`` adds), so that a backend with little memory can refuse a model
-    before allocating any of it. ``optimizer`` is the :class:`OptimizerState`
-    whose arrays the Runner copies, ``backend_scratch`` what the backend adds
+    Counted by building the Runner on an :class:`AllocationCounter`, which
+    allocates nothing: the estimate comes from the code that allocates, so
+    that a backend with little memory can refuse a model before allocating
+    any of it. ``optimizer`` is the :class:`OptimizerState` whose arrays the
+    Runner copies, ``backend_scratch`` what the backend adds
     (:meth:`Backend.scratch_bytes`); ``backend``, if given, sizes the dense
-    input update's scratch (else a full-size gradient is counted). Returns ``{"weights", "optimizer state",
-    "batch buffers"}`` in bytes.
+    input update's scratch (else a full-size gradient is counted). Returns
+    ``{"weights", "optimizer state", "batch buffers"}`` in bytes.
     """
-    item = np.dtype(model.dtype).itemsize
-    n = int(batch_size)
-    in_size, t_size = max(int(max_input_nnz), 1), max(int(max_target_nnz), 1)
-    out = model.output
-    sampled = out.is_sampled and not inference
-    # A training runner of a sampled output keeps no batch x items block.
-    layers = [p for p in model.layers if not p.is_input and not (sampled and p.is_output)]
-    weights = sum(w.nbytes for w in model.weights) + sum(b.nbytes for b in model.biases.values())
-    states = 0 if optimizer is None else sum(a.nbytes + b.nbytes for a, b in optimizer.states)
-    csr = (n + 1) * 8 + in_size * (4 + item) + (n + 1) * 8 + t_size * (4 + item)
-    buffers = csr + n * 8 + sum(n * p.n * item for p in layers)
-    if inference and out.is_sampled and out.cosine:
-        buffers += _inference_cosine_bytes(model, n)
-    if not inference:
-        input_fed = [(w, s) for w, (s, _) in zip(model.weights, model.links)
-                     if model.layers[s].is_input]
-        buffers += model.input.n * 4 + in_size * (8 + 4 + item) + (in_size + 1) * 8  # transpose
-        buffers += n * 8  # row errors
-        buffers += sum(n * p.n * item * (2 if p.p_dropout > 0 else 1) for p in layers)
-        buffers += sum(p.n * item for p in layers if p.penalty is not None)
-        buffers += max(p.n for p in model.layers) * item
-        buffers += sum(input_gradient_rows(in_size, w.shape[0]) * w.shape[1] * item
-                       if model.layers[s].is_input else w.nbytes
-                       for w, (s, t) in zip(model.weights, model.links)
-                       if not (sampled and t == out.index))
-        buffers += sum(b.nbytes for t, b in model.biases.items()
-                       if not (sampled and t == out.index))
-        if sampled:
-            start, stop = model.output_range
-            buffers += sampled_buffer_bytes(sampled_buffer_shapes(
-                n, model.layers[out.sources[0][0]].n, stop - start, t_size,
-                out.sampling.negatives, out.cosine, model.dtype))
-        if not sparse_input_update:
-            buffers += sum(w.nbytes if backend is None
-                           else backend.all_rows_scratch_bytes(w.shape, item)
-                           for w, _ in input_fed)
-        row_lists = {1} | {w.shape[0] for w, (s, _) in zip(model.weights, model.links)
-                           if not model.layers[s].is_input or not sparse_input_update}
-        buffers += 8 * sum(row_lists)
-    return {"weights": weights, "optimizer state": states,
-            "batch buffers": buffers + int(backend_scratch)}
+    counter = AllocationCounter(model, optimizer, backend)
+    Runner(model, counter, batch_size, max_input_nnz, max_target_nnz, inference=inference,
+           sparse_input_update=sparse_input_update, optimizer=optimizer)
+    counter.bytes["batch buffers"] += int(backend_scratch)
+    return counter.bytes
 
 
-def _inference_cosine_bytes(model, n_rows):
-    """The scratch an inference runner keeps for cosine output scores."""
-    item = np.dtype(model.dtype).itemsize
-    start, stop = model.output_range
-    return (n_rows * model.layers[model.output.sources[0][0]].n + n_rows + (stop - start)) * item
+class AllocationCounter:
+    """A stand-in backend on which a :class:`Runner` is built only to be
+    measured (:func:`runner_bytes`): it allocates nothing, and adds up the
+    bytes of each array the Runner asks for, by part.
+
+    Copies of the model's parameters count as "weights", of the optimizer's
+    arrays as "optimizer state", everything else as "batch buffers".
+    ``backend`` sizes what depends on the real backend (the dense input
+    update's scratch).
+    """
+
+    measures_only = True
+
+    def __init__(self, model, optimizer=None, backend=None):
+        self.backend = backend
+        self._parts = {id(a): "weights" for a in (*model.weights, *model.biases.values())}
+        for s1, s2 in (optimizer.states if optimizer is not None else ()):
+            self._parts[id(s1)] = self._parts[id(s2)] = "optimizer state"
+        self.bytes = {"weights": 0, "optimizer state": 0, "batch buffers": 0}
+
+    def zeros(self, shape, dtype):
+        dtype = np.dtype(dtype)
+        self.bytes["batch buffers"] += int(np.prod(shape)) * dtype.itemsize
+        return np.broadcast_to(np.zeros((), dtype), shape)  # no memory behind it
+
+    empty = zeros
+
+    def to_device(self, array):
+        self.bytes[self._parts.get(id(array), "batch buffers")] += array.nbytes
+        return array
+
+    def fill(self, array, value):
+        """Nothing to fill."""
+
+    def all_rows_scratch(self, shape, dtype):
+        itemsize = np.dtype(dtype).itemsize
+        self.bytes["batch buffers"] += (int(np.prod(shape)) * itemsize if self.backend is None
+                                        else self.backend.all_rows_scratch_bytes(shape, itemsize))
 
 
 # Offsets that keep the random streams of denoising and of each layer's dropout apart.
@@ -148,11 +146,12 @@ class Runner:
         dt = model.dtype
         bk = backend
         n = self.batch_size
-        bk.check_memory(runner_bytes(
-            model, n, max_input_nnz, max_target_nnz, optimizer, inference,
-            self.sparse_input_update,
-            bk.scratch_bytes(n, max_input_nnz, max_target_nnz, np.dtype(dt).itemsize), bk,
-        ))
+        if not getattr(bk, "measures_only", False):  # see AllocationCounter
+            bk.check_memory(runner_bytes(
+                model, n, max_input_nnz, max_target_nnz, optimizer, inference,
+                self.sparse_input_update,
+                bk.scratch_bytes(n, max_input_nnz, max_target_nnz, np.dtype(dt).itemsize), bk,
+            ))
         self._bind_parameters(model, optimizer)
         self.inputs = CSRBlock.empty(n, max_input_nnz, dt, bk)
         self.targets = CSRBlock.empty(n, max_target_nnz, dt, bk)
@@ -265,7 +264,13 @@ class Runner:
             if model.layers[s].is_input and not self.sparse_input_update
         }
         self.n_present = 0
+        # The row lists the updates read (0..n-1 for each parameter updated
+        # whole, and for a bias), made now so that runner_bytes counts them.
         self._all_rows = {}
+        for w, grad, (s, _) in zip(model.weights, self.weight_grads, model.links):
+            if grad is not None and not (model.layers[s].is_input and self.sparse_input_update):
+                self._rows(w.shape[0])
+        self._rows(1)
         hp = model.spec
         smce, boost = hp.smce, hp.delta_boost
         out = model.output

@@ -58,11 +58,6 @@ def sampled_buffer_shapes(n_rows, width, n_items, max_target_nnz, n_negatives, c
     return shapes
 
 
-def sampled_buffer_bytes(shapes):
-    """Bytes of the buffers :func:`sampled_buffer_shapes` describes."""
-    return sum(int(np.prod(shape)) * np.dtype(dt).itemsize for shape, dt in shapes.values())
-
-
 class SampledOutput:
     """The sampled output layer's part of a training step.
 
