@@ -23,6 +23,7 @@ import numpy as np
 from ..core.blocks import CSRBlock, TransposedBlock
 from ..core.codes import LINEAR, OUTPUT_HYPER, pack
 from ..core.rng import stream_key_host
+from .layers import make_layer
 from .sampled import SampledOutput
 
 
@@ -139,6 +140,7 @@ class Runner:
     def __init__(self, model, backend, batch_size, max_input_nnz, max_target_nnz=0, seed=0,
                  inference=False, sparse_input_update=False, optimizer=None):
         self.model = model
+        self.layers = [make_layer(p) for p in model.layers]  # what each does in a step
         self.backend = backend
         self.batch_size = int(batch_size)
         self.seed = int(seed)
@@ -325,36 +327,9 @@ class Runner:
         activated too (inference). A training runner stops before a sampled
         output layer, whose pass scores only the items it samples.
         """
-        bk = self.backend
         batch = self._batch_view(self.inputs, b)
-        for p in self.model.layers:
-            if p.is_input:
-                continue
-            if p.is_sampled:
-                if self.sampled is not None:
-                    continue  # a training runner's sampled pass scores what it needs
-                self._sampled_scores(p, b)
-                if not stop_at_output:
-                    self._activate(p, self.pre[p.index][:b])
-                continue
-            z = self.pre[p.index][:b]
-            bk.fill_rows(z, self.biases[p.index])
-            for source, w in p.sources:
-                if self.model.layers[source].is_input:
-                    self._add_input_product(batch, self.weights[w], z)
-                else:
-                    bk.gemm(self.out[source][:b], self.weights[w], z, beta=1.0)
-            for skip in p.skips:
-                bk.add(z, self.out[skip][:b])
-            if p.is_output and stop_at_output:
-                continue
-            self._activate(p, z)
-            if p.p_dropout > 0:
-                if training:
-                    key = self._dropout_key(step, p)
-                    bk.dropout(z, self.out[p.index][:b], key, self.row_ids[:b], p.p_dropout)
-                else:
-                    bk.copy(self.out[p.index][:b], z)
+        for layer in self.layers:
+            layer.forward(self, b, batch, step, training, stop_at_output)
 
     def _activate(self, layer, z):
         if layer.act != LINEAR:  # the identity: no pass over z (nor a kernel to compile)
@@ -418,58 +393,9 @@ class Runner:
         Expects :meth:`forward` (with ``stop_at_output``) and :meth:`output_error`
         to have run. Returns the sparseness penalty's contribution to the loss.
         """
-        bk = self.backend
-        layers = self.model.layers
         written = {self.model.output.index}
-        penalty_loss = 0.0
-        inv_b = 1.0 / b
-        for p in reversed(layers):
-            if p.is_input:
-                continue
-            if p.is_sampled:
-                (source, _), = p.sources
-                self.sampled.backward(b, self._batch_view(self.targets, b),
-                                      accumulate=source in written)
-                written.add(source)
-                continue
-            delta = self.delta[p.index][:b]
-            if p.index not in written:
-                bk.zero(delta)
-            if not p.is_output:
-                penalty = self._no_penalty[: p.n]
-                if p.penalty is not None:
-                    penalty = self.penalty_grad[p.index]
-                    penalty_loss += bk.sparseness_penalty(
-                        self.pre[p.index][:b], p.penalty[0], p.penalty[1], inv_b, penalty
-                    )
-                key = self._dropout_key(step, p) if training else np.uint64(0)
-                p_drop = p.p_dropout if training else 0.0
-                bk.hidden_delta(
-                    delta, self.pre[p.index][:b], p.act, p.slope, p.alpha, p.lam, key,
-                    self.row_ids[:b], p_drop, penalty,
-                )
-            bk.column_sums(delta, self.bias_grads[p.index])
-            for source, w in p.sources:
-                if layers[source].is_input:
-                    self.n_present = bk.transpose_batch(
-                        self._batch_view(self.inputs, b), self.transposed
-                    )
-                    bk.sparse_weight_gradient(
-                        self.transposed, self.n_present, delta, self.weight_grads[w]
-                    )
-                    continue
-                bk.gemm(self.out[source][:b], delta, self.weight_grads[w], trans_a=True)
-                self._backpropagate(delta, self.weights[w], self.delta[source][:b],
-                                    accumulate=source in written, into_hidden_from=p)
-                written.add(source)
-            for skip in p.skips:
-                target = self.delta[skip][:b]
-                if skip in written:
-                    bk.add(target, delta)
-                else:
-                    bk.copy(target, delta)
-                    written.add(skip)
-        return penalty_loss
+        return sum(layer.backward(self, b, step, training, written)
+                   for layer in reversed(self.layers))
 
     def _backpropagate(self, delta, weights, target, accumulate, into_hidden_from):
         """``target (+)= delta @ weights.T``: the delta flowing back to a source

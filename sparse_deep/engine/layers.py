@@ -1,0 +1,153 @@
+"""What each kind of layer does in a training step, one class per kind.
+
+A :class:`~sparse_deep.engine.runner.Runner` walks its list of layers in order
+for the forward pass and in reverse for the backward pass; each layer does
+its own part, and, as a *source* of a connection, computes the product into
+the layer it feeds and that connection's weight gradient (a sparse input
+layer by gathering rows, a dense one by GEMM). The runner's buffers, backend
+and model-parallel hooks (``_add_input_product``, ``_activate``,
+``_backpropagate``, which :class:`~sparse_deep.distributed.runner.ShardedRunner`
+overrides) are what a layer works with. A new kind of layer is one class
+here, chosen by :func:`make_layer`.
+"""
+
+import numpy as np
+
+
+class Layer:
+    """A layer of a Runner's network: its plan (``engine.model.LayerPlan``),
+    whose attributes it reads through."""
+
+    def __init__(self, plan):
+        self.plan = plan
+
+    def __getattr__(self, name):
+        return getattr(self.plan, name)
+
+    def forward(self, runner, b, batch, step, training, stop_at_output):
+        """Compute this layer's activations for the first ``b`` batch rows."""
+
+    def backward(self, runner, b, step, training, written):
+        """Turn the delta flowing into this layer into its parameters'
+        gradients and the deltas of its sources; returns the loss of its
+        sparseness penalty. ``written`` holds the layers whose delta buffer
+        was written in this pass."""
+        return 0.0
+
+    # -- as the source of a connection ------------------------------------------
+    def product_into(self, runner, b, batch, weights, z):
+        """``z += (this layer's output) @ weights``."""
+        runner.backend.gemm(runner.out[self.index][:b], weights, z, beta=1.0)
+
+    def connection_gradient(self, runner, b, batch, delta, w, into, written):
+        """The gradient of weight ``w`` (from this layer into ``into``, whose
+        delta is ``delta``), and the delta that flows back into this layer."""
+        bk = runner.backend
+        bk.gemm(runner.out[self.index][:b], delta, runner.weight_grads[w], trans_a=True)
+        runner._backpropagate(delta, runner.weights[w], runner.delta[self.index][:b],
+                              accumulate=self.index in written, into_hidden_from=into.plan)
+        written.add(self.index)
+
+
+class InputLayer(Layer):
+    """The sparse input: no computation of its own; as a source, it gathers
+    the weight rows of each batch row's features."""
+
+    def product_into(self, runner, b, batch, weights, z):
+        runner._add_input_product(batch, weights, z)
+
+    def connection_gradient(self, runner, b, batch, delta, w, into, written):
+        bk = runner.backend
+        runner.n_present = bk.transpose_batch(batch, runner.transposed)
+        bk.sparse_weight_gradient(runner.transposed, runner.n_present, delta,
+                                  runner.weight_grads[w])
+
+
+class DenseLayer(Layer):
+    """A hidden layer, or an output layer over every unit: bias, the products
+    of its sources, its skips, the activation and (hidden) dropout."""
+
+    def forward(self, runner, b, batch, step, training, stop_at_output):
+        bk = runner.backend
+        z = runner.pre[self.index][:b]
+        bk.fill_rows(z, runner.biases[self.index])
+        for source, w in self.sources:
+            runner.layers[source].product_into(runner, b, batch, runner.weights[w], z)
+        for skip in self.skips:
+            bk.add(z, runner.out[skip][:b])
+        if self.is_output and stop_at_output:
+            return  # the fused output pass activates it
+        runner._activate(self.plan, z)
+        if self.p_dropout > 0:
+            if training:
+                key = runner._dropout_key(step, self.plan)
+                bk.dropout(z, runner.out[self.index][:b], key, runner.row_ids[:b],
+                           self.p_dropout)
+            else:
+                bk.copy(runner.out[self.index][:b], z)
+
+    def backward(self, runner, b, step, training, written):
+        bk = runner.backend
+        delta = runner.delta[self.index][:b]
+        if self.index not in written:
+            bk.zero(delta)
+        penalty_loss = 0.0
+        if not self.is_output:
+            penalty_loss = self._hidden_delta(runner, b, step, training, delta)
+        bk.column_sums(delta, runner.bias_grads[self.index])
+        batch = runner._batch_view(runner.inputs, b)
+        for source, w in self.sources:
+            runner.layers[source].connection_gradient(runner, b, batch, delta, w, self,
+                                                      written)
+        for skip in self.skips:
+            target = runner.delta[skip][:b]
+            if skip in written:
+                bk.add(target, delta)
+            else:
+                bk.copy(target, delta)
+                written.add(skip)
+        return penalty_loss
+
+    def _hidden_delta(self, runner, b, step, training, delta):
+        """dL/d(output) to dL/dz through dropout, the sparseness penalty and
+        the activation; returns the penalty's loss."""
+        bk = runner.backend
+        penalty, penalty_loss = runner._no_penalty[: self.n], 0.0
+        if self.penalty is not None:
+            penalty = runner.penalty_grad[self.index]
+            penalty_loss = bk.sparseness_penalty(runner.pre[self.index][:b], self.penalty[0],
+                                                 self.penalty[1], 1.0 / b, penalty)
+        key = runner._dropout_key(step, self.plan) if training else np.uint64(0)
+        bk.hidden_delta(delta, runner.pre[self.index][:b], self.act, self.slope, self.alpha,
+                        self.lam, key, runner.row_ids[:b], self.p_dropout if training else 0.0,
+                        penalty)
+        return penalty_loss
+
+
+class SampledOutputLayer(Layer):
+    """An output layer trained on sampled items (engine/sampled.py): in
+    training its pass scores only the targets and the sampled negatives; in
+    inference it scores every item."""
+
+    def forward(self, runner, b, batch, step, training, stop_at_output):
+        if runner.sampled is not None:
+            return  # a training runner's sampled pass scores what it needs
+        runner._sampled_scores(self.plan, b)
+        if not stop_at_output:
+            runner._activate(self.plan, runner.pre[self.index][:b])
+
+    def backward(self, runner, b, step, training, written):
+        (source, _), = self.sources
+        runner.sampled.backward(b, runner._batch_view(runner.targets, b),
+                                accumulate=source in written)
+        written.add(source)
+        return 0.0
+
+
+def make_layer(plan):
+    """The :class:`Layer` that carries out ``plan``."""
+    if plan.is_input:
+        return InputLayer(plan)
+    if plan.is_sampled:
+        return SampledOutputLayer(plan)
+    return DenseLayer(plan)
