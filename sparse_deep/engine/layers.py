@@ -48,6 +48,12 @@ class Layer:
                               accumulate=self.index in written, into_hidden_from=into.plan)
         written.add(self.index)
 
+    def update_connection(self, runner, w, s1, s2, code, hyper):
+        """One optimizer step on weight ``w`` (from this layer), every row."""
+        weights, n = runner.weights[w], runner.weights[w].shape[0]
+        runner.backend.update_rows(weights, runner.weight_grads[w], runner._rows(n), n, s1, s2,
+                                   code, hyper)
+
 
 class InputLayer(Layer):
     """The sparse input: no computation of its own; as a source, it gathers
@@ -61,6 +67,18 @@ class InputLayer(Layer):
         runner.n_present = bk.transpose_batch(batch, runner.transposed)
         bk.sparse_weight_gradient(runner.transposed, runner.n_present, delta,
                                   runner.weight_grads[w])
+
+    def update_connection(self, runner, w, s1, s2, code, hyper):
+        """Every row steps, those of features absent from the batch with a zero
+        gradient; with ``sparse_input_update`` only the present rows step."""
+        bk, weights, grad = runner.backend, runner.weights[w], runner.weight_grads[w]
+        features, n_present = runner.transposed.features, runner.n_present
+        if w in runner.all_rows_scratch:
+            bk.update_all_rows(weights, grad, features, n_present,
+                               runner._rows(weights.shape[0]), runner.all_rows_scratch[w], s1,
+                               s2, code, hyper)
+        else:
+            bk.update_rows(weights, grad, features, n_present, s1, s2, code, hyper)
 
 
 class DenseLayer(Layer):

@@ -453,16 +453,7 @@ class Runner:
                 self.sampled.update(states[i], states[bias_slot[target]], code, weight_hyper,
                                     bias_hyper)
                 continue
-            if i in self.all_rows_scratch:
-                bk.update_all_rows(w, grad, self.transposed.features, self.n_present,
-                                   self._rows(w.shape[0]), self.all_rows_scratch[i], s1, s2,
-                                   code, weight_hyper)
-            else:
-                if self.model.layers[source].is_input:
-                    rows, n_rows = self.transposed.features, self.n_present
-                else:
-                    rows, n_rows = self._rows(w.shape[0]), w.shape[0]
-                bk.update_rows(w, grad, rows, n_rows, s1, s2, code, weight_hyper)
+            self.layers[source].update_connection(self, i, s1, s2, code, weight_hyper)
             norm = self.model.layers[target].weight_norm
             if norm > 0:
                 bk.cap_column_norms(w, norm)
