@@ -23,7 +23,8 @@ MPIEXEC = str(Path(sys.executable).parent / "mpiexec")
 RUNS = {
     "quickstart.py": ([PYTHON], ["--max-iter", "3"], "recall@20"),
     "grid_search_pipeline.py": ([PYTHON], ["--max-iter", "2"], "test micro-F1"),
-    "dsstne_workflow.py": ([PYTHON], ["--epochs", "1", "--out", "dsstne"], "first recommendations"),
+    "dsstne_workflow.py": ([PYTHON], ["--epochs", "1", "--out", "dsstne"],
+                           "first recommendations"),
     "mpi_train.py": ([MPIEXEC, "-n", "2", PYTHON], ["--max-iter", "2", "--out", "model.nc"],
                      "the loaded model recommends the same items: True"),
     "loss_curves.py": ([PYTHON], ["--max-iter", "3", "--out", "curves.png"], "curves.png"),

@@ -107,7 +107,8 @@ def register_optimizer(name, step, n_states, description=""):
     Optimizer
     """
     if not isinstance(name, str) or not name or name != name.lower():
-        raise ValueError(f"an optimizer's name must be a non-empty lower-case string; got {name!r}")
+        raise ValueError(
+            f"an optimizer's name must be a non-empty lower-case string; got {name!r}")
     if name in OPTIMIZERS:
         raise ValueError(f"optimizer {name!r} is registered already")
     if not isinstance(n_states, int) or isinstance(n_states, bool) or n_states not in (0, 1, 2):
