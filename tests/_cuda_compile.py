@@ -34,9 +34,10 @@ def main():
     from sparse_deep.backends.cuda import dense, gemm, optim, sampled, scan, sparse, topk
     from sparse_deep.core.activations import ACTIVATIONS
     from sparse_deep.core.optimizers import OPTIMIZERS
-    from sparse_deep.core.codes import ERROR_CODES as ERR
+    from sparse_deep.core.errors import ERROR_FUNCTIONS
 
     ACT = {name: ACTIVATIONS.info(name).code for name in ACTIVATIONS}
+    ERR = {name: ERROR_FUNCTIONS.info(name).code for name in ERROR_FUNCTIONS}
 
     f32, f64, i32, i64, u64 = (types.float32, types.float64, types.int32, types.int64,
                                types.uint64)

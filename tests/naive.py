@@ -8,6 +8,7 @@ backend can be checked against it (and its loss differentiated numerically).
 import numpy as np
 
 from sparse_deep.core.activations import get_activation
+from sparse_deep.core.errors import get_error_function
 from sparse_deep.core.optimizers import coefficients, get_optimizer
 from sparse_deep.core.rng import stream_key_host, uniform
 from sparse_deep.engine.model import SELU_ALPHA
@@ -67,6 +68,11 @@ def output_error(error, act, a, t, smce, boost):
         e = m if error == "Hinge" else m * m
     elif error == "CrossEntropy":
         e = -(t * _log(a) + (1 - t) * _log(1 - a))
+    elif not error.endswith("ScaledMarginalCrossEntropy"):
+        # Any other registered error: its own definition, element by element.
+        definition = get_error_function(error).error
+        e = np.vectorize(lambda x, y, z: definition(float(x), float(y), bool(z))[0],
+                         otypes=[float])(a, t, one)
     else:  # (Data)ScaledMarginalCrossEntropy
         w1 = smce.one_scale * (t if error.startswith("Data") else 1.0)
         e_one = np.where(a < smce.one_target, -w1 * _log(a), 0.0)

@@ -30,7 +30,8 @@ API_PAGES = ROOT / "docs" / "api"
 PUBLIC_MODULES = ("sparse_deep", "sparse_deep.network", "sparse_deep.io", "sparse_deep.metrics",
                   "sparse_deep.model_selection", "sparse_deep.pipeline", "sparse_deep.datasets",
                   "sparse_deep.plotting", "sparse_deep.distributed",
-                  "sparse_deep.core.activations", "sparse_deep.core.optimizers")
+                  "sparse_deep.core.activations", "sparse_deep.core.errors",
+                  "sparse_deep.core.optimizers")
 RUN_LANGUAGES = ("python", "bash", "json")
 
 _FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)

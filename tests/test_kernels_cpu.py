@@ -25,7 +25,7 @@ from sparse_deep.backends.cpu import dense, optim, sparse, topk
 from sparse_deep.backends.cpu.blas import gemm
 from sparse_deep.core import rng as crng
 from sparse_deep.core.activations import ACTIVATIONS as REGISTERED_ACTIVATIONS
-from sparse_deep.core.codes import ERROR_CODES
+from sparse_deep.core.errors import ERROR_FUNCTIONS as REGISTERED_ERRORS
 from sparse_deep.core.optimizers import OPTIMIZERS as REGISTERED_OPTIMIZERS
 from sparse_deep.engine.model import SELU_ALPHA
 from sparse_deep.engine.optim import OptimizerConfig, OptimizerState
@@ -612,7 +612,7 @@ def valid_pair(act, err):
     return not (err == "DataScaledMarginalCrossEntropy" and act == "SoftMax")
 
 
-PAIRS = [(a, e) for a, e in itertools.product(ACTIVATIONS, ERROR_CODES) if valid_pair(a, e)]
+PAIRS = [(a, e) for a, e in itertools.product(ACTIVATIONS, REGISTERED_ERRORS) if valid_pair(a, e)]
 
 
 def kernel_alpha(act):
@@ -694,7 +694,7 @@ def run_output_pass(act, err, z, t):
     delta = np.full_like(z, np.nan)
     row_error = np.full(z.shape[0], np.nan)
     dense.output_pass(a, tc.indptr.astype(np.int64), tc.indices.astype(np.int32),
-                      tc.data.astype(z.dtype), REGISTERED_ACTIVATIONS.info(act).code, ERROR_CODES[err],
+                      tc.data.astype(z.dtype), REGISTERED_ACTIVATIONS.info(act).code, REGISTERED_ERRORS.info(err).code,
                       output_hyper(act), 1.0 / z.shape[0], delta, row_error)
     return a, delta, row_error
 
@@ -718,7 +718,7 @@ def numeric_delta(act, err, z, t, h=1e-6):
 @pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("act,err", PAIRS)
 def test_output_pass_float64(act, err, seed):
-    rng = np.random.default_rng(seed * 1000 + REGISTERED_ACTIVATIONS.info(act).code * 10 + ERROR_CODES[err])
+    rng = np.random.default_rng(seed * 1000 + REGISTERED_ACTIVATIONS.info(act).code * 10 + REGISTERED_ERRORS.info(err).code)
     z = pre_activations(rng, (4, 6), np.float64)
     t = random_targets(rng, z.shape, np.float64, err)
     a, delta, row_error = run_output_pass(act, err, z, t)
@@ -743,7 +743,7 @@ def run_sharded_output_pass(act, err, z, t, bounds):
     for zs, ts in slices:
         delta, row_error, own = np.full_like(zs, np.nan), np.full(z.shape[0], np.nan), stats.copy()
         dense.output_pass(zs, ts.indptr.astype(np.int64), ts.indices.astype(np.int32),
-                          ts.data.astype(z.dtype), REGISTERED_ACTIVATIONS.info(act).code, ERROR_CODES[err],
+                          ts.data.astype(z.dtype), REGISTERED_ACTIVATIONS.info(act).code, REGISTERED_ERRORS.info(err).code,
                           output_hyper(act), 1.0 / z.shape[0], delta, row_error, own)
         outs.append((zs, delta))
         h_sums.append(own[:, 3])
@@ -760,7 +760,7 @@ def run_sharded_output_pass(act, err, z, t, bounds):
 def test_sharded_softmax_output_pass_equals_the_whole_row(err, bounds):
     """Slices of a SoftMax output (one per rank, some empty) give the whole row's
     activations, deltas and errors once their partial sums are combined."""
-    rng = np.random.default_rng(ERROR_CODES[err] + 7 * len(bounds))
+    rng = np.random.default_rng(REGISTERED_ERRORS.info(err).code + 7 * len(bounds))
     z = pre_activations(rng, (5, 11), np.float64)
     t = random_targets(rng, z.shape, np.float64, err)
     a, delta, row_error = run_output_pass("SoftMax", err, z, t)
@@ -789,7 +789,7 @@ def test_sharded_softmax_output_pass_equals_the_whole_row(err, bounds):
                                      ("Relu", "L2"), ("Tanh", "Hinge"), ("SoftMax", "L2")])
 def test_output_pass_float32(act, err):
     """Float32 outputs agree with the float64 reference to float32 precision."""
-    rng = np.random.default_rng(ERROR_CODES[err])
+    rng = np.random.default_rng(REGISTERED_ERRORS.info(err).code)
     z = pre_activations(rng, (5, 7), np.float32)
     t = random_targets(rng, z.shape, np.float32, err)
     z64, t64 = z.astype(np.float64), t.astype(np.float64)
@@ -816,7 +816,7 @@ def test_output_pass_reads_a_stored_zero_target_as_missing(act, err, dtype):
     assert (with_zeros.data == 0).sum() > 10
     a2, delta2, row_error2 = z.copy(), np.full_like(z, np.nan), np.full(z.shape[0], np.nan)
     dense.output_pass(a2, with_zeros.indptr.astype(np.int64), with_zeros.indices.astype(np.int32),
-                      with_zeros.data, REGISTERED_ACTIVATIONS.info(act).code, ERROR_CODES[err],
+                      with_zeros.data, REGISTERED_ACTIVATIONS.info(act).code, REGISTERED_ERRORS.info(err).code,
                       output_hyper(act), 1.0 / z.shape[0], delta2, row_error2)
     # Not to the bit: SoftMax's target sum adds the zeros, in vector lanes
     # grouped by the number of entries.

@@ -30,7 +30,7 @@ from sparse_deep.backends.cpu import sparse as cpu_sparse
 from sparse_deep.backends.cpu import topk as cpu_topk
 from sparse_deep.core import rng as crng
 from sparse_deep.core.activations import ACTIVATIONS as REGISTERED_ACTIVATIONS
-from sparse_deep.core.codes import ERROR_CODES
+from sparse_deep.core.errors import ERROR_FUNCTIONS as REGISTERED_ERRORS
 from sparse_deep.core.optimizers import OPTIMIZERS as REGISTERED_OPTIMIZERS
 from sparse_deep.engine.model import Model
 from sparse_deep.engine.optim import OptimizerConfig, OptimizerState
@@ -440,10 +440,10 @@ def run_output_passes(bk, act, err, z, t):
     tc = sp.csr_matrix(t)
     parts = (tc.indptr.astype(np.int64), tc.indices.astype(np.int32), tc.data.astype(z.dtype))
     want = [z.copy(), np.full_like(z, np.nan), np.full(z.shape[0], np.nan)]
-    cpu_dense.output_pass(want[0], *parts, REGISTERED_ACTIVATIONS.info(act).code, ERROR_CODES[err],
+    cpu_dense.output_pass(want[0], *parts, REGISTERED_ACTIVATIONS.info(act).code, REGISTERED_ERRORS.info(err).code,
                           output_hyper(act), 1.0 / z.shape[0], want[1], want[2])
     got = [dev(bk, z), dev(bk, want[1]), dev(bk, want[2])]
-    bk.output_pass(got[0], device_csr(bk, *parts), REGISTERED_ACTIVATIONS.info(act).code, ERROR_CODES[err],
+    bk.output_pass(got[0], device_csr(bk, *parts), REGISTERED_ACTIVATIONS.info(act).code, REGISTERED_ERRORS.info(err).code,
                    output_hyper(act), 1.0 / z.shape[0], got[1], got[2])
     return [bk.to_host(g) for g in got], want
 
@@ -453,7 +453,7 @@ def test_output_pass_every_pair(bk, act, err):
     """Activation, row error and delta of every (activation, error) pair, in
     float64 (the CPU kernel is checked against the reference and numerical
     derivatives in test_kernels_cpu.py)."""
-    rng = np.random.default_rng(REGISTERED_ACTIVATIONS.info(act).code * 10 + ERROR_CODES[err])
+    rng = np.random.default_rng(REGISTERED_ACTIVATIONS.info(act).code * 10 + REGISTERED_ERRORS.info(err).code)
     z = pre_activations(rng, (5, 6), np.float64)
     t = random_targets(rng, z.shape, np.float64, err)
     got, want = run_output_passes(bk, act, err, z, t)
@@ -466,7 +466,7 @@ def test_output_pass_every_pair(bk, act, err):
 @pytest.mark.parametrize("act,err", [("SoftMax", "CrossEntropy"), ("Sigmoid", "CrossEntropy"),
                                      ("Sigmoid", "ScaledMarginalCrossEntropy"), ("Relu", "L2")])
 def test_output_pass_float32(bk, act, err):
-    rng = np.random.default_rng(ERROR_CODES[err])
+    rng = np.random.default_rng(REGISTERED_ERRORS.info(err).code)
     z = pre_activations(rng, (5, 7), np.float32)
     t = random_targets(rng, z.shape, np.float32, err)
     got, want = run_output_passes(bk, act, err, z, t)
@@ -859,7 +859,7 @@ def sharded_softmax_flow(bk, err, z, t, bounds, inv_batch):
     for zs, targets in slices:
         delta, row_error = dev(bk, np.zeros(zs.shape, z.dtype)), dev(bk, np.zeros(z.shape[0]))
         own = stats.copy()
-        bk.output_pass(zs, targets, REGISTERED_ACTIVATIONS.info("SoftMax").code, ERROR_CODES[err],
+        bk.output_pass(zs, targets, REGISTERED_ACTIVATIONS.info("SoftMax").code, REGISTERED_ERRORS.info(err).code,
                        output_hyper("SoftMax"), inv_batch, delta, row_error, own)
         outs.append((zs, delta))
         h_sums.append(own[:, 3])
@@ -880,7 +880,7 @@ def test_sharded_softmax_ops_match_the_cpu_and_the_whole_row(bk, err):
     """Model parallelism's SoftMax ops (partials, sharded output pass, Jacobian,
     inference) on 3 uneven slices, one empty: as the CPU backend, and as the
     whole row's output pass."""
-    rng = np.random.default_rng(ERROR_CODES[err])
+    rng = np.random.default_rng(REGISTERED_ERRORS.info(err).code)
     z = pre_activations(rng, (5, 9), np.float64)
     t = random_targets(rng, z.shape, np.float64, err)
     bounds = [0, 4, 4, 9]

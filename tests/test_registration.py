@@ -1,4 +1,4 @@
-"""A new activation or optimizer is one registration: registered here, in a
+"""A new activation, error function or optimizer is one registration: registered here, in a
 test, it trains estimators on the CPU and on the CUDA backend (in numba's
 simulator in CI) and is checked against the tests' reference, with no other
 file touched."""
@@ -15,6 +15,7 @@ from sparse_deep.backends.cpu import dense as cpu_dense
 from sparse_deep.backends.cpu import optim as cpu_optim
 from sparse_deep.core import optimizers
 from sparse_deep.core.activations import ACTIVATIONS, register_activation
+from sparse_deep.core.errors import ERROR_FUNCTIONS, register_error_function
 from sparse_deep.core.codes import H_LR, H_MU
 from sparse_deep.core.optimizers import OPTIMIZERS, get_optimizer, register_optimizer
 
@@ -161,6 +162,53 @@ def test_a_registered_activation_trains_the_same_model_on_the_cuda_backend(toy_a
     params = dict(activation="ToyAtan", output_activation="ToyAtan", loss="l2",
                   hidden_layer_sizes=(3,), epochs=2, batch_size=4, random_state=0)
     cpu = SparseAutoencoderRecommender(device="cpu", **params).fit(X)
+    gpu = SparseAutoencoderRecommender(device="cuda", **params).fit(X)
+    np.testing.assert_allclose(gpu.loss_curve_, cpu.loss_curve_, rtol=1e-5)
+    for a, b in zip(gpu.model_.weights, cpu.model_.weights):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+
+
+# -- error functions ---------------------------------------------------------------------
+
+def log_cosh(a, t, is_one):
+    """Toy error: log cosh of the difference (L2 near 0, L1 far from it)."""
+    d = a - t
+    return math.log(math.cosh(d)), math.tanh(d)
+
+
+@pytest.fixture
+def toy_error():
+    yield register_error_function("ToyLogCosh", log_cosh, aliases=("LogCoshToy",))
+    ERROR_FUNCTIONS.remove("ToyLogCosh")
+
+
+@pytest.mark.parametrize("act", ["Linear", "Tanh", "SoftMax"])
+def test_the_cpu_output_pass_of_a_registered_error_matches_the_reference(toy_error, act):
+    from .test_kernels_cpu import (naive_error_matrix, numeric_delta, pre_activations,
+                                   random_targets, run_output_pass)
+
+    rng = np.random.default_rng(5)
+    z = pre_activations(rng, (4, 6), np.float64)
+    t = random_targets(rng, z.shape, np.float64, "L2")
+    _, delta, row_error = run_output_pass(act, "ToyLogCosh", z, t)
+    np.testing.assert_allclose(row_error, naive_error_matrix(act, "ToyLogCosh", z, t).sum(axis=1),
+                               rtol=1e-10)
+    want = numeric_delta(act, "ToyLogCosh", z, t)
+    np.testing.assert_allclose(delta, want, rtol=0, atol=1e-6 * max(np.abs(want).max(), 1e-3))
+
+
+def test_a_registered_error_trains_the_same_model_on_the_cpu_and_the_cuda_backend(toy_error):
+    X = interactions(n_users=12, n_items=6)
+    network = {"Kind": "AutoEncoder", "ErrorFunction": "log cosh toy", "Layers": [
+        {"Name": "Input", "Kind": "Input", "N": "auto", "DataSet": "input", "Sparse": True},
+        {"Name": "Hidden", "Kind": "Hidden", "N": 3, "Source": "Input", "Activation": "Tanh"},
+        {"Name": "Output", "Kind": "Output", "N": "auto", "DataSet": "output",
+         "Source": "Hidden", "Activation": "Linear"}]}
+    params = dict(network=network, epochs=2, batch_size=4, random_state=0)
+    cpu = SparseAutoencoderRecommender(device="cpu", **params).fit(X)
+    assert cpu.network_["ErrorFunction"] == "ToyLogCosh"
+    if not cuda_device_status()[0]:
+        pytest.skip("no CUDA device or simulator")
     gpu = SparseAutoencoderRecommender(device="cuda", **params).fit(X)
     np.testing.assert_allclose(gpu.loss_curve_, cpu.loss_curve_, rtol=1e-5)
     for a, b in zip(gpu.model_.weights, cpu.model_.weights):

@@ -1,7 +1,8 @@
-"""Integer codes that name error functions inside kernels, the activations
-kernels treat specially, and the positions of the packed hyper-parameters
-kernels read (activations and optimizers are numbered by their registration,
-:mod:`sparse_deep.core.activations`, :mod:`sparse_deep.core.optimizers`).
+"""The codes of the activations and error functions kernels treat specially,
+and the positions of the packed hyper-parameters kernels read (activations,
+error functions and optimizers are numbered by their registration:
+:mod:`sparse_deep.core.activations`, :mod:`sparse_deep.core.errors`,
+:mod:`sparse_deep.core.optimizers`).
 
 Kernels cannot take strings, so the engine translates the network's canonical
 names (see :mod:`sparse_deep.network.registry`) into these small integers once
@@ -9,6 +10,7 @@ per fit. Every backend uses the same table.
 """
 
 from .activations import get_activation
+from .errors import get_error_function
 
 # The activations kernels special-case (SoftMax's rows, Sigmoid's fused
 # cross-entropy delta, the CPU's vectorised Tanh and Sigmoid), by their
@@ -16,30 +18,14 @@ from .activations import get_activation
 LINEAR, SIGMOID, TANH, SOFTMAX = (get_activation(name).code
                                   for name in ("Linear", "Sigmoid", "Tanh", "SoftMax"))
 
-L1 = 0
-L2 = 1
-CROSS_ENTROPY = 2
-SCALED_MARGINAL_CROSS_ENTROPY = 3
-DATA_SCALED_MARGINAL_CROSS_ENTROPY = 4
-HINGE = 5
-L2_HINGE = 6
-# Losses of a sampled output layer (scores of targets and sampled negatives).
-SAMPLED_SOFTMAX = 7
-COSINE_CONTRASTIVE = 8
-BPR = 9
-
-ERROR_CODES = {
-    "L1": L1,
-    "L2": L2,
-    "CrossEntropy": CROSS_ENTROPY,
-    "ScaledMarginalCrossEntropy": SCALED_MARGINAL_CROSS_ENTROPY,
-    "DataScaledMarginalCrossEntropy": DATA_SCALED_MARGINAL_CROSS_ENTROPY,
-    "Hinge": HINGE,
-    "L2Hinge": L2_HINGE,
-    "SampledSoftmax": SAMPLED_SOFTMAX,
-    "CosineContrastive": COSINE_CONTRASTIVE,
-    "BPR": BPR,
-}
+# The error functions kernels compute in fused forms, and the sampled losses,
+# by their registered codes (sparse_deep/core/errors.py registers every one).
+(L1, L2, CROSS_ENTROPY, SCALED_MARGINAL_CROSS_ENTROPY, DATA_SCALED_MARGINAL_CROSS_ENTROPY,
+ HINGE, L2_HINGE, SAMPLED_SOFTMAX, COSINE_CONTRASTIVE, BPR) = (
+    get_error_function(name).code for name in (
+        "L1", "L2", "CrossEntropy", "ScaledMarginalCrossEntropy",
+        "DataScaledMarginalCrossEntropy", "Hinge", "L2Hinge", "SampledSoftmax",
+        "CosineContrastive", "BPR"))
 
 # The output pass's packed hyper-parameters, in order: the output layer's
 # activation slopes, DSSTNE's ScaledMarginalCrossEntropy settings and its

@@ -13,14 +13,10 @@ from .codes import (
     COSINE_CONTRASTIVE,
     CROSS_ENTROPY,
     DATA_SCALED_MARGINAL_CROSS_ENTROPY,
-    HINGE,
     HP_ONE_SCALE,
     HP_ONE_TARGET,
     HP_ZERO_SCALE,
     HP_ZERO_TARGET,
-    L1,
-    L2,
-    L2_HINGE,
     SCALED_MARGINAL_CROSS_ENTROPY,
 )
 
@@ -54,36 +50,14 @@ def _clamped_log(x):
     return math.log(_clamped(x))
 
 
-def hinge_sign(is_one):
-    """Hinge losses read an indicator target as +1 and a missing one as -1."""
-    return 1.0 if is_one else -1.0
-
-
-def elementwise_error(err, a, t, is_one, one_target, zero_target, one_scale, zero_scale):
-    """Error of one output and its derivative ``g = dE/da``.
+def cross_entropy_error(err, a, t, is_one, one_target, zero_target, one_scale, zero_scale):
+    """Error of one output in (0, 1) under a cross-entropy-family error, and
+    its derivative ``g = dE/da`` (with an output activation other than
+    Sigmoid or SoftMax, whose fused forms are below).
 
     ``t`` is the target value (0 where the target has no entry) and ``is_one``
     tells whether the target has a non-zero entry there.
     """
-    if err == L2:
-        d = a - t
-        return 0.5 * d * d, d
-    if err == L1:
-        d = a - t
-        if d > 0.0:
-            return d, 1.0
-        if d < 0.0:
-            return -d, -1.0
-        return 0.0, 0.0
-    if err == HINGE or err == L2_HINGE:
-        y = hinge_sign(is_one)
-        m = 1.0 - y * a
-        if m <= 0.0:
-            return 0.0, 0.0
-        if err == HINGE:
-            return m, -y
-        return m * m, -2.0 * y * m
-    # Cross-entropy family on a (0, 1) output.
     if err == CROSS_ENTROPY:
         e = -(t * _clamped_log(a) + (1.0 - t) * _clamped_log(1.0 - a))
         ac = _clamped(a)
@@ -137,7 +111,7 @@ def multinomial_error(err, a, t, is_one, one_target, one_scale):
     return -one_scale * t * _clamped_log(a), -one_scale * t
 
 
-def output_element(softmax, sigmoid, err, a, t, is_one, hp, dfdz):
+def output_element(softmax, sigmoid, err, a, t, is_one, hp, dfdz, e, g):
     """``(error, delta-or-h)`` of one output of the fused output pass.
 
     ``h = a * dE/da`` for SoftMax (its delta needs the whole row), else
@@ -147,19 +121,21 @@ def output_element(softmax, sigmoid, err, a, t, is_one, hp, dfdz):
     kernel is specialised to that activation); SoftMax, and Sigmoid under a
     cross-entropy error, do not use it. ``softmax`` and ``sigmoid`` say which
     activation it is by flags, not codes: this function is cached on disk,
-    and a code is a registration's number, which may change.
+    and a code is a registration's number, which may change. ``(e, g)`` is the
+    element-wise error and its ``dE/da`` from the error's registered
+    definition (see :mod:`sparse_deep.core.errors`); the cross-entropy family
+    has none and is computed here.
     """
     if softmax:
         if is_unit_interval_error(err):
             return multinomial_error(err, a, t, is_one, hp[HP_ONE_TARGET], hp[HP_ONE_SCALE])
-        e, g = elementwise_error(err, a, t, is_one, hp[HP_ONE_TARGET], hp[HP_ZERO_TARGET],
-                                 hp[HP_ONE_SCALE], hp[HP_ZERO_SCALE])
         return e, a * g
-    if sigmoid and is_unit_interval_error(err):
-        return sigmoid_delta(err, a, t, is_one, hp[HP_ONE_TARGET], hp[HP_ZERO_TARGET],
-                             hp[HP_ONE_SCALE], hp[HP_ZERO_SCALE])
-    e, g = elementwise_error(err, a, t, is_one, hp[HP_ONE_TARGET], hp[HP_ZERO_TARGET],
-                             hp[HP_ONE_SCALE], hp[HP_ZERO_SCALE])
+    if is_unit_interval_error(err):
+        if sigmoid:
+            return sigmoid_delta(err, a, t, is_one, hp[HP_ONE_TARGET], hp[HP_ZERO_TARGET],
+                                 hp[HP_ONE_SCALE], hp[HP_ZERO_SCALE])
+        e, g = cross_entropy_error(err, a, t, is_one, hp[HP_ONE_TARGET], hp[HP_ZERO_TARGET],
+                                   hp[HP_ONE_SCALE], hp[HP_ZERO_SCALE])
     return e, g * dfdz
 
 
@@ -248,8 +224,7 @@ _KERNEL_FUNCTIONS = (
     "is_unit_interval_error",
     "_clamped",
     "_clamped_log",
-    "hinge_sign",
-    "elementwise_error",
+    "cross_entropy_error",
     "marginal_error",
     "sigmoid_delta",
     "multinomial_error",

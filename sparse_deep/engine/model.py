@@ -13,7 +13,7 @@ import numpy as np
 
 from ..network import NetworkSpec
 from ..core.activations import get_activation
-from ..core.codes import ERROR_CODES
+from ..core.errors import get_error_function
 
 # Standard SELU constant (Klambauer et al., 2017). DSSTNE reused ELUAlpha (1.0)
 # here, which loses the self-normalising property; we keep the paper's value.
@@ -201,7 +201,7 @@ class Model:
         self.layers, self.links = build_plan(spec)
         self.input = next(p for p in self.layers if p.is_input)
         self.output = next(p for p in self.layers if p.is_output)
-        self.act_error = (self.output.act, ERROR_CODES[spec.error_function])
+        self.act_error = (self.output.act, get_error_function(spec.error_function).code)
         self.full_shapes = [link_shape(self.layers, s, t) for s, t in self.links]
         self.item_major = [is_item_major(self.layers, s, t) for s, t in self.links]
         self.shards = shards

@@ -5,10 +5,10 @@ from numba import njit
 
 from ...core import rng, scalar
 from ...core.activations import compiled_functions
+from ...core.errors import compiled_error
 
 _cpu = scalar.compile_with(njit(cache=True))
 
-elementwise_error = _cpu.elementwise_error
 sigmoid_delta = _cpu.sigmoid_delta
 multinomial_error = _cpu.multinomial_error
 output_element = _cpu.output_element
@@ -26,3 +26,12 @@ def activation_functions(code):
     """``(forward, derivative, tag)`` of the activation ``code`` for CPU kernels
     (see :func:`sparse_deep.core.activations.compiled_functions`)."""
     return compiled_functions(code, njit, _ACTIVATIONS)
+
+
+_ERRORS = {}
+
+
+def error_function(code):
+    """``(error, tag)`` of the error function ``code`` for CPU kernels (see
+    :func:`sparse_deep.core.errors.compiled_error`)."""
+    return compiled_error(code, njit, _ERRORS)

@@ -30,6 +30,7 @@ from ...core.scalar import LOG_EPSILON
 from .vecmath import fast_exp, fast_log, fast_sigmoid, fast_tanh
 from ._scalar import (
     activation_functions,
+    error_function,
     is_unit_interval_error,
     kl_sparseness,
     output_element,
@@ -126,12 +127,14 @@ def _make_output_pass(act, err, sharded=False):
     softmax = act == SOFTMAX
     fused_sigmoid = act == SIGMOID and unit
     forward, derivative, tag = activation_functions(act)
+    error, error_tag = error_function(err)
 
     @njit(inline="always")
     def element(a, t, is_one, hp):
         """(error, delta-or-h) of one output; h = a * dE/da for SoftMax."""
         dfdz = derivative(a, hp[HP_SLOPE], hp[HP_ALPHA], hp[HP_LAMBDA])
-        return output_element(softmax, act == SIGMOID, err, a, t, is_one, hp, dfdz)
+        e, g = error(a, t, is_one)
+        return output_element(softmax, act == SIGMOID, err, a, t, is_one, hp, dfdz, e, g)
 
     @njit(inline="always")
     def no_target(a, hp):
@@ -187,7 +190,7 @@ def _make_output_pass(act, err, sharded=False):
         return forward(x, hp[HP_SLOPE], hp[HP_ALPHA], hp[HP_LAMBDA])
 
     return _specialise(_output_pass_body, "output_pass_{}_{}_{}".format(
-        tag, int(err), int(sharded)), softmax=softmax, sharded=sharded, unit=unit,
+        tag, error_tag, int(sharded)), softmax=softmax, sharded=sharded, unit=unit,
         no_target=no_target, with_target=with_target, activation=activation)
 
 
@@ -297,7 +300,7 @@ def output_pass(z, t_indptr, t_indices, t_data, act, err, hp, inv_batch, delta, 
     of the outputs; see :func:`_make_output_pass`.
     """
     sharded = row_stats is not None and act == SOFTMAX
-    key = activation_functions(act)[2], err, sharded
+    key = activation_functions(act)[2], error_function(err)[1], sharded
     kernel = _OUTPUT_KERNELS.get(key)
     if kernel is None:
         kernel = _OUTPUT_KERNELS[key] = _make_output_pass(act, err, sharded)

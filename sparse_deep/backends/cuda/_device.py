@@ -17,6 +17,7 @@ from numba.core import config
 
 from ...core import rng, scalar
 from ...core.activations import compiled_functions
+from ...core.errors import compiled_error
 
 #: True when numba runs CUDA kernels in its Python simulator (NUMBA_ENABLE_CUDASIM=1).
 #: (The second test covers a numba.cuda that keeps its own copy of the setting.)
@@ -41,7 +42,6 @@ def _quiet(f):
 _math = scalar.compile_with(cuda.jit(device=True))
 _rng = rng.compile_with(lambda f: cuda.jit(device=True)(_quiet(f)))
 
-elementwise_error = _math.elementwise_error
 sigmoid_delta = _math.sigmoid_delta
 multinomial_error = _math.multinomial_error
 output_element = _math.output_element
@@ -55,6 +55,15 @@ def activation_functions(code):
     """``(forward, derivative, tag)`` of the activation ``code`` as device
     functions (see :func:`sparse_deep.core.activations.compiled_functions`)."""
     return compiled_functions(code, cuda.jit(device=True), _ACTIVATIONS)
+
+
+_ERRORS = {}
+
+
+def error_function(code):
+    """``(error, tag)`` of the error function ``code`` as a device function
+    (see :func:`sparse_deep.core.errors.compiled_error`)."""
+    return compiled_error(code, cuda.jit(device=True), _ERRORS)
 
 
 def _simulated_syncthreads():

@@ -28,6 +28,7 @@ from ...core.scalar import is_unit_interval_error
 from . import launch
 from ._device import (
     activation_functions,
+    error_function,
     block_max,
     block_sum,
     kl_sparseness,
@@ -217,12 +218,14 @@ def _make_output_pass(act, err, threads, sharded=False):
     unit = is_unit_interval_error(err)
     softmax, sigmoid = act == SOFTMAX, act == SIGMOID
     forward, derivative, _ = activation_functions(act)
+    error, _ = error_function(err)
 
     @cuda.jit(device=True)
     def element(a, t, is_one, hp):
         """(error, delta-or-h) of one output; h = a * dE/da for SoftMax."""
         dfdz = derivative(a, hp[HP_SLOPE], hp[HP_ALPHA], hp[HP_LAMBDA])
-        return output_element(softmax, sigmoid, err, a, t, is_one, hp, dfdz)
+        e, g = error(a, t, is_one)
+        return output_element(softmax, sigmoid, err, a, t, is_one, hp, dfdz, e, g)
 
     @cuda.jit
     def output_pass(z, t_indptr, t_indices, t_data, hp, inv_batch, delta, row_error,
@@ -305,7 +308,7 @@ def output_pass(z, t_indptr, t_indices, t_data, act, err, hp, inv_batch, delta, 
         return
     sharded = row_stats is not None and act == SOFTMAX
     blocks, threads = launch.rows(z.shape[0])
-    key = activation_functions(act)[2], err, threads, sharded
+    key = activation_functions(act)[2], error_function(err)[1], threads, sharded
     kernel = _OUTPUT_KERNELS.get(key)
     if kernel is None:
         kernel = _OUTPUT_KERNELS[key] = _make_output_pass(act, err, threads, sharded)
