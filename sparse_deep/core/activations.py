@@ -21,13 +21,12 @@ activation value ``a = f(z)``, as DSSTNE's kernels do: the forward pass then
 keeps one buffer per layer.
 """
 
-import hashlib
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Callable, Optional
 
-from .registry import Registry
+from .registry import Registry, fingerprint
 
 __all__ = ["ACTIVATIONS", "ActivationInfo", "get_activation", "register_activation"]
 
@@ -69,15 +68,8 @@ class ActivationInfo:
 
     @cached_property
     def fingerprint(self):
-        """A digest of the two functions' code, so that a kernel cached on disk
-        under this activation's name is never reused for another definition."""
-        parts = []
-        for function in (self.forward, self.derivative):
-            if function is not None:
-                code = function.__code__
-                names = {n: function.__globals__.get(n) for n in code.co_names}
-                parts.append((code.co_code, code.co_consts, sorted(names.items(), key=str)))
-        return hashlib.sha1(repr(parts).encode()).hexdigest()[:12]
+        """A digest of the definition (see :func:`~sparse_deep.core.registry.fingerprint`)."""
+        return fingerprint(self.forward, self.derivative)
 
 
 ACTIVATIONS = Registry("activation", {}, unsupported=("ReluMax", "LinearMax",
@@ -128,12 +120,7 @@ def _register(name, forward, derivative, *, aliases=(), elementwise=True, output
 
 def get_activation(name_or_code):
     """The :class:`ActivationInfo` of a name (any accepted spelling) or a code."""
-    if isinstance(name_or_code, str):
-        return ACTIVATIONS.info(name_or_code)
-    for name in ACTIVATIONS:
-        if ACTIVATIONS.info(name).code == name_or_code:
-            return ACTIVATIONS.info(name)
-    raise ValueError(f"no activation has code {name_or_code!r}")
+    return ACTIVATIONS.record(name_or_code)
 
 
 def compiled_functions(code, jit, compiled):

@@ -22,12 +22,11 @@ the kernels compute them in fused forms with the Sigmoid or SoftMax output
 (``sparse_deep/core/scalar.py``) or over sampled items (``engine/sampled.py``).
 """
 
-import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Callable, Optional
 
-from .registry import Registry
+from .registry import Registry, fingerprint
 
 __all__ = ["ERROR_FUNCTIONS", "ErrorFunctionInfo", "get_error_function",
            "register_error_function"]
@@ -71,14 +70,8 @@ class ErrorFunctionInfo:
 
     @cached_property
     def fingerprint(self):
-        """A digest of the definition's code, so that a kernel cached on disk
-        under this error's name is never reused for another definition."""
-        if self.error is None:
-            return "kernel"
-        code = self.error.__code__
-        names = {n: self.error.__globals__.get(n) for n in code.co_names}
-        text = repr((code.co_code, code.co_consts, sorted(names.items(), key=str)))
-        return hashlib.sha1(text.encode()).hexdigest()[:12]
+        """A digest of the definition (see :func:`~sparse_deep.core.registry.fingerprint`)."""
+        return fingerprint(self.error) if self.error is not None else "kernel"
 
 
 ERROR_FUNCTIONS = Registry("error function", {})
@@ -115,12 +108,7 @@ def _register(name, error, *, aliases=(), **facts):
 
 def get_error_function(name_or_code):
     """The :class:`ErrorFunctionInfo` of a name (any accepted spelling) or a code."""
-    if isinstance(name_or_code, str):
-        return ERROR_FUNCTIONS.info(name_or_code)
-    for name in ERROR_FUNCTIONS:
-        if ERROR_FUNCTIONS.info(name).code == name_or_code:
-            return ERROR_FUNCTIONS.info(name)
-    raise ValueError(f"no error function has code {name_or_code!r}")
+    return ERROR_FUNCTIONS.record(name_or_code)
 
 
 def no_error(a, t, is_one):

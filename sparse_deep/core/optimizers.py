@@ -23,14 +23,11 @@ from ``c`` stays in float32 for float32 weights, which is what lets the CPU
 loops vectorise.
 """
 
-import hashlib
 import math
 from dataclasses import dataclass
 from functools import cached_property
 from numbers import Integral
 from typing import Callable
-
-__all__ = ["OPTIMIZERS", "Optimizer", "coefficients", "get_optimizer", "register_optimizer"]
 
 from .codes import (
     C_INV_SQRT_C2,
@@ -49,6 +46,9 @@ from .codes import (
     H_RHO,
     N_COEFFICIENTS,
 )
+from .registry import fingerprint
+
+__all__ = ["OPTIMIZERS", "Optimizer", "coefficients", "get_optimizer", "register_optimizer"]
 
 
 @dataclass(frozen=True)
@@ -77,12 +77,8 @@ class Optimizer:
 
     @cached_property
     def fingerprint(self):
-        """A digest of ``step``'s code, so that a compiled kernel cached on disk
-        under this optimizer's name is never reused for another definition."""
-        code = self.step.__code__
-        names = {name: self.step.__globals__.get(name) for name in code.co_names}
-        text = repr((code.co_code, code.co_consts, sorted(names.items(), key=str), self.n_states))
-        return hashlib.sha1(text.encode()).hexdigest()[:12]
+        """A digest of ``step`` (see :func:`~sparse_deep.core.registry.fingerprint`)."""
+        return fingerprint(self.step) + str(self.n_states)
 
 
 OPTIMIZERS = {}  # name -> Optimizer, in registration order

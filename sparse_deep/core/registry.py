@@ -10,6 +10,7 @@ supported yet" instead of "unknown" for those.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any, Iterator, Mapping
 
@@ -132,6 +133,16 @@ class Registry:
         """Return the facts record registered for `name` (any accepted spelling)."""
         return self._entries[self.canonical(name)]
 
+    def record(self, name_or_code: Any) -> Any:
+        """The record of a name (any accepted spelling) or of a record's
+        ``code`` (the records of activations and error functions have one)."""
+        if isinstance(name_or_code, str):
+            return self.info(name_or_code)
+        for record in self._entries.values():
+            if getattr(record, "code", None) == name_or_code:
+                return record
+        raise ValueError(f"no {self.what} has code {name_or_code!r}")
+
     def _listing(self) -> str:
         return ", ".join(self._entries)
 
@@ -146,3 +157,17 @@ class Registry:
 
     def __repr__(self) -> str:
         return f"Registry({self.what!r}, {list(self._entries)!r})"
+
+
+def fingerprint(*functions) -> str:
+    """A digest of the functions' code and of the globals they read (None
+    entries are skipped): kernels specialised to a registered definition are
+    cached on disk under a name that carries it, so that a cached kernel is
+    never reused for another definition under the same name."""
+    parts = []
+    for function in functions:
+        if function is not None:
+            code = function.__code__
+            names = {n: function.__globals__.get(n) for n in code.co_names}
+            parts.append((code.co_code, code.co_consts, sorted(names.items(), key=str)))
+    return hashlib.sha1(repr(parts).encode()).hexdigest()[:12]
