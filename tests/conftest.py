@@ -9,6 +9,8 @@ test the same kernels on a real GPU instead.
 
 import os
 
+import pytest
+
 if os.environ.get("SPARSE_DEEP_REAL_GPU") != "1":
     os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
     try:  # in case numba was imported (and read its configuration) already
@@ -59,3 +61,15 @@ def _allocate_simulated_shared_arrays_under_a_lock():
 
 if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
     _allocate_simulated_shared_arrays_under_a_lock()
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    """The project's data folder (../shared/data, or $SPARSE_DEEP_DATA), for the
+    tests that run the docs and examples as a user would; skipped without it."""
+    from sparse_deep.datasets import _default_data_dirs
+
+    for folder, _ in _default_data_dirs():
+        if (folder / "ml-100k").is_dir():
+            return folder.resolve()
+    pytest.skip("needs the project's data folder (../shared/data), which is absent")

@@ -22,8 +22,6 @@ from pathlib import Path
 
 import pytest
 
-from sparse_deep.datasets import _default_data_dirs
-
 ROOT = Path(__file__).resolve().parent.parent
 DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 API_PAGES = ROOT / "docs" / "api"
@@ -48,13 +46,6 @@ def code_blocks(path):
         skip = _SKIP.search(before)
         blocks.append((match.group(1), match.group(2), line, skip.group(1) if skip else None))
     return blocks
-
-
-def _data_dir():
-    for folder, _ in _default_data_dirs():
-        if (folder / "ml-100k").is_dir():
-            return folder.resolve()
-    return None
 
 
 def _scratch_folder(tmp_path):
@@ -90,11 +81,9 @@ def runnable_blocks(path):
 
 @pytest.mark.parametrize("path", [p for p in DOC_FILES if runnable_blocks(p)],
                          ids=lambda p: str(p.relative_to(ROOT)))
-def test_every_code_block_runs_as_written(path, tmp_path, monkeypatch):
+def test_every_code_block_runs_as_written(path, tmp_path, monkeypatch, shared_data):
     blocks = runnable_blocks(path)
-    data = _data_dir()
-    if data is None:
-        pytest.skip("the docs use the project's data folder (../shared/data), which is absent")
+    data = shared_data
     cwd = _scratch_folder(tmp_path)
     env = dict(os.environ, SPARSE_DEEP_DATA=str(data),
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")

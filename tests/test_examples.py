@@ -12,8 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from sparse_deep.datasets import _default_data_dirs
-
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 PYTHON = sys.executable
@@ -34,26 +32,17 @@ RUNS = {
 }
 
 
-def _data_dir():
-    for folder, _ in _default_data_dirs():
-        if folder.is_dir():
-            return folder.resolve()
-    return None
-
-
 def test_every_example_is_run():
     scripts = {path.name for path in EXAMPLES.glob("*.py")}
     assert scripts == set(RUNS), f"give each example an entry in RUNS: {scripts ^ set(RUNS)}"
 
 
 @pytest.mark.parametrize("script", [name for name, run in RUNS.items() if run is not None])
-def test_example_runs(script, tmp_path):
-    if _data_dir() is None:
-        pytest.skip("the examples use the project's data folder (../shared/data), which is absent")
+def test_example_runs(script, tmp_path, shared_data):
     if script == "loss_curves.py":
         pytest.importorskip("matplotlib")
     launcher, arguments, expected = RUNS[script]
-    env = dict(os.environ, SPARSE_DEEP_DATA=str(_data_dir()))
+    env = dict(os.environ, SPARSE_DEEP_DATA=str(shared_data))
     if launcher[0] == MPIEXEC:  # ranks share the 2 cores, as tests/test_mpi.py runs them
         env.update(OMP_NUM_THREADS="1", NUMBA_NUM_THREADS="1")
     done = subprocess.run([*launcher, str(EXAMPLES / script), *arguments], cwd=tmp_path,

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Callable, Optional
 
-from .registry import Registry, fingerprint
+from .registry import Registry, compiled_once, fingerprint
 
 __all__ = ["ACTIVATIONS", "ActivationInfo", "get_activation", "register_activation"]
 
@@ -132,11 +132,8 @@ def compiled_functions(code, jit, compiled):
     apart. SoftMax, which kernels compute row by row, gets the identity.
     """
     info = get_activation(code)
-    key = info.name, info.fingerprint
-    if key not in compiled:
-        compiled[key] = (jit(info.forward or linear), jit(info.derivative or linear_derivative),
-                         f"{info.name}_{info.fingerprint}")
-    return compiled[key]
+    return compiled_once(info, jit, compiled, info.forward or linear,
+                         info.derivative or linear_derivative)
 
 
 # -- the built-in activations (docs/engine.md, "Activations", has the formulas) -------

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Callable, Optional
 
-from .registry import Registry, fingerprint
+from .registry import Registry, compiled_once, fingerprint
 
 __all__ = ["ERROR_FUNCTIONS", "ErrorFunctionInfo", "get_error_function",
            "register_error_function"]
@@ -121,10 +121,7 @@ def compiled_error(code, jit, compiled):
     (a backend's), made once per definition and kept in ``compiled``; ``tag``
     names the definition for the names of the kernels specialised to it."""
     info = get_error_function(code)
-    key = info.name, info.fingerprint
-    if key not in compiled:
-        compiled[key] = jit(info.error or no_error), f"{info.name}_{info.fingerprint}"
-    return compiled[key]
+    return compiled_once(info, jit, compiled, info.error or no_error)
 
 
 # -- the built-in element-wise errors (docs/engine.md, "Error functions") -------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from types import FunctionType
 from typing import Any, Iterator, Mapping
 
 # Spaces, underscores and hyphens carry no meaning in a name: DSSTNE itself
@@ -171,3 +172,30 @@ def fingerprint(*functions) -> str:
             names = {n: function.__globals__.get(n) for n in code.co_names}
             parts.append((code.co_code, code.co_consts, sorted(names.items(), key=str)))
     return hashlib.sha1(repr(parts).encode()).hexdigest()[:12]
+
+
+def compiled_once(record, jit, compiled, *functions):
+    """``(*functions compiled with jit, tag)`` for a registered ``record``,
+    made once per definition and kept in ``compiled``: ``tag`` names the
+    definition (name and fingerprint) for the kernels specialised to it."""
+    key = record.name, record.fingerprint
+    if key not in compiled:
+        compiled[key] = (*(jit(f) for f in functions), f"{record.name}_{record.fingerprint}")
+    return compiled[key]
+
+
+def with_globals(body, qualname=None, **names):
+    """A copy of the function ``body`` that reads ``names`` as globals, named
+    ``qualname``: how a kernel is specialised to a registered definition.
+
+    numba takes globals for compile-time constants, so the branches of other
+    values fold away. Not a closure: numba's cache keys a closure by pickling
+    the values it closes over, and a jitted helper pickles with an id that is
+    new in every process, so a kernel closing over its helpers missed the
+    cache in every new process. Globals are not part of that key, hence a
+    name of its own (that names the values of ``names``) for each variant.
+    """
+    clone = FunctionType(body.__code__, dict(body.__globals__, **names), body.__name__)
+    clone.__qualname__ = qualname or body.__qualname__
+    clone.__doc__ = body.__doc__
+    return clone

@@ -266,11 +266,12 @@ class Runner:
             if model.layers[s].is_input and not self.sparse_input_update
         }
         self.n_present = 0
-        # The row lists the updates read (0..n-1 for each parameter updated
-        # whole, and for a bias), made now so that runner_bytes counts them.
+        # The row lists the updates read (0..n-1 for each weight updated whole,
+        # as the layers' update_connection does, and for a bias), made now so
+        # that runner_bytes counts them.
         self._all_rows = {}
-        for w, grad, (s, _) in zip(model.weights, self.weight_grads, model.links):
-            if grad is not None and not (model.layers[s].is_input and self.sparse_input_update):
+        for i, (w, grad, (s, _)) in enumerate(zip(model.weights, self.weight_grads, model.links)):
+            if grad is not None and (not model.layers[s].is_input or i in self.all_rows_scratch):
                 self._rows(w.shape[0])
         self._rows(1)
         hp = model.spec

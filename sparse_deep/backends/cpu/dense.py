@@ -1,8 +1,6 @@
 """Kernels over dense ``batch x units`` blocks: activations, the fused output
 pass (activation + error + delta), dropout and the hidden-layer delta."""
 
-from types import FunctionType
-
 import numpy as np
 from numba import njit, prange
 
@@ -26,6 +24,7 @@ from ...core.codes import (
     SOFTMAX,
     TANH,
 )
+from ...core.registry import with_globals
 from ...core.scalar import LOG_EPSILON
 from .vecmath import fast_exp, fast_log, fast_sigmoid, fast_tanh
 from ._scalar import (
@@ -196,20 +195,10 @@ def _make_output_pass(act, err, sharded=False):
 
 def _specialise(body, qualname, fastmath=_REDUCTIONS, **names):
     """``body`` compiled as a parallel kernel with ``names`` among its globals,
-    cached under ``qualname``, which must name the values of ``names``.
-
-    numba takes globals for compile-time constants, so the branches of the
-    other values fold away: each variant compiles only its own code. Not a
-    closure: numba's cache keys a closure by pickling the values it closes
-    over, and a jitted helper pickles with an id that is new in every process,
-    so a kernel closing over its helpers missed the cache in every new process
-    (compiled again, and one more file in __pycache__ each time). Globals are
-    not part of that key, hence the name of its own, one cache index each.
-    """
-    kernel = FunctionType(body.__code__, dict(body.__globals__, **names), body.__name__)
-    kernel.__qualname__ = qualname
-    kernel.__doc__ = body.__doc__
-    return njit(parallel=True, cache=True, fastmath=fastmath)(kernel)
+    cached under ``qualname``, which must name the values of ``names`` (see
+    :func:`~sparse_deep.core.registry.with_globals`)."""
+    return njit(parallel=True, cache=True, fastmath=fastmath)(
+        with_globals(body, qualname, **names))
 
 
 def _output_pass_body(z, t_indptr, t_indices, t_data, hp, inv_batch, delta, row_error,

@@ -8,13 +8,13 @@ loop with a numpy reference of docs/engine.md.
 """
 
 import math
-from types import FunctionType
 
 import numpy as np
 from numba import njit, prange
 
 from ...core.codes import H_L1, H_L2
 from ...core.optimizers import coefficients, get_optimizer
+from ...core.registry import with_globals
 
 
 @njit(inline="always")
@@ -69,19 +69,16 @@ _KERNELS = {}  # (optimizer name, fingerprint) -> its compiled loop
 def _kernel(code):
     """The compiled loop of the optimizer ``code``, made on first use.
 
-    Its step and state count are bound as globals, not closed over, and its
-    name carries the step's fingerprint: numba's disk cache keys a kernel by
-    its name, and a closure's key would be new in every process (see
-    backends/cpu/dense.py, ``_specialise``).
+    Its step and state count are bound as globals, and its name carries the
+    step's fingerprint (see :func:`~sparse_deep.core.registry.with_globals`).
     """
     optimizer = get_optimizer(code)
     key = optimizer.name, optimizer.fingerprint  # computed once per registration
     kernel = _KERNELS.get(key)
     if kernel is None:
-        globals_ = dict(_update_body.__globals__, step=njit(inline="always")(optimizer.step),
-                        n_states=optimizer.n_states)
-        body = FunctionType(_update_body.__code__, globals_, "update_" + optimizer.name)
-        body.__qualname__ = f"update_{optimizer.name}_{optimizer.fingerprint}"
+        body = with_globals(_update_body, f"update_{optimizer.name}_{optimizer.fingerprint}",
+                            step=njit(inline="always")(optimizer.step),
+                            n_states=optimizer.n_states)
         kernel = _KERNELS[key] = njit(parallel=True, cache=True)(body)
     return kernel
 

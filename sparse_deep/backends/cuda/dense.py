@@ -10,7 +10,6 @@ atomics are used, so every result repeats exactly from run to run.
 """
 
 import math
-from types import FunctionType
 
 import numpy as np
 from numba import cuda, float64, uint64
@@ -24,6 +23,7 @@ from ...core.codes import (
     SIGMOID,
     SOFTMAX,
 )
+from ...core.registry import with_globals
 from ...core.scalar import is_unit_interval_error
 from . import launch
 from ._device import (
@@ -142,8 +142,8 @@ def _specialised(body, kernels, act, **names):
     forward, derivative, tag = activation_functions(act)
     kernel = kernels.get(tag)
     if kernel is None:
-        globals_ = dict(body.__globals__, forward=forward, derivative=derivative, **names)
-        kernel = kernels[tag] = cuda.jit(FunctionType(body.__code__, globals_, body.__name__))
+        kernel = kernels[tag] = cuda.jit(
+            with_globals(body, forward=forward, derivative=derivative, **names))
     return kernel
 
 

@@ -7,12 +7,12 @@ per (row, unit) of the rows being updated.
 """
 
 import math
-from types import FunctionType
 
 from numba import cuda, float64
 
 from ...core.codes import H_L1, H_L2
 from ...core.optimizers import coefficients, get_optimizer
+from ...core.registry import with_globals
 from . import launch
 from ._device import regularised_gradient
 
@@ -48,10 +48,8 @@ def _kernel(code):
     key = optimizer.name, optimizer.fingerprint  # computed once per registration
     kernel = _KERNELS.get(key)
     if kernel is None:
-        globals_ = dict(_update_body.__globals__, n_states=optimizer.n_states,
-                        step=cuda.jit(device=True)(optimizer.step))
-        body = FunctionType(_update_body.__code__, globals_, "update_" + optimizer.name)
-        kernel = _KERNELS[key] = cuda.jit(body)
+        kernel = _KERNELS[key] = cuda.jit(with_globals(
+            _update_body, n_states=optimizer.n_states, step=cuda.jit(device=True)(optimizer.step)))
     return kernel
 
 
