@@ -192,6 +192,13 @@ class Backend:
         """``out[r] = x[r] / |x[r]|``, ``norms[r] = |x[r]|`` (``out`` may be ``x``)."""
         raise NotImplementedError
 
+    def gather_unit_rows(self, source, ids, out, norms):
+        """``out[j] = source[ids[j]] / |source[ids[j]]|``, ``norms[j]`` that norm:
+        :meth:`gather_rows_dense` then :meth:`normalize_rows`, unless a backend
+        fuses them."""
+        self.gather_rows_dense(source, ids, out)
+        self.normalize_rows(out, out, norms)
+
     def row_norms(self, x, out):
         raise NotImplementedError
 
@@ -235,6 +242,7 @@ class Backend:
         raise NotImplementedError
 
     def project_out_radial(self, grad, vectors, ids):
+        """``grad[u]`` (dE/d(x/|x|) for ``x = vectors[ids[u]]``) becomes dE/dx."""
         raise NotImplementedError
 
     def project_hidden(self, dh_unit, h_unit, norms, dh, accumulate):

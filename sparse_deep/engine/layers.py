@@ -13,6 +13,8 @@ here, chosen by :func:`make_layer`.
 
 import numpy as np
 
+from ..core.codes import LINEAR
+
 
 class Layer:
     """A layer of a Runner's network: its plan (``engine.model.LayerPlan``),
@@ -135,10 +137,12 @@ class DenseLayer(Layer):
             penalty = runner.penalty_grad[self.index]
             penalty_loss = bk.sparseness_penalty(runner.pre[self.index][:b], self.penalty[0],
                                                  self.penalty[1], 1.0 / b, penalty)
+        p_dropout = self.p_dropout if training else 0.0
+        if self.act == LINEAR and p_dropout == 0.0 and self.penalty is None:
+            return penalty_loss  # dL/dz is dL/d(output): no pass (nor a kernel to compile)
         key = runner._dropout_key(step, self.plan) if training else np.uint64(0)
         bk.hidden_delta(delta, runner.pre[self.index][:b], self.act, self.slope, self.alpha,
-                        self.lam, key, runner.row_ids[:b], self.p_dropout if training else 0.0,
-                        penalty)
+                        self.lam, key, runner.row_ids[:b], p_dropout, penalty)
         return penalty_loss
 
 

@@ -131,12 +131,13 @@ class SampledOutput:
         weights = runner.weights[self.weight_index]
         bias = runner.biases[self.layer.index]
         neg_ids, w_neg = buf["neg_ids"][:m], buf["w_neg"][:m]
-        bk.gather_rows_dense(weights, neg_ids, w_neg)
         if self.cosine:
+            bk.gather_unit_rows(weights, neg_ids, w_neg, buf["w_neg_norms"][:m])
             h_unit = buf["h_unit"][:b]
             bk.normalize_rows(h, h_unit, buf["h_norms"][:b])
-            bk.normalize_rows(w_neg, w_neg, buf["w_neg_norms"][:m])
             h = h_unit
+        else:
+            bk.gather_rows_dense(weights, neg_ids, w_neg)
         z_neg = buf["z_neg"][:b, :m]
         bk.gemm(h, w_neg, z_neg, trans_b=True)
         if not self.cosine:

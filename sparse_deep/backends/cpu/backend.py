@@ -162,6 +162,9 @@ class CPUBackend(Backend):
     def normalize_rows(self, x, out, norms):
         sampled.normalize_rows(x, out, norms)
 
+    def gather_unit_rows(self, source, ids, out, norms):
+        sampled.gather_unit_rows(source, ids, out, norms)
+
     def row_norms(self, x, out):
         sampled.row_norms(x, out)
 
@@ -205,11 +208,11 @@ class CPUBackend(Backend):
         sampled.compact_gradient(d_pos, targets.indptr, g_indptr, g_entries, n_pos, h,
                                  d_negatives, neg_slot, grad)
 
-    def compact_bias_gradient(self, d_pos, g_indptr, g_entries, n_pos, d_neg, neg_slot, grad):
-        sampled.compact_bias_gradient(d_pos, g_indptr, g_entries, n_pos, d_neg, neg_slot, grad)
-
     def project_out_radial(self, grad, vectors, ids):
         sampled.project_out_radial(grad, vectors, ids, sampled.NORM_FLOOR)
+
+    def compact_bias_gradient(self, d_pos, g_indptr, g_entries, n_pos, d_neg, neg_slot, grad):
+        sampled.compact_bias_gradient(d_pos, g_indptr, g_entries, n_pos, d_neg, neg_slot, grad)
 
     def project_hidden(self, dh_unit, h_unit, norms, dh, accumulate):
         sampled.project_hidden(dh_unit, h_unit, norms, dh, bool(accumulate))

@@ -43,7 +43,7 @@ import numpy as np
 import scipy.linalg.cython_blas  # noqa: F401  the BLAS numba's helper calls, loaded now
 from numba import njit, prange, types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 # OpenBLAS's shortest wait before an idle worker sleeps: 2^4 cycles.
 
@@ -56,7 +56,6 @@ _xxgemm = types.ExternalFunction("numba_xxgemm", types.intc(
 ))
 
 _KIND = {np.dtype(np.float32): np.int8(ord("s")), np.dtype(np.float64): np.int8(ord("d"))}
-_KIND_SINGLE = _KIND[np.dtype(np.float32)]
 _NO_TRANS, _TRANS = np.int8(ord("N")), np.int8(ord("T"))
 
 # A 64-bit-integer CBLAS ?gemm, under names of ours that _ilp64_cblas points
@@ -109,7 +108,6 @@ def _element_pointer(typingctx, array, offset):
     return types.voidptr(array, types.intp), codegen
 
 
-@njit(inline="always")
 def _block_bounds(total, part, parts):
     """[lo, hi) of block ``part`` of ``parts`` over ``total``, cut at multiples of _ALIGN."""
     lo = (total * part // parts) // _ALIGN * _ALIGN if part > 0 else 0
@@ -117,7 +115,6 @@ def _block_bounds(total, part, parts):
     return lo, hi
 
 
-@njit(inline="always")
 def _block(block, blocks, m, n, lda, ldb, ldc, trans_a, trans_b):
     """Block ``block`` of ``blocks`` of the row-major m x n C: its rows and
     columns, and where it starts in A, B and C (in elements).
@@ -133,84 +130,103 @@ def _block(block, blocks, m, n, lda, ldb, ldc, trans_a, trans_b):
     return m, hi - lo, 0, (lo * ldb if trans_b else lo), lo
 
 
-@njit(parallel=True, nogil=True, cache=True)
-def _gemm_blocks(a, lda, b, ldb, c, ldc, k, alpha, beta, trans_a, trans_b, kind, blocks):
-    """C (m x n, row stride ldc) = alpha op(A) op(B) + beta C, one BLAS call
-    per :func:`_block`, through numba's helper for scipy's BLAS. ``nogil``:
-    the helper takes the GIL the first time it looks BLAS up, possibly from a
-    worker thread.
+@functools.lru_cache(maxsize=1024)
+def _tasks(m, n, k, lda, ldb, ldc, trans_a, trans_b, blocks, chunks):
+    """The BLAS calls of one product, one row each: ``(rows, cols, depth,
+    a_start, b_start, out_start)``, starts in elements.
+
+    Each (block, chunk) of C's :func:`_block` and the inner dimension's
+    :func:`_block_bounds` is a call of ``op(A)[rows, lo:hi] @ op(B)[lo:hi,
+    cols]``: into C (row stride ``ldc``) for one chunk, else into chunk's
+    m x n slice of the partial products (row stride n). Empty calls are left
+    out. Worked out here once per shape rather than in the kernel: the
+    arithmetic cost the kernel three times as long to compile (0.8 s of a
+    user's first fit).
     """
-    m, n = c.shape
+    rows_out = []
+    for block in range(blocks):
+        for chunk in range(chunks):
+            rows, cols, a_start, b_start, c_start = _block(block, blocks, m, n, lda, ldb,
+                                                           ldc if chunks == 1 else n,
+                                                           trans_a, trans_b)
+            lo, hi = _block_bounds(k, chunk, chunks)
+            if rows <= 0 or cols <= 0 or hi <= lo:
+                continue
+            # Columns lo:hi of op(A) and rows lo:hi of op(B).
+            a_start += lo * lda if trans_a else lo
+            b_start += lo if trans_b else lo * ldb
+            out_start = c_start if chunks == 1 else chunk * m * n + c_start
+            rows_out.append((rows, cols, hi - lo, a_start, b_start, out_start))
+    tasks = np.array(rows_out, dtype=np.int64).reshape(-1, 6)
+    tasks.setflags(write=False)
+    return tasks
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def _gemm_tasks(a, lda, b, ldb, c, ldc, alpha, beta, trans_a, trans_b, kind, tasks):
+    """C (row stride ldc) = alpha op(A) op(B) + beta C, one BLAS call per
+    row of :func:`_tasks` (one chunk), through numba's helper for scipy's
+    BLAS. ``nogil``: the helper takes the GIL the first time it looks BLAS
+    up, possibly from a worker thread.
+    """
     # Fortran computes C^T = op(B)^T op(A)^T: B comes first, the flags swap.
     flag_b = _TRANS if trans_b else _NO_TRANS
     flag_a = _TRANS if trans_a else _NO_TRANS
-    for block in prange(blocks):
-        rows, cols, a_start, b_start, c_start = _block(block, blocks, m, n, lda, ldb, ldc,
-                                                       trans_a, trans_b)
-        if rows <= 0 or cols <= 0:
-            continue
+    for task in prange(tasks.shape[0]):
         scalars = np.empty(2, c.dtype)  # BLAS takes alpha and beta by address
         scalars[0] = alpha
         scalars[1] = beta
-        _xxgemm(kind, flag_b, flag_a, cols, rows, k, _element_pointer(scalars, 0),
-                _element_pointer(b, b_start), ldb, _element_pointer(a, a_start), lda,
-                _element_pointer(scalars, 1), _element_pointer(c, c_start), ldc)
+        _xxgemm(kind, flag_b, flag_a, tasks[task, 1], tasks[task, 0], tasks[task, 2],
+                _element_pointer(scalars, 0), _element_pointer(b, tasks[task, 4]), ldb,
+                _element_pointer(a, tasks[task, 3]), lda, _element_pointer(scalars, 1),
+                _element_pointer(c, tasks[task, 5]), ldc)
 
 
 @njit(parallel=True, nogil=True, cache=True)
-def _cblas_gemm_blocks(a, lda, b, ldb, c, ldc, k, alpha, beta, trans_a, trans_b, kind, blocks,
-                       chunks, partial):
-    """:func:`_gemm_blocks` through the 64-bit CBLAS of :func:`_ilp64_cblas`
-    (row-major, so no operands swap), the inner dimension also cut into
-    ``chunks`` (:func:`chunk_count`).
-
-    One chunk: each block is one call into C. More: one call per (block,
-    chunk) into ``partial[chunk]`` (chunks x m x n), then C = beta C + the
-    chunks' products summed in chunk order.
+def _cblas_gemm_tasks(a, lda, b, ldb, out, ldo, alpha, beta, trans_a, trans_b, tasks):
+    """:func:`_gemm_tasks` through the 64-bit CBLAS of :func:`_ilp64_cblas`
+    (row-major, so no operands swap), into ``out`` (row stride ``ldo``): C,
+    or for a cut inner dimension the partial products, which
+    :func:`_sum_chunks` then adds into C.
     """
-    m, n = c.shape
     flag_a = _CBLAS_TRANS if trans_a else _CBLAS_NO_TRANS
     flag_b = _CBLAS_TRANS if trans_b else _CBLAS_NO_TRANS
+    for task in prange(tasks.shape[0]):
+        _cblas_call(flag_a, flag_b, tasks[task, 0], tasks[task, 1], tasks[task, 2], alpha, a,
+                    tasks[task, 3], lda, b, tasks[task, 4], ldb, beta, out, tasks[task, 5], ldo)
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def _sum_chunks(partial, beta, c):
+    """C = beta C + the chunks' products ``partial`` summed in chunk order."""
+    chunks, m, n = partial.shape
     zero = c.dtype.type(0)
-    for task in prange(blocks * chunks):
-        block, chunk = task // chunks, task % chunks
-        rows, cols, a_start, b_start, c_start = _block(block, blocks, m, n, lda, ldb,
-                                                       ldc if chunks == 1 else n,
-                                                       trans_a, trans_b)
-        lo, hi = _block_bounds(k, chunk, chunks)
-        if rows <= 0 or cols <= 0 or hi <= lo:
-            continue
-        # Columns lo:hi of op(A) and rows lo:hi of op(B).
-        a_start += lo * lda if trans_a else lo
-        b_start += lo if trans_b else lo * ldb
-        if chunks == 1:
-            _cblas_call(kind, flag_a, flag_b, rows, cols, k, alpha, a, a_start, lda, b,
-                        b_start, ldb, beta, c, c_start, ldc)
-        else:
-            # An offset into the flat buffer, not partial[chunk]: a view
-            # costs a second of compilation.
-            _cblas_call(kind, flag_a, flag_b, rows, cols, hi - lo, alpha, a, a_start, lda, b,
-                        b_start, ldb, zero, partial, chunk * m * n + c_start, n)
-    if chunks > 1:
-        for i in prange(m):
-            for j in range(n):
-                total = partial[0, i, j]
-                for chunk in range(1, chunks):
-                    total += partial[chunk, i, j]
-                c[i, j] = total if beta == zero else beta * c[i, j] + total
+    for i in prange(m):
+        for j in range(n):
+            total = partial[0, i, j]
+            for chunk in range(1, chunks):
+                total += partial[chunk, i, j]
+            c[i, j] = total if beta == zero else beta * c[i, j] + total
 
 
-@njit(inline="always")
-def _cblas_call(kind, flag_a, flag_b, m, n, k, alpha, a, a_start, lda, b, b_start, ldb, beta,
-                c, c_start, ldc):
-    if kind == _KIND_SINGLE:
-        _cblas_sgemm(_ROW_MAJOR, flag_a, flag_b, m, n, k, alpha, _element_pointer(a, a_start),
-                     lda, _element_pointer(b, b_start), ldb, beta, _element_pointer(c, c_start),
-                     ldc)
-    else:
-        _cblas_dgemm(_ROW_MAJOR, flag_a, flag_b, m, n, k, alpha, _element_pointer(a, a_start),
-                     lda, _element_pointer(b, b_start), ldb, beta, _element_pointer(c, c_start),
-                     ldc)
+def _cblas_call(flag_a, flag_b, m, n, k, alpha, a, a_start, lda, b, b_start, ldb, beta, c,
+                c_start, ldc):
+    """One row-major CBLAS ?gemm on offsets into a, b and c (in kernels only)."""
+    raise NotImplementedError("called from numba kernels only")
+
+
+@overload(_cblas_call)
+def _cblas_call_for_dtype(flag_a, flag_b, m, n, k, alpha, a, a_start, lda, b, b_start, ldb,
+                          beta, c, c_start, ldc):
+    # sgemm or dgemm, chosen as the kernel is typed: only that one is compiled.
+    function = _cblas_sgemm if alpha == types.float32 else _cblas_dgemm
+
+    def call(flag_a, flag_b, m, n, k, alpha, a, a_start, lda, b, b_start, ldb, beta, c,
+             c_start, ldc):
+        function(_ROW_MAJOR, flag_a, flag_b, m, n, k, alpha, _element_pointer(a, a_start), lda,
+                 _element_pointer(b, b_start), ldb, beta, _element_pointer(c, c_start), ldc)
+
+    return call
 
 
 @functools.cache
@@ -314,15 +330,24 @@ def gemm(a, b, c, *, alpha=1.0, beta=0.0, trans_a=False, trans_b=False):
     b, ldb = _blas_operand(b)
     out, ldc = _blas_operand(c)  # a copy only if c's rows are not contiguous
     dtype = out.dtype.type
+    alpha, beta = dtype(alpha), dtype(beta)
+    trans_a, trans_b = bool(trans_a), bool(trans_b)
     with _single_threaded_blas():
         if _ilp64_cblas():
             chunks = chunk_count(m, n, k)
-            _cblas_gemm_blocks(a, lda, b, ldb, out, ldc, k, dtype(alpha), dtype(beta),
-                               bool(trans_a), bool(trans_b), _KIND[out.dtype], block_count(m, n),
-                               chunks, _partial_products(chunks, m, n, out.dtype))
+            tasks = _tasks(m, n, k, lda, ldb, ldc, trans_a, trans_b, block_count(m, n), chunks)
+            if chunks == 1:
+                _cblas_gemm_tasks(a, lda, b, ldb, out, ldc, alpha, beta, trans_a, trans_b, tasks)
+            else:
+                partial = _partial_products(chunks, m, n, out.dtype)
+                # 2-D, so that it has C's type and the kernel compiles once.
+                _cblas_gemm_tasks(a, lda, b, ldb, partial.reshape(chunks * m, n), n, alpha,
+                                  dtype(0), trans_a, trans_b, tasks)
+                _sum_chunks(partial, beta, out)
         else:
-            _gemm_blocks(a, lda, b, ldb, out, ldc, k, dtype(alpha), dtype(beta), bool(trans_a),
-                         bool(trans_b), _KIND[out.dtype], block_count(m, n))
+            tasks = _tasks(m, n, k, lda, ldb, ldc, trans_a, trans_b, block_count(m, n), 1)
+            _gemm_tasks(a, lda, b, ldb, out, ldc, alpha, beta, trans_a, trans_b,
+                        _KIND[out.dtype], tasks)
     if out is not c:
         c[...] = out
     return c
@@ -333,10 +358,7 @@ _scratch = threading.local()
 
 def _partial_products(chunks, m, n, dtype):
     """A (chunks, m, n) buffer for the chunks' products, kept per thread and
-    grown, never shrunk, so that steps after the first allocate nothing
-    (empty for one chunk, which writes into C itself)."""
-    if chunks == 1:
-        return np.empty((0, m, n), dtype)
+    grown, never shrunk, so that steps after the first allocate nothing."""
     size = chunks * m * n
     buffer = getattr(_scratch, dtype.name, None)
     if buffer is None or buffer.size < size:

@@ -461,9 +461,19 @@ def _column_sums(x, out):
         out[lo:hi] = acc
 
 
-@njit(parallel=True, cache=True)
 def fill_rows(out, bias):
-    """``out[i, :] = bias`` for every row (numpy's broadcast copy runs on one thread)."""
+    """``out[i, :] = bias`` for every row: numpy's broadcast copy where a
+    row is one column block wide (a hidden layer's), which spares compiling a
+    parallel kernel for a copy of a few microseconds; :func:`_fill_rows` for
+    wider rows (numpy's copy runs on one thread)."""
+    if out.shape[1] <= _COLUMN_BLOCK:
+        out[...] = bias
+    else:
+        _fill_rows(out, bias)
+
+
+@njit(parallel=True, cache=True)
+def _fill_rows(out, bias):
     for i in prange(out.shape[0]):
         row = out[i]
         for j in range(row.shape[0]):

@@ -75,9 +75,27 @@ def gather_rows_dense(source, ids, out):
 
 
 @njit(parallel=True, cache=True)
+def gather_unit_rows(source, ids, out, norms):
+    """``out[j] = source[ids[j]] / |source[ids[j]]|`` and ``norms[j]`` that norm
+    (floored at NORM_FLOOR): :func:`gather_rows_dense` and
+    :func:`normalize_rows` in one parallel pass over the negatives' rows."""
+    for j in prange(ids.shape[0]):
+        row = ids[j]
+        s = 0.0
+        for k in range(out.shape[1]):
+            s += source[row, k] * source[row, k]
+        norm = max(math.sqrt(s), NORM_FLOOR)
+        norms[j] = norm
+        inv = 1.0 / norm
+        for k in range(out.shape[1]):
+            out[j, k] = source[row, k] * inv
+
+
+@njit(cache=True)
 def normalize_rows(x, out, norms):
-    """``out[r] = x[r] / |x[r]|`` and ``norms[r] = |x[r]|`` (floored at NORM_FLOOR)."""
-    for r in prange(x.shape[0]):
+    """``out[r] = x[r] / |x[r]|`` and ``norms[r] = |x[r]|`` (floored at NORM_FLOOR).
+    On one thread (a batch's hidden rows; see the package's note)."""
+    for r in range(x.shape[0]):
         s = 0.0
         for k in range(x.shape[1]):
             s += x[r, k] * x[r, k]
@@ -125,7 +143,7 @@ def negative_logsumexp(z_neg, corrections, inv_tau, stats):
         stats[r, 1] = s
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def positive_pass(err, z_pos, t_indptr, t_data, anchors, inv_tau, row_scale, d_pos, row_error,
                   pulls):
     """The targets' part of a sampled loss (SampledSoftmax, CosineContrastive).
@@ -138,8 +156,10 @@ def positive_pass(err, z_pos, t_indptr, t_data, anchors, inv_tau, row_scale, d_p
     (unscaled) and its ``pull``: the sum over its targets of weight *
     |dE/dz|, which :func:`negative_pass` spreads over the negatives (summed
     over ranks first, in a sharded layer).
+
+    On one thread (a scalar per target entry; see the package's note).
     """
-    for r in prange(t_indptr.shape[0] - 1):
+    for r in range(t_indptr.shape[0] - 1):
         lo, hi = t_indptr[r], t_indptr[r + 1]
         scale = row_scale[r]
         error = 0.0
@@ -236,15 +256,17 @@ def compact_gradient(d_pos, t_indptr, g_indptr, g_entries, n_pos, h, d_negatives
     d = h.shape[1]
     n_rows = t_indptr.shape[0] - 1
     nnz = t_indptr[n_rows]
+    # One parallel loop, over the rows (see the package's note).
     entry_row = np.empty(nnz, np.int64)
-    for r in prange(n_rows):
+    for r in range(n_rows):
         for e in range(t_indptr[r], t_indptr[r + 1]):
             entry_row[e] = r
     for u in prange(grad.shape[0]):
-        for k in range(d):
-            grad[u, k] = 0.0
-    for u in prange(n_pos):
         g = grad[u]
+        for k in range(d):
+            g[k] = 0.0
+        if u >= n_pos:
+            continue
         for q in range(g_indptr[u], g_indptr[u + 1]):
             e = g_entries[q]
             v = d_pos[e]
@@ -277,11 +299,12 @@ def project_out_radial(grad, vectors, ids, norms_floor):
             grad[u, k] = (grad[u, k] - dot * x[k] * inv) * inv
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def project_hidden(dh_unit, h_unit, norms, dh, accumulate):
-    """``dh (+)= (g - (g . h^) h^) / |h|`` for ``g = dh_unit`` (dE/d(h/|h|))."""
+    """``dh (+)= (g - (g . h^) h^) / |h|`` for ``g = dh_unit`` (dE/d(h/|h|)), on
+    one thread (a batch's hidden rows; see the package's note)."""
     d = dh.shape[1]
-    for r in prange(dh.shape[0]):
+    for r in range(dh.shape[0]):
         dot = 0.0
         for k in range(d):
             dot += dh_unit[r, k] * h_unit[r, k]
@@ -298,12 +321,11 @@ def project_hidden(dh_unit, h_unit, norms, dh, accumulate):
 def compact_bias_gradient(d_pos, g_indptr, g_entries, n_pos, d_neg, neg_slot, grad):
     """Output-bias gradient of every touched row: the targets' ``d_pos`` summed
     per item, plus each negative's column sum of ``d_neg`` (in row order)."""
-    for u in prange(grad.shape[0]):
-        grad[u] = 0.0
-    for u in prange(n_pos):
+    for u in range(grad.shape[0]):
         s = 0.0
-        for q in range(g_indptr[u], g_indptr[u + 1]):
-            s += d_pos[g_entries[q]]
+        if u < n_pos:
+            for q in range(g_indptr[u], g_indptr[u + 1]):
+                s += d_pos[g_entries[q]]
         grad[u] = s
     sums = np.zeros(d_neg.shape[1], d_neg.dtype)
     for j in prange(d_neg.shape[1]):

@@ -12,14 +12,15 @@ from numba import njit, prange
 from ._scalar import uniform
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def gather_rows(indptr, indices, data, rows, out_indptr, out_indices, out_data):
-    """Copy the CSR rows ``rows`` into preallocated batch buffers; returns nnz."""
+    """Copy the CSR rows ``rows`` into preallocated batch buffers; returns nnz.
+    On one thread (a copy of the batch; see the package's note)."""
     n_rows = rows.shape[0]
     out_indptr[0] = 0
     for r in range(n_rows):  # where each row goes (a prefix sum)
         out_indptr[r + 1] = out_indptr[r] + indptr[rows[r] + 1] - indptr[rows[r]]
-    for r in prange(n_rows):
+    for r in range(n_rows):
         src, dst = indptr[rows[r]], out_indptr[r]
         for q in range(out_indptr[r + 1] - dst):
             out_indices[dst + q] = indices[src + q]
@@ -27,7 +28,7 @@ def gather_rows(indptr, indices, data, rows, out_indptr, out_indices, out_data):
     return out_indptr[n_rows]
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def denoise(indptr, indices, data, row_ids, n_features, key, p, feature_offset=0):
     """Drop each non-zero with probability ``p`` and scale survivors by 1/(1-p).
 
@@ -37,29 +38,21 @@ def denoise(indptr, indices, data, row_ids, n_features, key, p, feature_offset=0
     column in a model-parallel slice: independent of batch composition and
     sharding. Returns the new number of non-zeros.
 
-    The draws run in parallel, each row compacting its survivors to the
-    front of its own span; the spans then move together in one serial copy.
+    One pass on one thread (a draw per non-zero; see the package's note).
     """
     scale = 1.0 / (1.0 - p)
-    n_rows = indptr.shape[0] - 1
-    starts = indptr[:n_rows].copy()
-    kept = np.empty(n_rows, np.int64)
-    for r in prange(n_rows):
+    write = 0
+    start = indptr[0]
+    for r in range(indptr.shape[0] - 1):
         base = np.uint64(row_ids[r]) * np.uint64(n_features) + np.uint64(feature_offset)
-        write = starts[r]
-        for q in range(starts[r], indptr[r + 1]):
+        stop = indptr[r + 1]
+        for q in range(start, stop):  # write <= q: survivors only move left
             if uniform(key, base + np.uint64(indices[q])) >= p:
                 indices[write] = indices[q]
                 data[write] = data[q] * scale
                 write += 1
-        kept[r] = write - starts[r]
-    write = 0
-    for r in range(n_rows):  # spans only move left, so in row order nothing is overwritten early
-        for q in range(kept[r]):
-            indices[write + q] = indices[starts[r] + q]
-            data[write + q] = data[starts[r] + q]
-        write += kept[r]
         indptr[r + 1] = write
+        start = stop
     return write
 
 
