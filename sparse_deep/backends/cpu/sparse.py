@@ -28,7 +28,7 @@ def gather_rows(indptr, indices, data, rows, out_indptr, out_indices, out_data):
     return out_indptr[n_rows]
 
 
-@njit(cache=True)
+@njit(parallel=True, cache=True)
 def denoise(indptr, indices, data, row_ids, n_features, key, p, feature_offset=0):
     """Drop each non-zero with probability ``p`` and scale survivors by 1/(1-p).
 
@@ -38,21 +38,29 @@ def denoise(indptr, indices, data, row_ids, n_features, key, p, feature_offset=0
     column in a model-parallel slice: independent of batch composition and
     sharding. Returns the new number of non-zeros.
 
-    One pass on one thread (a draw per non-zero; see the package's note).
+    The draws run in parallel, each row compacting its survivors to the
+    front of its own span; the spans then move together in one serial copy.
     """
     scale = 1.0 / (1.0 - p)
-    write = 0
-    start = indptr[0]
-    for r in range(indptr.shape[0] - 1):
+    n_rows = indptr.shape[0] - 1
+    starts = indptr[:n_rows].copy()
+    kept = np.empty(n_rows, np.int64)
+    for r in prange(n_rows):
         base = np.uint64(row_ids[r]) * np.uint64(n_features) + np.uint64(feature_offset)
-        stop = indptr[r + 1]
-        for q in range(start, stop):  # write <= q: survivors only move left
+        write = starts[r]
+        for q in range(starts[r], indptr[r + 1]):
             if uniform(key, base + np.uint64(indices[q])) >= p:
                 indices[write] = indices[q]
                 data[write] = data[q] * scale
                 write += 1
+        kept[r] = write - starts[r]
+    write = 0
+    for r in range(n_rows):  # spans only move left, so in row order nothing is overwritten early
+        for q in range(kept[r]):
+            indices[write + q] = indices[starts[r] + q]
+            data[write + q] = data[starts[r] + q]
+        write += kept[r]
         indptr[r + 1] = write
-        start = stop
     return write
 
 
