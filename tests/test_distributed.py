@@ -53,11 +53,32 @@ def test_bad_ranks_and_indices_are_refused():
 
 
 def test_link_modes_split_input_rows_and_output_columns():
-    # Input 0 -> Hidden 1 -> Hidden 2 -> Output 3
+    # Input 0 -> Hidden 1 -> Hidden 2 -> Output 3, the units of 0 and 3 split
     links = [(0, 1), (1, 2), (2, 3)]
-    assert link_modes(links, 0, 3) == [ROWS, REPLICATED, COLUMNS]
+    assert link_modes(links, {0, 3}) == [ROWS, REPLICATED, COLUMNS]
+    # the weight into a sampled output layer is stored one row per item
+    assert link_modes(links, {0, 3}, [False, False, True]) == [ROWS, REPLICATED, ROWS]
     with pytest.raises(ValueError, match="straight into the Output"):
-        link_modes([(0, 3)], 0, 3)
+        link_modes([(0, 3)], {0, 3})
+
+
+def test_the_layers_say_whose_units_split():
+    """Model parallelism splits what the layer classes declare: the input's
+    features and the output's units (full or sampled), not hidden units."""
+    from sparse_deep.engine.layers import split_layers
+    from sparse_deep.engine.model import build_plan
+    from sparse_deep.network import parse_network
+
+    full = {"Kind": "Output", "N": "auto", "Activation": "Sigmoid"}
+    sampled = {"Kind": "Output", "N": "auto", "Activation": "SoftMax",
+               "Sampling": {"Negatives": 8}}
+    for output, error in ((full, "CrossEntropy"), (sampled, "SampledSoftmax")):
+        spec = parse_network({"Version": 0.9, "ErrorFunction": error, "Layers": [
+            {"Kind": "Input", "N": "auto"},
+            {"Kind": "Hidden", "N": 4, "Activation": "Tanh"},
+            {"Kind": "Hidden", "N": 4, "Activation": "Tanh"}, output]}).resolve(30, 20)
+        plans, _ = build_plan(spec)
+        assert split_layers(plans) == {0, 3}
 
 
 def test_shard_weights_take_each_ranks_block():
@@ -66,7 +87,7 @@ def test_shard_weights_take_each_ranks_block():
     full = [np.arange(40).reshape(10, 4), np.arange(28).reshape(4, 7)]
     parts = [[], []]
     for rank in range(3):
-        shards = shard_weights(links, shapes, 0, 2, 3, rank)
+        shards = shard_weights(links, shapes, {0, 2}, 3, rank)
         for i, shard in enumerate(shards):
             local = shard.take(full[i])
             assert local.shape == shard.local_shape(shapes[i])

@@ -49,13 +49,14 @@ def test_sharded_models_hold_blocks_of_the_whole_model(scheme, size, monkeypatch
     """Each rank's shard holds exactly its rows (input) or columns (output) of the
     whole model's weights, drawn from the same seed, chunked or not."""
     from sparse_deep.distributed.partition import shard_weights
+    from sparse_deep.engine.layers import split_layers
 
     whole = Model(spec(scheme, bias=0.1)).initialize(3)
     monkeypatch.setattr(model_module, "_INIT_CHUNK", 70)
     blocks = [[], []]
     for rank in range(size):
-        shards = shard_weights(whole.links, whole.full_shapes, whole.input.index,
-                               whole.output.index, size, rank)
+        shards = shard_weights(whole.links, whole.full_shapes, split_layers(whole.layers), size,
+                               rank)
         part = Model(spec(scheme, bias=0.1), shards=shards).initialize(3)
         assert part.input_range == (shards[0].start, shards[0].stop)
         for i in range(2):

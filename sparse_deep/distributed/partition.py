@@ -4,17 +4,20 @@ Pure functions of sizes and ranks, so they are tested without MPI. The split is
 DSSTNE's (``NNLayer``: ``minX = N * id / np``): contiguous blocks whose sizes
 differ by at most one.
 
-Two kinds of weight matrix are split, as DSSTNE does for recommendation networks
-(dsstne.md section 5):
+Which weights are split is the layers' rule (``Layer.splits_units`` in
+``engine/layers.py``): the units of the sparse **input** layer (its features)
+and of the **output** layer (its items) are split over ranks, as DSSTNE does
+for recommendation networks (dsstne.md section 5), and each weight into or
+out of such a layer is split along the axis that indexes its units:
 
-* a weight fed by the sparse **input** layer is split by rows (input features):
-  each rank gathers only its own features' rows, and one sum over ranks of a
+* the weight fed by the input layer by rows (input features): each rank
+  gathers only its own features' rows, and one sum over ranks of a
   ``batch x units`` block completes the product;
-* a weight into the **output** layer is split by columns (output units), with
-  the output bias: each rank computes its slice of outputs, error and deltas,
-  and one sum over ranks of a ``batch x units`` block completes the delta that
-  flows back. A sampled output layer stores that weight one row per output
-  unit, so it is split by rows, into the same blocks of output units.
+* the weight into the output layer by columns (output units), with the output
+  bias: each rank computes its slice of outputs, error and deltas, and one
+  sum over ranks of a ``batch x units`` block completes the delta that flows
+  back. A sampled output layer stores that weight one row per output unit,
+  so it is split by rows, into the same blocks of output units.
 
 Every other weight (hidden to hidden) is small and replicated.
 """
@@ -78,36 +81,40 @@ class WeightShard:
         return array
 
 
-def link_modes(links, input_index, output_index, item_major=None):
+def link_modes(links, split_layers, item_major=None):
     """Split mode of each weight ``(source, target)``: rows, columns or replicated.
 
-    ``item_major`` marks the weights stored one row per target unit (the
-    weight into a sampled output layer): they split by rows where the others
-    split by columns. Raises ValueError for a weight from the input straight
-    into the output: it would need splitting both ways.
+    A weight is split along the axis that indexes the units of its end in
+    ``split_layers`` (the layers whose units are split over ranks): rows for
+    the source, columns for the target, the other way round for a weight
+    ``item_major`` marks as stored one row per target unit (the weight into
+    a sampled output layer). A weight with neither end there is replicated.
+    Raises ValueError for one with both: it would need splitting both ways.
     """
     item_major = [False] * len(links) if item_major is None else item_major
     modes = []
     for (source, target), by_target in zip(links, item_major):
-        if source == input_index and target == output_index:
+        if source in split_layers and target in split_layers:
             raise ValueError(
-                "a weight from the Input layer straight into the Output layer can't be "
-                "sharded (it is split by rows and by columns at once); add a hidden layer "
-                "or train on one process"
+                f"the weight from layer {source} into layer {target} can't be sharded: the "
+                "units of both are split over ranks (as with the Input layer straight into the "
+                "Output layer), so it would be split by rows and by columns at once; add a "
+                "hidden layer or train on one process"
             )
-        if source == input_index:
-            modes.append(ROWS)
-        elif target == output_index:
+        if source in split_layers:
+            modes.append(COLUMNS if by_target else ROWS)
+        elif target in split_layers:
             modes.append(ROWS if by_target else COLUMNS)
         else:
             modes.append(REPLICATED)
     return modes
 
 
-def shard_weights(links, shapes, input_index, output_index, size, rank, item_major=None):
-    """A :class:`WeightShard` per weight for ``rank`` of ``size``."""
+def shard_weights(links, shapes, split_layers, size, rank, item_major=None):
+    """A :class:`WeightShard` per weight for ``rank`` of ``size`` (modes from
+    :func:`link_modes`)."""
     shards = []
-    for mode, shape in zip(link_modes(links, input_index, output_index, item_major), shapes):
+    for mode, shape in zip(link_modes(links, split_layers, item_major), shapes):
         if mode == ROWS:
             shards.append(WeightShard(ROWS, *block_range(shape[0], size, rank)))
         elif mode == COLUMNS:

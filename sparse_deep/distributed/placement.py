@@ -12,6 +12,7 @@ import re
 import numpy as np
 
 from .._validation import physical_memory
+from ..engine.layers import split_layers
 from ..engine.model import Model, build_plan, is_item_major, link_shape
 from ..core.optimizers import get_optimizer
 from ..engine.runner import Runner
@@ -56,14 +57,13 @@ class _Layout:
 
     def __init__(self, spec):
         layers, self.links = build_plan(spec)
-        self.input = next(p for p in layers if p.is_input)
-        self.output = next(p for p in layers if p.is_output)
         self.full_shapes = [link_shape(layers, s, t) for s, t in self.links]
         self.item_major = [is_item_major(layers, s, t) for s, t in self.links]
+        self.split_layers = split_layers(layers)
 
     def modes(self):
         """How each weight splits over ranks (see :func:`link_modes`)."""
-        return link_modes(self.links, self.input.index, self.output.index, self.item_major)
+        return link_modes(self.links, self.split_layers, self.item_major)
 
 
 def _gib(n):
@@ -89,8 +89,8 @@ class Placement:
         if not self.sharded:
             return Model(spec, dtype)
         plan = _Layout(spec)
-        shards = shard_weights(plan.links, plan.full_shapes, plan.input.index, plan.output.index,
-                               self.comm.size, self.comm.rank, plan.item_major)
+        shards = shard_weights(plan.links, plan.full_shapes, plan.split_layers, self.comm.size,
+                               self.comm.rank, plan.item_major)
         return Model(spec, dtype, shards)
 
     def check_memory(self, spec, optimizer, limit, dtype=np.float32):

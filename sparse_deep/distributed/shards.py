@@ -7,6 +7,7 @@ the shards, for saving; ``scatter_*`` cut a rank's shard out of a whole model
 
 import numpy as np
 
+from ..engine.layers import split_layers
 from ..engine.model import Model
 from ..engine.optim import OptimizerState
 from .partition import COLUMNS, ROWS, shard_weights
@@ -66,8 +67,8 @@ def scatter_model(whole, comm):
     """This rank's shard of the whole ``whole`` model (``whole`` itself on one rank)."""
     if comm.size == 1:
         return whole
-    shards = shard_weights(whole.links, whole.full_shapes, whole.input.index,
-                           whole.output.index, comm.size, comm.rank, whole.item_major)
+    shards = shard_weights(whole.links, whole.full_shapes, split_layers(whole.layers),
+                           comm.size, comm.rank, whole.item_major)
     local = Model(whole.spec, whole.dtype, shards)
     for i, shard in enumerate(shards):
         local.weights[i][...] = shard.take(whole.weights[i])

@@ -20,6 +20,12 @@ class Layer:
     """A layer of a Runner's network: its plan (``engine.model.LayerPlan``),
     whose attributes it reads through."""
 
+    #: Whether model parallelism gives each rank a block of this layer's
+    #: units: every weight into or out of it is then split along the axis
+    #: that indexes them (``distributed.partition.link_modes``), and its bias
+    #: with them. The other layers' weights are replicated.
+    splits_units = False
+
     def __init__(self, plan):
         self.plan = plan
 
@@ -59,7 +65,10 @@ class Layer:
 
 class InputLayer(Layer):
     """The sparse input: no computation of its own; as a source, it gathers
-    the weight rows of each batch row's features."""
+    the weight rows of each batch row's features. Its features are split
+    over ranks (DSSTNE's): each rank gathers the rows of its own."""
+
+    splits_units = True
 
     def product_into(self, runner, b, batch, weights, z):
         runner._add_input_product(batch, weights, z)
@@ -85,7 +94,13 @@ class InputLayer(Layer):
 
 class DenseLayer(Layer):
     """A hidden layer, or an output layer over every unit: bias, the products
-    of its sources, its skips, the activation and (hidden) dropout."""
+    of its sources, its skips, the activation and (hidden) dropout. An
+    output layer's units are split over ranks (DSSTNE's): each rank computes
+    its block of outputs."""
+
+    @property
+    def splits_units(self):
+        return self.plan.is_output
 
     def forward(self, runner, b, batch, step, training, stop_at_output):
         bk = runner.backend
@@ -149,7 +164,9 @@ class DenseLayer(Layer):
 class SampledOutputLayer(Layer):
     """An output layer trained on sampled items (engine/sampled.py): in
     training its pass scores only the targets and the sampled negatives; in
-    inference it scores every item."""
+    inference it scores every item. Its items are split over ranks."""
+
+    splits_units = True
 
     def forward(self, runner, b, batch, step, training, stop_at_output):
         if runner.sampled is not None:
@@ -173,3 +190,9 @@ def make_layer(plan):
     if plan.is_sampled:
         return SampledOutputLayer(plan)
     return DenseLayer(plan)
+
+
+def split_layers(plans):
+    """Indices of the layers among ``plans`` whose units model parallelism
+    splits over ranks (:attr:`Layer.splits_units`)."""
+    return frozenset(plan.index for plan in plans if make_layer(plan).splits_units)
