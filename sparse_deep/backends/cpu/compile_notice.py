@@ -1,9 +1,9 @@
 """One line on stderr when a process first compiles sparse_deep's kernels.
 
 numba compiles each kernel the first time it runs on a machine and caches it,
-so a new user's first fit waits while nothing says why (half a minute on two
-cores for the recommender's defaults, against seconds once cached). The
-notice comes only on a cache miss, once per process.
+so a new user's first fit waits while nothing says why (seven seconds of
+compiling on two cores for the recommender's defaults). The notice comes
+only on a cache miss, once per process.
 
 A progress bar can take the compiles over (:func:`report_compiles_to`): it
 then says it is compiling, and prints the notice above itself.
