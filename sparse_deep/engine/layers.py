@@ -7,8 +7,11 @@ the layer it feeds and that connection's weight gradient (a sparse input
 layer by gathering rows, a dense one by GEMM). The runner's buffers, backend
 and model-parallel hooks (``_add_input_product``, ``_activate``,
 ``_backpropagate``, which :class:`~sparse_deep.distributed.runner.ShardedRunner`
-overrides) are what a layer works with. A new kind of layer is one class
-here, chosen by :func:`make_layer`.
+overrides) are what a layer works with; each layer allocates its own
+activation and delta buffers there (:meth:`Layer.allocate`), and says whether
+model parallelism splits its units (:attr:`Layer.splits_units`). A new kind
+of layer is one class here, chosen by :func:`make_layer`, with its plan's
+fields (engine/model.py) and its name in the network language.
 """
 
 import numpy as np
@@ -31,6 +34,11 @@ class Layer:
 
     def __getattr__(self, name):
         return getattr(self.plan, name)
+
+    def allocate(self, runner, inference):
+        """Allocate this layer's buffers in ``runner`` (its ``batch_size`` rows):
+        the runner's memory estimate counts what this allocates (see
+        ``engine.runner.runner_bytes``)."""
 
     def forward(self, runner, b, batch, step, training, stop_at_output):
         """Compute this layer's activations for the first ``b`` batch rows."""
@@ -102,6 +110,21 @@ class DenseLayer(Layer):
     def splits_units(self):
         return self.plan.is_output
 
+    def allocate(self, runner, inference):
+        """Its activations before dropout (``pre``) and after (``out``, the
+        same buffer without dropout or outside training), and in training its
+        delta and its sparseness penalty's gradient."""
+        bk, n, dt = runner.backend, runner.batch_size, runner.model.dtype
+        width = runner.width(self.plan)
+        runner.pre[self.index] = runner.out[self.index] = bk.zeros((n, width), dt)
+        if inference:
+            return
+        if self.p_dropout > 0:
+            runner.out[self.index] = bk.zeros((n, width), dt)
+        runner.delta[self.index] = bk.zeros((n, width), dt)
+        if self.penalty is not None:
+            runner.penalty_grad[self.index] = bk.zeros(self.n, dt)
+
     def forward(self, runner, b, batch, step, training, stop_at_output):
         bk = runner.backend
         z = runner.pre[self.index][:b]
@@ -167,6 +190,13 @@ class SampledOutputLayer(Layer):
     inference it scores every item. Its items are split over ranks."""
 
     splits_units = True
+
+    def allocate(self, runner, inference):
+        """Every item's scores, in inference only: a training step's sampled
+        pass (engine/sampled.py) keeps its own buffers."""
+        if inference:
+            runner.pre[self.index] = runner.out[self.index] = runner.backend.zeros(
+                (runner.batch_size, runner.width(self.plan)), runner.model.dtype)
 
     def forward(self, runner, b, batch, step, training, stop_at_output):
         if runner.sampled is not None:

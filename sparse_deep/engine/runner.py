@@ -145,6 +145,7 @@ class Runner:
         self.batch_size = int(batch_size)
         self.seed = int(seed)
         self.sparse_input_update = bool(sparse_input_update)
+        self.inference = bool(inference)
         dt = model.dtype
         bk = backend
         n = self.batch_size
@@ -158,14 +159,12 @@ class Runner:
         self.inputs = CSRBlock.empty(n, max_input_nnz, dt, bk)
         self.targets = CSRBlock.empty(n, max_target_nnz, dt, bk)
         self.row_ids = bk.zeros(n, np.int64)
-        # Per layer: z/activation before dropout ("pre") and after it ("out").
-        self.pre, self.out = {}, {}
+        # Per layer: z/activation before dropout ("pre") and after it ("out"),
+        # and in training the delta: each layer allocates its own.
+        self.pre, self.out, self.delta, self.penalty_grad = {}, {}, {}, {}
         self.sampled = None
-        for p in model.layers:
-            if p.is_input or (p.is_output and p.is_sampled and not inference):
-                continue
-            self.pre[p.index] = bk.zeros((n, self.width(p)), dt)
-            self.out[p.index] = self.pre[p.index]
+        for layer in self.layers:
+            layer.allocate(self, inference)
         self._cosine_scratch = None
         if inference and model.output.is_sampled and model.output.cosine:
             width = model.layers[model.output.sources[0][0]].n
@@ -191,7 +190,7 @@ class Runner:
         """Whether this training runner's buffers serve another fit of
         ``model``: the same network, dtype, kind of backend, batch size and
         input update, and no batch larger than the buffers were sized for."""
-        return (type(self) is Runner and hasattr(self, "delta")
+        return (type(self) is Runner and not self.inference
                 and self.model.spec == model.spec and self.model.dtype == model.dtype
                 and self.backend.name == backend.name and self.batch_size == int(batch_size)
                 and self.sparse_input_update == bool(sparse_input_update)
@@ -234,19 +233,8 @@ class Runner:
         model, bk, n, dt = self.model, self.backend, self.batch_size, self.model.dtype
         self.transposed = TransposedBlock.empty(self.width(model.input), max_input_nnz, dt, bk)
         self.row_error = bk.zeros(n, np.float64)
-        self.delta = {}
-        out = model.output
-        if out.is_sampled:
+        if model.output.is_sampled:
             self.sampled = SampledOutput(self, max_target_nnz)
-        for p in model.layers:
-            if p.is_input or (p.is_output and p.is_sampled):
-                continue
-            if p.p_dropout > 0:
-                self.out[p.index] = bk.zeros((n, p.n), dt)
-            self.delta[p.index] = bk.zeros((n, self.width(p)), dt)
-        self.penalty_grad = {
-            p.index: bk.zeros(p.n, dt) for p in model.layers if p.penalty is not None
-        }
         self._no_penalty = bk.zeros(max(p.n for p in model.layers), dt)
         # The sampled output layer keeps its compact gradients itself (None here).
         self.weight_grads = [
