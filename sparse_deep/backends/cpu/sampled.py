@@ -97,15 +97,7 @@ def gather_unit_rows(source, ids, out, norms):
     (floored at NORM_FLOOR): :func:`gather_rows_dense` and
     :func:`normalize_rows` in one parallel pass over the negatives' rows."""
     for j in prange(ids.shape[0]):
-        row = ids[j]
-        s = 0.0
-        for k in range(out.shape[1]):
-            s += source[row, k] * source[row, k]
-        norm = max(math.sqrt(s), NORM_FLOOR)
-        norms[j] = norm
-        inv = 1.0 / norm
-        for k in range(out.shape[1]):
-            out[j, k] = source[row, k] * inv
+        _unit_row(source, ids[j], out, j, norms)
 
 
 @njit(cache=True)
@@ -113,14 +105,20 @@ def normalize_rows(x, out, norms):
     """``out[r] = x[r] / |x[r]|`` and ``norms[r] = |x[r]|`` (floored at NORM_FLOOR).
     On one thread (a batch's hidden rows; see the package's note)."""
     for r in range(x.shape[0]):
-        s = 0.0
-        for k in range(x.shape[1]):
-            s += x[r, k] * x[r, k]
-        norm = max(math.sqrt(s), NORM_FLOOR)
-        norms[r] = norm
-        inv = 1.0 / norm
-        for k in range(x.shape[1]):
-            out[r, k] = x[r, k] * inv
+        _unit_row(x, r, out, r, norms)
+
+
+@njit(inline="always")
+def _unit_row(x, r, out, j, norms):
+    """``out[j] = x[r] / |x[r]|`` and ``norms[j]`` that norm (floored at NORM_FLOOR)."""
+    s = 0.0
+    for k in range(x.shape[1]):
+        s += x[r, k] * x[r, k]
+    norm = max(math.sqrt(s), NORM_FLOOR)
+    norms[j] = norm
+    inv = 1.0 / norm
+    for k in range(x.shape[1]):
+        out[j, k] = x[r, k] * inv
 
 
 def positive_scores(h, t_indptr, t_indices, weights, bias, cosine, out):
