@@ -10,9 +10,10 @@ supported yet" instead of "unknown" for those.
 
 from __future__ import annotations
 
+import dis
 import hashlib
 import re
-from types import FunctionType
+from types import FunctionType, ModuleType
 from typing import Any, Iterator, Mapping
 
 # Spaces, underscores and hyphens carry no meaning in a name: DSSTNE itself
@@ -164,14 +165,44 @@ def fingerprint(*functions) -> str:
     """A digest of the functions' code and of the globals they read (None
     entries are skipped): kernels specialised to a registered definition are
     cached on disk under a name that carries it, so that a cached kernel is
-    never reused for another definition under the same name."""
-    parts = []
-    for function in functions:
-        if function is not None:
-            code = function.__code__
-            names = {n: function.__globals__.get(n) for n in code.co_names}
-            parts.append((code.co_code, code.co_consts, sorted(names.items(), key=str)))
+    never reused for another definition under the same name. The same
+    definition gives the same digest in every process (or each new process
+    would compile its kernels again)."""
+    parts = [_code_digest(function) for function in functions if function is not None]
     return hashlib.sha1(repr(parts).encode()).hexdigest()[:12]
+
+
+def _code_digest(function, seen=()):
+    """The code of ``function`` and a stable description of each global it
+    reads (helper functions described by their own code, in turn)."""
+    function = getattr(function, "py_func", function)  # a numba dispatcher's Python function
+    code = function.__code__
+    read = sorted({ins.argval for ins in dis.get_instructions(code)
+                   if ins.opname == "LOAD_GLOBAL"})
+    seen = seen + (code,)
+    return (code.co_code, _constants(code),
+            [(name, _describe(function.__globals__.get(name), seen)) for name in read])
+
+
+def _constants(code):
+    """A code object's constants, nested functions' code described by theirs."""
+    return tuple((c.co_code, _constants(c)) if hasattr(c, "co_code") else c
+                 for c in code.co_consts)
+
+
+def _describe(value, seen):
+    """What a global stands for, without a memory address: a module by its
+    name, a function by its code (once, against cycles), else its repr."""
+    if hasattr(value, "__code__") or hasattr(value, "py_func"):
+        code = getattr(getattr(value, "py_func", value), "__code__", None)
+        if code in seen:
+            return "(recursive)"
+        return _code_digest(value, seen)
+    if isinstance(value, ModuleType):
+        return f"module {value.__name__}"
+    if callable(value):  # a builtin, a class, an overloaded numba helper
+        return f"{getattr(value, '__module__', '')}.{getattr(value, '__qualname__', value)}"
+    return repr(value)
 
 
 def compiled_once(record, jit, compiled, *functions):
