@@ -1,5 +1,5 @@
-"""A new activation, error function or optimizer is one registration: registered here, in a
-test, it trains estimators on the CPU and on the CUDA backend (in numba's
+"""A new activation, error function, optimizer or layer type is one registration: registered
+here, in a test, it trains estimators on the CPU and on the CUDA backend (in numba's
 simulator in CI) and is checked against the tests' reference, with no other
 file touched."""
 
@@ -18,6 +18,8 @@ from sparse_deep.core.activations import ACTIVATIONS, register_activation
 from sparse_deep.core.errors import ERROR_FUNCTIONS, register_error_function
 from sparse_deep.core.codes import H_LR, H_MU
 from sparse_deep.core.optimizers import OPTIMIZERS, get_optimizer, register_optimizer
+from sparse_deep.engine.layers import LAYER_CLASSES, DenseLayer, register_layer_type
+from sparse_deep.network import LAYER_TYPES
 
 from . import naive
 # The simulator's tiny launches and quick thread switches (autouse there, and here).
@@ -213,3 +215,181 @@ def test_a_registered_error_trains_the_same_model_on_the_cpu_and_the_cuda_backen
     np.testing.assert_allclose(gpu.loss_curve_, cpu.loss_curve_, rtol=1e-5)
     for a, b in zip(gpu.model_.weights, cpu.model_.weights):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+
+
+# -- the disk cache ------------------------------------------------------------------
+
+CHILD = r"""
+import numpy as np, scipy.sparse as sp
+from numba.core import event
+compiled = []
+class Count(event.Listener):
+    def on_start(self, ev):
+        if ev.data["dispatcher"].py_func.__module__.startswith("sparse_deep"):
+            compiled.append(ev.data["dispatcher"].py_func.__qualname__)
+    def on_end(self, ev):
+        pass
+event.register("numba:compile", Count())
+from sparse_deep import SparseAutoencoderRecommender, SparseMLPClassifier
+X = sp.random(40, 12, density=0.3, format="csr", random_state=0, dtype=np.float32)
+SparseAutoencoderRecommender(activation="tanh", loss="cross_entropy", epochs=1,
+                             random_state=0).fit(X)
+SparseMLPClassifier(activation="sigmoid", hidden_layer_sizes=(4,), epochs=1,
+                    random_state=0).fit(X, np.arange(40) % 2)
+print(compiled)
+"""
+
+
+def test_a_second_process_compiles_no_kernel_of_the_same_fits():
+    """Kernels specialised to a registered definition are cached under its
+    fingerprint, which must be the same in every process: a fingerprint that
+    read a memory address (Tanh's did) made every new process compile them
+    again."""
+    import ast
+    import subprocess
+    import sys
+
+    runs = [subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True,
+                           check=True) for _ in range(2)]
+    assert ast.literal_eval(runs[1].stdout.strip().splitlines()[-1]) == []
+
+
+def test_fingerprints_are_the_same_in_every_process():
+    import subprocess
+    import sys
+
+    script = ("from sparse_deep.core import activations, errors, optimizers\n"
+              "print([activations.get_activation(n).fingerprint for n in activations.ACTIVATIONS]"
+              " + [errors.get_error_function(n).fingerprint for n in errors.ERROR_FUNCTIONS]"
+              " + [optimizers.get_optimizer(n).fingerprint for n in optimizers.OPTIMIZERS])")
+    runs = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           check=True).stdout for _ in range(2)}
+    assert len(runs) == 1
+
+
+# -- layer types ---------------------------------------------------------------------
+
+class L2Normalized(DenseLayer):
+    """Toy layer type: a hidden layer whose output is its activation divided by
+    each row's L2 norm, written with the backends' existing operations."""
+
+    @staticmethod
+    def check(plan):
+        if plan.p_dropout > 0:
+            raise ValueError(f"layer {plan.name!r}: an L2Normalized layer takes no pDropout")
+
+    def allocate(self, runner, inference):
+        super().allocate(runner, inference)
+        bk, n, dt = runner.backend, runner.batch_size, runner.model.dtype
+        runner.out[self.index] = bk.zeros((n, self.n), dt)
+        self.norms = bk.zeros(n, dt)
+
+    def forward(self, runner, b, batch, step, training, stop_at_output):
+        super().forward(runner, b, batch, step, training, stop_at_output)
+        runner.backend.normalize_rows(runner.pre[self.index][:b], runner.out[self.index][:b],
+                                      self.norms[:b])
+
+    def hidden_delta(self, runner, b, step, training, delta):
+        runner.backend.project_hidden(delta, runner.out[self.index][:b], self.norms[:b], delta,
+                                      False)
+        return super().hidden_delta(runner, b, step, training, delta)
+
+
+@pytest.fixture
+def toy_layer_type():
+    yield register_layer_type("ToyL2Normalized", L2Normalized)
+    LAYER_TYPES.remove("ToyL2Normalized")
+    del LAYER_CLASSES["ToyL2Normalized"]
+
+
+def normalized_network(**hidden):
+    return {"Version": 0.9, "ErrorFunction": "CrossEntropy", "Layers": [
+        {"Kind": "Input", "N": "auto", "Sparse": True},
+        {"Kind": "Hidden", "N": 4, "Activation": "Tanh", "Type": "ToyL2Normalized", **hidden},
+        {"Kind": "Output", "N": "auto", "Activation": "SoftMax"}]}
+
+
+def test_a_registered_layer_type_computes_its_definition_and_its_gradient(toy_layer_type):
+    """Its output is the unit rows of the activation, and the engine's
+    gradients match central differences of the engine's own loss."""
+    from sparse_deep.backends import get_backend
+    from sparse_deep.core.blocks import CSRBlock
+    from sparse_deep.engine.model import Model
+    from sparse_deep.engine.runner import Runner
+    from sparse_deep.network import parse_network
+
+    spec = parse_network(normalized_network()).resolve(6, 6)
+    model = Model(spec, np.float64).initialize(3)
+    rng = np.random.default_rng(0)
+    dense = rng.uniform(0.5, 1.5, (4, 6)) * (rng.random((4, 6)) < 0.6)
+    dense[np.arange(4), np.arange(4)] = 1.0  # no empty row
+    x = sp.csr_matrix(dense)
+    t = sp.csr_matrix(np.eye(4, 6))
+
+    def step():
+        bk = get_backend("cpu")
+        runner = Runner(model, bk, 4, x.nnz, t.nnz)
+        b = runner.load_batch(CSRBlock.from_scipy(x, bk), CSRBlock.from_scipy(t, bk),
+                              np.arange(4), 0, False)
+        runner.forward(b, 0, training=False, stop_at_output=True)
+        return runner, runner.output_error(b) / b
+
+    runner, _ = step()
+    a = np.tanh(x.toarray() @ model.weights[0] + model.biases[1])
+    np.testing.assert_allclose(runner.out[1][:4], a / np.linalg.norm(a, axis=1, keepdims=True),
+                               rtol=1e-12)
+    runner.backward(4, 0, training=False)
+    analytic = runner.weight_grads[1].copy()  # hidden -> output
+    w = model.weights[1]
+    numeric = np.zeros_like(w)
+    for idx in np.ndindex(w.shape):
+        old = w[idx]
+        w[idx] = old + 1e-6
+        up = step()[1]
+        w[idx] = old - 1e-6
+        down = step()[1]
+        w[idx] = old
+        numeric[idx] = (up - down) / 2e-6
+    np.testing.assert_allclose(analytic, numeric, rtol=0, atol=1e-7)
+    # the input weight's gradient runs through the normalisation's chain rule
+    features = runner.transposed.features[: runner.n_present]
+    w = model.weights[0]
+    for f in features[:3]:
+        for j in range(w.shape[1]):
+            old = w[f, j]
+            w[f, j] = old + 1e-6
+            up = step()[1]
+            w[f, j] = old - 1e-6
+            down = step()[1]
+            w[f, j] = old
+            row = list(features).index(f)
+            assert abs(runner.weight_grads[0][row, j] - (up - down) / 2e-6) < 1e-7
+
+
+def test_a_registered_layer_type_is_refused_where_it_does_not_serve(toy_layer_type):
+    from sparse_deep.engine.model import Model
+    from sparse_deep.network import parse_network
+
+    with pytest.raises(ValueError, match="takes no pDropout"):
+        Model(parse_network(normalized_network(pDropout=0.2)).resolve(6, 6))
+    network = normalized_network()
+    network["Layers"][2]["Type"] = "ToyL2Normalized"
+    with pytest.raises(ValueError, match="serves Hidden layers"):
+        Model(parse_network(network).resolve(6, 6))
+
+
+@pytest.mark.skipif(not cuda_device_status()[0], reason="no CUDA device or simulator")
+def test_a_registered_layer_type_trains_the_same_model_on_cpu_and_cuda(toy_layer_type,
+                                                                        tmp_path):
+    from sparse_deep.io import load_model, save_model
+
+    X = interactions(n_users=12, n_items=6)
+    params = dict(network=normalized_network(), epochs=2, batch_size=4, random_state=0)
+    cpu = SparseAutoencoderRecommender(device="cpu", **params).fit(X)
+    gpu = SparseAutoencoderRecommender(device="cuda", **params).fit(X)
+    np.testing.assert_allclose(gpu.loss_curve_, cpu.loss_curve_, rtol=1e-5)
+    for a, b in zip(gpu.model_.weights, cpu.model_.weights):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+    save_model(cpu, tmp_path / "m.nc")
+    np.testing.assert_array_equal(load_model(tmp_path / "m.nc").predict_proba(X[:3]),
+                                  cpu.predict_proba(X[:3]))

@@ -10,13 +10,15 @@ and model-parallel hooks (``_add_input_product``, ``_activate``,
 overrides) are what a layer works with; each layer allocates its own
 activation and delta buffers there (:meth:`Layer.allocate`), and says whether
 model parallelism splits its units (:attr:`Layer.splits_units`). A new kind
-of layer is one class here, chosen by :func:`make_layer`, with its plan's
-fields (engine/model.py) and its name in the network language.
+of layer is one class and one registration: :func:`register_layer_type`
+makes it a ``"Type"`` of the network language, which :func:`make_layer`
+then carries out with it.
 """
 
 import numpy as np
 
 from ..core.codes import LINEAR
+from ..network.registry import LAYER_TYPES
 
 
 class Layer:
@@ -151,7 +153,7 @@ class DenseLayer(Layer):
             bk.zero(delta)
         penalty_loss = 0.0
         if not self.is_output:
-            penalty_loss = self._hidden_delta(runner, b, step, training, delta)
+            penalty_loss = self.hidden_delta(runner, b, step, training, delta)
         bk.column_sums(delta, runner.bias_grads[self.index])
         batch = runner._batch_view(runner.inputs, b)
         for source, w in self.sources:
@@ -166,9 +168,10 @@ class DenseLayer(Layer):
                 written.add(skip)
         return penalty_loss
 
-    def _hidden_delta(self, runner, b, step, training, delta):
-        """dL/d(output) to dL/dz through dropout, the sparseness penalty and
-        the activation; returns the penalty's loss."""
+    def hidden_delta(self, runner, b, step, training, delta):
+        """A hidden layer's ``delta`` (its first ``b`` rows), dL/d(output), made
+        dL/dz in place through dropout, the sparseness penalty and the
+        activation; returns the penalty's loss."""
         bk = runner.backend
         penalty, penalty_loss = runner._no_penalty[: self.n], 0.0
         if self.penalty is not None:
@@ -213,13 +216,57 @@ class SampledOutputLayer(Layer):
         return 0.0
 
 
+# The class of each layer Type of the network language (``"Type"``), for
+# Hidden and full Output layers; register_layer_type adds one.
+LAYER_CLASSES = {"FullyConnected": DenseLayer}
+
+
+def register_layer_type(name, layer_class, aliases=()):
+    """Make ``name`` a layer ``"Type"`` of the network language, carried out by
+    ``layer_class``: one registration, in sparse_deep or in a user's code.
+
+    Parameters
+    ----------
+    name : str
+        The Type's name in network definitions (matched without case, as
+        every name of the language).
+    layer_class : type
+        A :class:`DenseLayer` subclass: it overrides what differs (its
+        :meth:`~Layer.allocate`, ``forward`` or ``backward``) and works through
+        the backend's operations, so it runs on every backend. Its ``kinds``
+        attribute names the layer kinds it serves (``("Hidden",)`` unless it
+        says otherwise), and its ``check(plan)`` may refuse a plan (raise
+        ValueError) before anything is allocated.
+    aliases : tuple of str
+        Other names for it.
+    """
+    if not (isinstance(layer_class, type) and issubclass(layer_class, DenseLayer)):
+        raise TypeError(f"layer_class must be a subclass of DenseLayer; got {layer_class!r}")
+    LAYER_TYPES.add(name, None, aliases)
+    LAYER_CLASSES[LAYER_TYPES.canonical(name)] = layer_class
+    return layer_class
+
+
+def check_layer_type(plan):
+    """Refuse, with a message, a layer whose Type does not serve its kind."""
+    if plan.is_input or plan.type == "FullyConnected":
+        return
+    layer_class = LAYER_CLASSES[plan.type]
+    kinds = getattr(layer_class, "kinds", ("Hidden",))
+    if plan.kind not in kinds or plan.is_sampled:
+        raise ValueError(f"layer {plan.name!r} is a {plan.kind} layer of Type {plan.type!r}, "
+                         f"which serves {' and '.join(kinds)} layers (not sampled ones)")
+    if hasattr(layer_class, "check"):
+        layer_class.check(plan)
+
+
 def make_layer(plan):
     """The :class:`Layer` that carries out ``plan``."""
     if plan.is_input:
         return InputLayer(plan)
     if plan.is_sampled:
         return SampledOutputLayer(plan)
-    return DenseLayer(plan)
+    return LAYER_CLASSES[plan.type](plan)
 
 
 def split_layers(plans):

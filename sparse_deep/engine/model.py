@@ -14,6 +14,7 @@ import numpy as np
 from ..network import NetworkSpec
 from ..core.activations import get_activation
 from ..core.errors import get_error_function
+from .layers import check_layer_type
 
 # Standard SELU constant (Klambauer et al., 2017). DSSTNE reused ELUAlpha (1.0)
 # here, which loses the self-normalising property; we keep the paper's value.
@@ -40,6 +41,7 @@ class LayerPlan:
     sampling: object = None  # the Output layer's Sampling, when it is trained sampled
     cosine: bool = False  # Output layer: cosine scores (no bias)
     temperature: float = 1.0  # Output layer: scores are divided by it
+    type: str = "FullyConnected"  # the layer's Type, which picks its class (engine/layers.py)
 
     @property
     def is_input(self):
@@ -93,7 +95,8 @@ def build_plan(spec):
     index = {layer.name: i for i, layer in enumerate(spec.layers)}
     plans, links = [], []
     for i, layer in enumerate(spec.layers):
-        plan = LayerPlan(index=i, name=layer.name, kind=layer.kind, n=int(layer.n))
+        plan = LayerPlan(index=i, name=layer.name, kind=layer.kind, n=int(layer.n),
+                         type=layer.type)
         if layer.kind != "Input":
             plan.act = get_activation(layer.activation).code
             plan.slope, plan.alpha, plan.lam = _activation_params(layer, spec)
@@ -118,6 +121,8 @@ def build_plan(spec):
         plans.append(plan)
     _check_every_hidden_layer_is_used(plans)
     _check_sampled_output(plans)
+    for plan in plans:
+        check_layer_type(plan)
     return plans, links
 
 

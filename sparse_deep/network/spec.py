@@ -375,7 +375,8 @@ class LayerSpec:
     n : int or "auto"
         Number of units; ``"auto"`` (Input/Output only) takes it from the data.
     type : str
-        ``"FullyConnected"``, the only layer type supported.
+        ``"FullyConnected"``, or a type registered with
+        :func:`sparse_deep.engine.layers.register_layer_type`.
     dataset : str or None
         Name of the data set feeding an Input layer or targeting an Output layer.
     sparse : bool
