@@ -372,10 +372,11 @@ def test_a_registered_layer_type_is_refused_where_it_does_not_serve(toy_layer_ty
 
     with pytest.raises(ValueError, match="takes no pDropout"):
         Model(parse_network(normalized_network(pDropout=0.2)).resolve(6, 6))
-    network = normalized_network()
-    network["Layers"][2]["Type"] = "ToyL2Normalized"
-    with pytest.raises(ValueError, match="serves Hidden layers"):
-        Model(parse_network(network).resolve(6, 6))
+    for where in (0, 2):  # the Input, the Output layer
+        network = normalized_network()
+        network["Layers"][where]["Type"] = "ToyL2Normalized"
+        with pytest.raises(ValueError, match="serves Hidden layers"):
+            Model(parse_network(network).resolve(6, 6))
 
 
 @pytest.mark.skipif(not cuda_device_status()[0], reason="no CUDA device or simulator")

@@ -249,7 +249,7 @@ def register_layer_type(name, layer_class, aliases=()):
 
 def check_layer_type(plan):
     """Refuse, with a message, a layer whose Type does not serve its kind."""
-    if plan.is_input or plan.type == "FullyConnected":
+    if plan.type == "FullyConnected":
         return
     layer_class = LAYER_CLASSES[plan.type]
     kinds = getattr(layer_class, "kinds", ("Hidden",))
