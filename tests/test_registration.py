@@ -18,7 +18,7 @@ from sparse_deep.core.activations import ACTIVATIONS, register_activation
 from sparse_deep.core.errors import ERROR_FUNCTIONS, register_error_function
 from sparse_deep.core.codes import H_LR, H_MU
 from sparse_deep.core.optimizers import OPTIMIZERS, get_optimizer, register_optimizer
-from sparse_deep.engine.layers import LAYER_CLASSES, DenseLayer, register_layer_type
+from sparse_deep.engine.layers import DenseLayer, register_layer_type
 from sparse_deep.network import LAYER_TYPES
 
 from . import naive
@@ -254,6 +254,28 @@ def test_a_second_process_compiles_no_kernel_of_the_same_fits():
     assert ast.literal_eval(runs[1].stdout.strip().splitlines()[-1]) == []
 
 
+def test_fingerprints_tell_definitions_apart():
+    """A definition edited (here, the function it calls) gets another
+    fingerprint, so that its cached kernels are not reused for it."""
+    from sparse_deep.core.registry import fingerprint
+
+    def exp_of(z, slope, alpha, lam):
+        return math.exp(z)
+
+    def log_of(z, slope, alpha, lam):
+        return math.log(z)
+
+    def real_of(z, slope, alpha, lam):
+        return z.real
+
+    def imag_of(z, slope, alpha, lam):
+        return z.imag
+
+    assert fingerprint(exp_of) != fingerprint(log_of)
+    assert fingerprint(real_of) != fingerprint(imag_of)
+    assert fingerprint(exp_of) == fingerprint(exp_of)
+
+
 def test_fingerprints_are_the_same_in_every_process():
     import subprocess
     import sys
@@ -299,7 +321,6 @@ class L2Normalized(DenseLayer):
 def toy_layer_type():
     yield register_layer_type("ToyL2Normalized", L2Normalized)
     LAYER_TYPES.remove("ToyL2Normalized")
-    del LAYER_CLASSES["ToyL2Normalized"]
 
 
 def normalized_network(**hidden):

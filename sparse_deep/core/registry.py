@@ -180,19 +180,20 @@ def _code_digest(function, seen=()):
     read = sorted({ins.argval for ins in dis.get_instructions(code)
                    if ins.opname == "LOAD_GLOBAL"})
     seen = seen + (code,)
-    return (code.co_code, _constants(code),
+    return (code.co_code, code.co_names, _constants(code),
             [(name, _describe(function.__globals__.get(name), seen)) for name in read])
 
 
 def _constants(code):
     """A code object's constants, nested functions' code described by theirs."""
-    return tuple((c.co_code, _constants(c)) if hasattr(c, "co_code") else c
+    return tuple((c.co_code, c.co_names, _constants(c)) if hasattr(c, "co_code") else c
                  for c in code.co_consts)
 
 
 def _describe(value, seen):
     """What a global stands for, without a memory address: a module by its
-    name, a function by its code (once, against cycles), else its repr."""
+    name, a function (or a numba dispatcher) by its code, once against
+    cycles, a builtin or a class by its qualified name, else its repr."""
     if hasattr(value, "__code__") or hasattr(value, "py_func"):
         code = getattr(getattr(value, "py_func", value), "__code__", None)
         if code in seen:
@@ -200,7 +201,7 @@ def _describe(value, seen):
         return _code_digest(value, seen)
     if isinstance(value, ModuleType):
         return f"module {value.__name__}"
-    if callable(value):  # a builtin, a class, an overloaded numba helper
+    if callable(value):
         return f"{getattr(value, '__module__', '')}.{getattr(value, '__qualname__', value)}"
     return repr(value)
 

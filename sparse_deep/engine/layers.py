@@ -28,7 +28,9 @@ class Layer:
     #: Whether model parallelism gives each rank a block of this layer's
     #: units: every weight into or out of it is then split along the axis
     #: that indexes them (``distributed.partition.link_modes``), and its bias
-    #: with them. The other layers' weights are replicated.
+    #: with them. The other layers' weights are replicated. Only an Input or
+    #: an Output layer can say so: the model keeps the ranges of those two
+    #: (``Model.input_range``, ``Model.output_range``).
     splits_units = False
 
     def __init__(self, plan):
@@ -216,11 +218,6 @@ class SampledOutputLayer(Layer):
         return 0.0
 
 
-# The class of each layer Type of the network language (``"Type"``), for
-# Hidden and full Output layers; register_layer_type adds one.
-LAYER_CLASSES = {"FullyConnected": DenseLayer}
-
-
 def register_layer_type(name, layer_class, aliases=()):
     """Make ``name`` a layer ``"Type"`` of the network language, carried out by
     ``layer_class``: one registration, in sparse_deep or in a user's code.
@@ -242,20 +239,29 @@ def register_layer_type(name, layer_class, aliases=()):
     """
     if not (isinstance(layer_class, type) and issubclass(layer_class, DenseLayer)):
         raise TypeError(f"layer_class must be a subclass of DenseLayer; got {layer_class!r}")
-    LAYER_TYPES.add(name, None, aliases)
-    LAYER_CLASSES[LAYER_TYPES.canonical(name)] = layer_class
+    LAYER_TYPES.add(name, layer_class, aliases)
     return layer_class
+
+
+def _layer_class(plan):
+    """The class of a Hidden or full Output layer: its Type's record in
+    ``LAYER_TYPES`` (``FullyConnected``, DSSTNE's, is :class:`DenseLayer`)."""
+    return LAYER_TYPES.info(plan.type) or DenseLayer
 
 
 def check_layer_type(plan):
     """Refuse, with a message, a layer whose Type does not serve its kind."""
     if plan.type == "FullyConnected":
         return
-    layer_class = LAYER_CLASSES[plan.type]
+    layer_class = _layer_class(plan)
     kinds = getattr(layer_class, "kinds", ("Hidden",))
     if plan.kind not in kinds or plan.is_sampled:
         raise ValueError(f"layer {plan.name!r} is a {plan.kind} layer of Type {plan.type!r}, "
                          f"which serves {' and '.join(kinds)} layers (not sampled ones)")
+    if layer_class(plan).splits_units and not plan.is_output:
+        raise ValueError(f"layer {plan.name!r} of Type {plan.type!r} says its units split "
+                         "over ranks, which only the Input and Output layers' can (the model "
+                         "keeps their ranges)")
     if hasattr(layer_class, "check"):
         layer_class.check(plan)
 
@@ -266,7 +272,7 @@ def make_layer(plan):
         return InputLayer(plan)
     if plan.is_sampled:
         return SampledOutputLayer(plan)
-    return LAYER_CLASSES[plan.type](plan)
+    return _layer_class(plan)(plan)
 
 
 def split_layers(plans):

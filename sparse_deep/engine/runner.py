@@ -225,6 +225,7 @@ class Runner:
         self.release_parameters()
         self.sampled = self._cosine_scratch = None
         self.pre, self.out, self.delta, self.penalty_grad = {}, {}, {}, {}
+        self.layers = []  # and any buffers a layer holds itself
         self.weight_grads, self.bias_grads, self.all_rows_scratch, self._all_rows = [], {}, {}, {}
         self.inputs = self.targets = self.transposed = None
         self.row_ids = self.row_error = self._no_penalty = None

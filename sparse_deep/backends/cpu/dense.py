@@ -79,7 +79,7 @@ def activate_rows(z, act, slope, alpha, lam):
     forward, _, tag = activation_functions(act)
     kernel = _ACTIVATION_KERNELS.get(tag)
     if kernel is None:  # one kernel per activation: a fit compiles only its own
-        kernel = _ACTIVATION_KERNELS[tag] = _specialise(
+        kernel = _ACTIVATION_KERNELS[tag] = specialise(
             _activate_rows_body, f"activate_rows_{tag}", act=act, forward=forward)
     kernel(z, slope, alpha, lam)
 
@@ -89,7 +89,7 @@ _ACTIVATION_KERNELS = {}  # activation tag -> kernel
 
 def _activate_rows_body(z, slope, alpha, lam):
     """:func:`activate_rows` for the activation ``act`` whose ``forward``
-    :func:`_specialise` binds as globals, so that the branches of the others
+    :func:`specialise` binds as globals, so that the branches of the others
     fold away."""
     for i in prange(z.shape[0]):
         row = z[i]
@@ -188,12 +188,12 @@ def _make_output_pass(act, err, sharded=False):
             return fast_sigmoid(x)
         return forward(x, hp[HP_SLOPE], hp[HP_ALPHA], hp[HP_LAMBDA])
 
-    return _specialise(_output_pass_body, "output_pass_{}_{}_{}".format(
+    return specialise(_output_pass_body, "output_pass_{}_{}_{}".format(
         tag, error_tag, int(sharded)), softmax=softmax, sharded=sharded, unit=unit,
         no_target=no_target, with_target=with_target, activation=activation)
 
 
-def _specialise(body, qualname, fastmath=_REDUCTIONS, **names):
+def specialise(body, qualname, fastmath=_REDUCTIONS, **names):
     """``body`` compiled as a parallel kernel with ``names`` among its globals,
     cached under ``qualname``, which must name the values of ``names`` (see
     :func:`~sparse_deep.core.registry.with_globals`)."""
@@ -203,7 +203,7 @@ def _specialise(body, qualname, fastmath=_REDUCTIONS, **names):
 
 def _output_pass_body(z, t_indptr, t_indices, t_data, hp, inv_batch, delta, row_error,
                       row_stats):
-    """The output pass's kernel, before :func:`_specialise` binds the
+    """The output pass's kernel, before :func:`specialise` binds the
     names it reads as globals: ``softmax``, ``sharded`` and ``unit`` (flags)
     and ``no_target``, ``with_target`` and ``activation`` (the helpers of
     :func:`_make_output_pass`)."""
@@ -382,7 +382,7 @@ def hidden_delta(delta, a, act, slope, alpha, lam, key, row_ids, p_dropout, pena
     _, derivative, tag = activation_functions(act)
     kernel = _HIDDEN_DELTA_KERNELS.get(tag)
     if kernel is None:  # one kernel per activation, as activate_rows
-        kernel = _HIDDEN_DELTA_KERNELS[tag] = _specialise(
+        kernel = _HIDDEN_DELTA_KERNELS[tag] = specialise(
             _hidden_delta_body, f"hidden_delta_{tag}", fastmath=False, derivative=derivative)
     kernel(delta, a, slope, alpha, lam, key, row_ids, p_dropout, penalty)
 
@@ -392,7 +392,7 @@ _HIDDEN_DELTA_KERNELS = {}  # activation tag -> kernel
 
 def _hidden_delta_body(delta, a, slope, alpha, lam, key, row_ids, p_dropout, penalty):
     """:func:`hidden_delta` for the activation whose ``derivative``
-    :func:`_specialise` binds as a global."""
+    :func:`specialise` binds as a global."""
     n = a.shape[1]
     scale = 1.0 / (1.0 - p_dropout) if p_dropout > 0.0 else 1.0
     for i in prange(a.shape[0]):

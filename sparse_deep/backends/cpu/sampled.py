@@ -15,8 +15,8 @@ import numpy as np
 from numba import njit, prange
 
 from ...core.codes import COSINE_CONTRASTIVE
-from ...core.registry import with_globals
 from ._scalar import bpr_pair, sampled_negative, sampled_positive
+from .dense import specialise
 
 # Norms below this count as this (cosine scores of an all-zero vector are 0).
 NORM_FLOOR = 1e-12
@@ -33,8 +33,7 @@ def _specialised(body, **constants):
     kernel = _KERNELS.get(key)
     if kernel is None:
         name = body.__name__.lstrip("_") + "".join(f"_{k}_{v}" for k, v in key[1])
-        kernel = _KERNELS[key] = njit(parallel=True, cache=True)(
-            with_globals(body, name, **constants))
+        kernel = _KERNELS[key] = specialise(body, name, fastmath=False, **constants)
     return kernel
 
 
