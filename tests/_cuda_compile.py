@@ -110,7 +110,7 @@ def main():
         (sampled._reciprocal_scaled, (v, f32)),
         (sampled._positive_scores, (m2, i64v, i64, i32v, m2, v, types.boolean, v)),
         (sampled._add_row_bias, (m2, v, i64v)), (sampled._scale_columns, (m2, v)),
-        (sampled._negative_logsumexp, (m2, f64v, f64, f64m)),
+        (sampled._negative_logsumexp, (m2, f64v, f64, f64m, f64v)),
         (sampled._positive_pass, (i64, v, i64v, i64, v, f64v, f64, f64v, v, f64v, f64v)),
         (sampled._negative_pass, (i64, m2, f64v, f64v, f64v, f64, f64, f64, f64v, m2, f64v)),
         (sampled._bpr_pass, (v, i64v, i64, v, m2, f64, f64, f64v, v, m2, f64v)),

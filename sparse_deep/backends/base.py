@@ -216,7 +216,10 @@ class Backend:
     def scale_columns(self, z, scales):
         raise NotImplementedError
 
-    def negative_logsumexp(self, z_neg, corrections, inv_tau, stats):
+    def negative_logsumexp(self, z_neg, corrections, inv_tau, stats, anchors=None):
+        """Each row's ``(max, sum exp(x - max))`` of ``x_j = z_j / tau -
+        corrections[j]`` into ``stats``; given ``anchors``, also each row's
+        log-sum-exp ``max + log(sum)`` (-inf for an empty sum) there."""
         raise NotImplementedError
 
     def positive_pass(self, err, z_pos, targets, anchors, inv_tau, row_scale, d_pos, row_error,

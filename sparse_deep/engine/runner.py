@@ -405,12 +405,6 @@ class Runner:
         """A host array summed over the ranks (here: itself)."""
         return values
 
-    def combine_logsumexp(self, stats):
-        """Each row's log-sum-exp from its ``(max, sum exp(x - max))`` over
-        every rank's share (host float64, rows x 2)."""
-        with np.errstate(divide="ignore"):
-            return stats[:, 0] + np.log(stats[:, 1])
-
     # -- update ---------------------------------------------------------------
     def _rows(self, n):
         if n not in self._all_rows:

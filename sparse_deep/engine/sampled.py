@@ -160,8 +160,11 @@ class SampledOutput:
         else:
             if self.error == SAMPLED_SOFTMAX:
                 stats = buf["stats"][:b]
-                bk.negative_logsumexp(z_neg, corrections, self.inv_tau, stats)
-                bk.upload(anchors, runner.combine_logsumexp(bk.to_host(stats)))
+                if runner.sharded:  # the ranks' shares combine on the host
+                    bk.negative_logsumexp(z_neg, corrections, self.inv_tau, stats)
+                    bk.upload(anchors, runner.combine_logsumexp(bk.to_host(stats)))
+                else:  # no copy to the host, no wait
+                    bk.negative_logsumexp(z_neg, corrections, self.inv_tau, stats, anchors)
             pulls = buf["pulls"][:b]
             bk.positive_pass(self.error, z_pos, targets, anchors, self.inv_tau, row_scale,
                              buf["d_pos"], row_error, pulls)

@@ -181,8 +181,11 @@ class CPUBackend(Backend):
     def scale_columns(self, z, scales):
         sampled.scale_columns(z, scales)
 
-    def negative_logsumexp(self, z_neg, corrections, inv_tau, stats):
+    def negative_logsumexp(self, z_neg, corrections, inv_tau, stats, anchors=None):
         sampled.negative_logsumexp(z_neg, corrections, float(inv_tau), stats)
+        if anchors is not None:
+            with np.errstate(divide="ignore"):
+                np.add(stats[:, 0], np.log(stats[:, 1]), out=anchors)
 
     def positive_pass(self, err, z_pos, targets, anchors, inv_tau, row_scale, d_pos, row_error,
                       pulls):

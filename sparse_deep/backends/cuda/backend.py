@@ -146,6 +146,7 @@ class CUDABackend(Backend):
         self._scratch_views = {}
         self._constants = {}
         self._uploads = _UploadRing()
+        self._no_anchors = cuda.device_array(0, dtype=np.float64, stream=self.stream)
 
     # -- memory -------------------------------------------------------------------
     def zeros(self, shape, dtype):
@@ -417,8 +418,11 @@ class CUDABackend(Backend):
     def scale_columns(self, z, scales):
         sampled.scale_columns(z, scales, self.stream)
 
-    def negative_logsumexp(self, z_neg, corrections, inv_tau, stats):
-        sampled.negative_logsumexp(z_neg, corrections, float(inv_tau), stats, self.stream)
+    def negative_logsumexp(self, z_neg, corrections, inv_tau, stats, anchors=None):
+        if anchors is None:
+            anchors = self._no_anchors
+        sampled.negative_logsumexp(z_neg, corrections, float(inv_tau), stats, anchors,
+                                   self.stream)
 
     def positive_pass(self, err, z_pos, targets, anchors, inv_tau, row_scale, d_pos, row_error,
                       pulls):

@@ -184,7 +184,7 @@ def scale_columns(z, scales, stream):
 
 
 @cuda.jit
-def _negative_logsumexp(z_neg, corrections, inv_tau, stats):
+def _negative_logsumexp(z_neg, corrections, inv_tau, stats, anchors):
     for r in range(cuda.grid(1), z_neg.shape[0], cuda.gridsize(1)):
         m = -math.inf
         for j in range(z_neg.shape[1]):
@@ -196,12 +196,15 @@ def _negative_logsumexp(z_neg, corrections, inv_tau, stats):
             s += math.exp(z_neg[r, j] * inv_tau - corrections[j] - m)
         stats[r, 0] = m
         stats[r, 1] = s
+        if anchors.shape[0] > 0:  # one process's anchors, written here: no copy to the host
+            anchors[r] = m + math.log(s) if s > 0.0 else -math.inf
 
 
-def negative_logsumexp(z_neg, corrections, inv_tau, stats, stream):
+def negative_logsumexp(z_neg, corrections, inv_tau, stats, anchors, stream):
+    """``anchors``: empty, or one float64 per row to receive its log-sum-exp."""
     if z_neg.shape[0]:
-        _negative_logsumexp[launch.elementwise(z_neg.shape[0]) + (stream,)](z_neg, corrections,
-                                                                        inv_tau, stats)
+        _negative_logsumexp[launch.elementwise(z_neg.shape[0]) + (stream,)](
+            z_neg, corrections, inv_tau, stats, anchors)
 
 
 @cuda.jit
