@@ -26,7 +26,6 @@ loops vectorise.
 import math
 from dataclasses import dataclass
 from functools import cached_property
-from numbers import Integral
 from typing import Callable
 
 from .codes import (
@@ -46,7 +45,7 @@ from .codes import (
     H_RHO,
     N_COEFFICIENTS,
 )
-from .registry import fingerprint
+from .registry import Registry, fingerprint
 
 __all__ = ["OPTIMIZERS", "Optimizer", "coefficients", "get_optimizer", "register_optimizer"]
 
@@ -81,7 +80,7 @@ class Optimizer:
         return fingerprint(self.step) + str(self.n_states)
 
 
-OPTIMIZERS = {}  # name -> Optimizer, in registration order
+OPTIMIZERS = Registry("optimizer", {})  # name -> Optimizer, in registration order
 
 
 def register_optimizer(name, step, n_states, description=""):
@@ -105,29 +104,18 @@ def register_optimizer(name, step, n_states, description=""):
     if not isinstance(name, str) or not name or name != name.lower():
         raise ValueError(
             f"an optimizer's name must be a non-empty lower-case string; got {name!r}")
-    if name in OPTIMIZERS:
-        raise ValueError(f"optimizer {name!r} is registered already")
     if not isinstance(n_states, int) or isinstance(n_states, bool) or n_states not in (0, 1, 2):
         raise ValueError(f"n_states must be 0, 1 or 2; got {n_states!r}")
     if not callable(step) or not hasattr(step, "__code__"):
         raise ValueError(f"step must be a plain Python function; got {step!r}")
     optimizer = Optimizer(name, step, n_states, len(OPTIMIZERS), description)
-    OPTIMIZERS[name] = optimizer
+    OPTIMIZERS.add(name, optimizer)  # refuses a name registered already
     return optimizer
 
 
 def get_optimizer(name_or_code):
     """The registered :class:`Optimizer` of a name (any case) or a code."""
-    if isinstance(name_or_code, Integral) and not isinstance(name_or_code, bool):
-        for optimizer in OPTIMIZERS.values():
-            if optimizer.code == name_or_code:
-                return optimizer
-        raise ValueError(f"no optimizer has code {name_or_code!r}")
-    key = str(name_or_code).lower()
-    if key not in OPTIMIZERS:
-        raise ValueError(
-            f"unknown optimizer {name_or_code!r}; expected one of: {', '.join(OPTIMIZERS)}")
-    return OPTIMIZERS[key]
+    return OPTIMIZERS.record(name_or_code)
 
 
 def coefficients(hyper, dtype):

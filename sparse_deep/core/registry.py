@@ -1,6 +1,6 @@
 """A registry of names: canonical spellings, aliases, and the record kept for
 each, used for every name the network language, the estimators and the
-kernels share (activations, error functions, optimizers' users, ...).
+kernels share (activations, error functions, optimizers, layer types, ...).
 
 Each registry maps a canonical name (the spelling ``to_dict`` emits) to an
 optional frozen record of facts, accepts aliases, and knows which names
@@ -14,7 +14,8 @@ import dis
 import hashlib
 import re
 from types import FunctionType, ModuleType
-from typing import Any, Iterator, Mapping
+from collections.abc import Mapping
+from typing import Any, Iterator
 
 # Spaces, underscores and hyphens carry no meaning in a name: DSSTNE itself
 # accepts both "CrossEntropy" and "Cross Entropy".
@@ -25,7 +26,7 @@ def _normalise(name: str) -> str:
     return _IGNORED.sub("", name).lower()
 
 
-class Registry:
+class Registry(Mapping):
     """Canonical names, their aliases and the facts attached to them.
 
     Parameters
@@ -140,6 +141,8 @@ class Registry:
         ``code`` (the records of activations and error functions have one)."""
         if isinstance(name_or_code, str):
             return self.info(name_or_code)
+        if isinstance(name_or_code, bool):  # not a code, though it compares equal to one
+            raise ValueError(f"no {self.what} has code {name_or_code!r}")
         for record in self._entries.values():
             if getattr(record, "code", None) == name_or_code:
                 return record
@@ -147,6 +150,13 @@ class Registry:
 
     def _listing(self) -> str:
         return ", ".join(self._entries)
+
+    def __getitem__(self, name: str) -> Any:
+        """The record of ``name`` (any accepted spelling); KeyError if unknown."""
+        try:
+            return self.info(name)
+        except ValueError:
+            raise KeyError(name) from None
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and _normalise(name) in self._lookup
