@@ -65,7 +65,8 @@ def engine_gradients(model, x, t, *, training=False, seed=0, step=0):
     b = runner.load_batch(CSRBlock.from_scipy(x, backend), CSRBlock.from_scipy(t, backend),
                           rows, step, training)
     runner.forward(b, step, training=training, stop_at_output=True)
-    error = runner.output_error(b)
+    runner.output_error(b)
+    error = runner.batch_error(runner.row_error[:b])
     penalty = runner.backward(b, step, training=training)
     grads = []
     for g, w, (s, _) in zip(runner.weight_grads, model.weights, model.links):

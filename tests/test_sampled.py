@@ -41,7 +41,8 @@ def engine_step(model, x, t, *, seed=0, step=1, training=False, row_weights=None
     b = runner.load_batch(CSRBlock.from_scipy(x, backend), CSRBlock.from_scipy(t, backend),
                           rows, step, training)
     runner.forward(b, step, training=training, stop_at_output=True)
-    error = runner.output_error(b, row_weights, step)
+    runner.output_error(b, row_weights, step)
+    error = runner.batch_error(runner.row_error[:b], row_weights)
     runner.backward(b, step, training=training)
     grads = []
     sampled = runner.sampled

@@ -108,9 +108,12 @@ class ShardedRunner(Runner):
         else:
             super()._activate(layer, z)
 
-    def output_error(self, b, weights=None, step=0):
+    def output_error(self, b, weights=None, step=0, row_error=None):
         if self.sampled is not None:
-            return super().output_error(b, weights, step)
+            super().output_error(b, weights, step, row_error)
+            return
+        if row_error is None:
+            row_error = self.row_error[:b]
         out = self.model.output
         act, err = self.model.act_error
         bk = self.backend
@@ -118,18 +121,14 @@ class ShardedRunner(Runner):
         z, delta = self.pre[out.index][:b], self.delta[out.index][:b]
         if act == SOFTMAX:
             stats = self._softmax_stats(z, targets)
-            bk.output_pass(z, targets, act, err, self.output_hyper, 1.0 / b, delta,
-                           self.row_error[:b], stats)
+            bk.output_pass(z, targets, act, err, self.output_hyper, 1.0 / b, delta, row_error,
+                           stats)
             h_sum = self.comm.sum(np.ascontiguousarray(stats[:, 3]))
             bk.softmax_jacobian(delta, z, bk.to_device(h_sum), 1.0 / b)
         else:
-            bk.output_pass(z, targets, act, err, self.output_hyper, 1.0 / b, delta,
-                           self.row_error[:b])
-        errors = self.comm.sum(np.ascontiguousarray(bk.to_host(self.row_error[:b])))
-        if weights is None:
-            return float(np.sum(errors))
-        bk.scale_rows(delta, bk.to_device(weights))
-        return float(np.sum(errors * weights))
+            bk.output_pass(z, targets, act, err, self.output_hyper, 1.0 / b, delta, row_error)
+        if weights is not None:
+            bk.scale_rows(delta, bk.to_device(weights))
 
     # -- what the sampled output layer sums over ranks -------------------------
     sharded = True

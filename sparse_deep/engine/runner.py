@@ -27,6 +27,14 @@ from .layers import make_layer
 from .sampled import SampledOutput
 
 
+def summed_error(errors, weights=None):
+    """A batch's error: its rows' errors (host array), each times its weight
+    when ``weights`` is given."""
+    if weights is None:
+        return float(np.sum(errors))
+    return float(np.sum(errors * np.asarray(weights)))
+
+
 def max_batch_nnz(indptr, batch_size):
     """Most non-zeros any batch of ``batch_size`` rows can hold (its largest rows)."""
     lengths = np.diff(np.asarray(indptr))
@@ -352,29 +360,39 @@ class Runner:
         """``z += batch @ weights`` for the sparse input layer."""
         self.backend.sparse_matmul_add(batch, weights, z)
 
-    def output_error(self, b, weights=None, step=0):
-        """Fused output pass; returns the summed data error of the batch.
+    def output_error(self, b, weights=None, step=0, row_error=None):
+        """Fused output pass: each row's data error into ``row_error`` (a
+        backend float64 array of ``b`` entries, by default the runner's own,
+        which the next step overwrites) and the output deltas.
 
-        With ``weights`` (host array, one per batch row) each row's error and
-        output delta are multiplied by its weight: the gradient of
-        ``(1/b) sum_rows weight * error``. ``step`` keys a sampled output
-        layer's negatives.
+        With ``weights`` (host array, one per batch row) each row's output
+        delta is multiplied by its weight: the gradient of ``(1/b) sum_rows
+        weight * error``; the errors written stay unweighted (see
+        :meth:`batch_error`). ``step`` keys a sampled output layer's negatives.
+        Nothing is read back: on a GPU the step runs without waiting for it.
         """
+        if row_error is None:
+            row_error = self.row_error[:b]
         if self.sampled is not None:
-            return self.sampled.error_and_gradients(b, step, self._batch_view(self.targets, b),
-                                                    weights)
+            self.sampled.error_and_gradients(b, step, self._batch_view(self.targets, b),
+                                             row_error, weights)
+            return
         out = self.model.output
         act, err = self.model.act_error
         targets = self._batch_view(self.targets, b)
         self.backend.output_pass(
             self.pre[out.index][:b], targets, act, err, self.output_hyper, 1.0 / b,
-            self.delta[out.index][:b], self.row_error[:b],
+            self.delta[out.index][:b], row_error,
         )
-        if weights is None:
-            return self.backend.sum(self.row_error[:b])
-        row_error = self.backend.to_host(self.row_error[:b])
-        self.backend.scale_rows(self.delta[out.index][:b], self.backend.to_device(weights))
-        return float(np.sum(row_error * weights))
+        if weights is not None:
+            self.backend.scale_rows(self.delta[out.index][:b], self.backend.to_device(weights))
+
+    def batch_error(self, row_error, weights=None):
+        """The summed (weighted) data error of the rows whose errors
+        :meth:`output_error` wrote into ``row_error``, over every rank's share.
+        Reads the errors back from the backend: a GPU fit calls it once per
+        epoch, on the epoch's errors."""
+        return summed_error(self.sum_rows_over_ranks(self.backend.to_host(row_error)), weights)
 
     # -- backward -------------------------------------------------------------
     def backward(self, b, step=0, training=True):
@@ -450,21 +468,25 @@ class Runner:
                 s1, s2, code, bias_hyper,
             )
 
-    def train_step(self, inputs, targets, rows, step, optimizer, row_weights=None, epoch=0):
+    def train_step(self, inputs, targets, rows, step, optimizer, row_weights=None, epoch=0,
+                   row_error=None):
         """Load, forward, error, backward and update one batch; returns the
-        summed (weighted) data error and the sparseness penalty of the step.
+        step's sparseness penalty.
 
-        ``row_weights``, optional, holds one loss weight per row of the data
-        set (host array); the batch's rows are weighted by ``row_weights[rows]``.
-        ``epoch`` (0-based) sets the learning rate's epoch decay.
+        Each row's data error is written into ``row_error``, a backend float64
+        array of ``len(rows)`` entries (see :meth:`output_error` and
+        :meth:`batch_error`). ``row_weights``, optional, holds one loss weight
+        per row of the data set (host array); the batch's rows are weighted by
+        ``row_weights[rows]``. ``epoch`` (0-based) sets the learning rate's
+        epoch decay.
         """
         b = self.load_batch(inputs, targets, rows, step, training=True)
         self.forward(b, step, training=True, stop_at_output=True)
         weights = None if row_weights is None else row_weights[rows]
-        error = self.output_error(b, weights, step)
+        self.output_error(b, weights, step, row_error)
         penalty = self.backward(b, step, training=True)
         self.update(optimizer, step, epoch)
-        return error, penalty
+        return penalty
 
     def parameters_finite(self):
         """Whether every weight and bias on this rank is a finite number. A

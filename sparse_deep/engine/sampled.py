@@ -112,14 +112,15 @@ class SampledOutput:
         bk.upload(buf["neg_ids"], ids[lo:hi] - self.item_start)
         bk.upload(buf["corrections"], corrections[lo:hi])
 
-    def error_and_gradients(self, b, step, targets, row_weights=None):
+    def error_and_gradients(self, b, step, targets, row_error, row_weights=None):
         """Scores, losses and score gradients of the batch's first ``b`` rows
-        against ``targets`` (a CSR batch view); returns the summed (weighted)
-        error over every process's share. ``row_weights`` (host) weight rows.
+        against ``targets`` (a CSR batch view); each row's error (this
+        process's share) goes into ``row_error``. ``row_weights`` (host) weight
+        the rows' gradients.
         """
         self._draw(step)
         self._scores(b, targets)
-        return self._losses(b, targets, row_weights)
+        self._losses(b, targets, row_error, row_weights)
 
     def _scores(self, b, targets):
         """The negatives' scores (one GEMM against their gathered rows) and the
@@ -144,7 +145,7 @@ class SampledOutput:
             bk.add_row_bias(z_neg, bias, neg_ids)
         bk.positive_scores(h, targets, weights, bias, self.cosine, buf["z_pos"])
 
-    def _losses(self, b, targets, row_weights):
+    def _losses(self, b, targets, row_error, row_weights):
         """Each row's error and the gradients of the scores (``d_pos``, ``d_neg``)."""
         runner, bk, buf = self.runner, self.runner.backend, self.buffers
         m = self.n_local
@@ -153,7 +154,6 @@ class SampledOutput:
         scale = np.full(b, 1.0 / b) if row_weights is None else np.asarray(row_weights) / b
         row_scale = buf["row_scale"][:b]
         bk.upload(row_scale, scale)
-        row_error = runner.row_error[:b]
         if self.error == BPR:
             bk.bpr_pass(z_pos, targets, z_neg, self.inv_tau, self.neg_scale, row_scale,
                         buf["d_pos"], d_neg, row_error)
@@ -172,10 +172,6 @@ class SampledOutput:
                 bk.upload(pulls, runner.sum_rows_over_ranks(bk.to_host(pulls)))
             bk.negative_pass(self.error, z_neg, corrections, anchors, pulls, self.inv_tau,
                              self.margin, self.neg_scale, row_scale, d_neg, row_error)
-        errors = runner.sum_rows_over_ranks(bk.to_host(row_error))
-        if row_weights is None:
-            return float(np.sum(errors))
-        return float(np.sum(errors * np.asarray(row_weights)))
 
     def backward(self, b, targets, accumulate):
         """Gradients of the touched weight rows (and biases), and the delta

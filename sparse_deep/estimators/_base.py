@@ -23,7 +23,7 @@ from ..distributed.shards import (
 )
 from ..core.optimizers import get_optimizer
 from ..engine.optim import OptimizerConfig, OptimizerState
-from ..engine.runner import max_batch_nnz, runner_bytes
+from ..engine.runner import max_batch_nnz, runner_bytes, summed_error
 from ..engine.sampling import NegativeSampler, item_counts
 from ..network import parse_network
 from ._checkpoint import Checkpoint, data_checksum
@@ -165,6 +165,7 @@ class TrainingSession:
         self.row_weights = row_weights
         self.comm = SerialComm() if comm is None else comm
         self.first_loss = None
+        self.row_error = None  # each row's error in the epoch, on the backend
 
     def run_epoch(self):
         """Train one epoch; returns its mean loss per row.
@@ -176,16 +177,26 @@ class TrainingSession:
         """
         order = epoch_order(self.seed, self.epoch, self.n_rows, self.shuffle)
         n, batch = self.n_rows, self.batch_size
-        total = 0.0
+        if self.row_error is None:
+            self.row_error = self.runner.backend.zeros(n, np.float64)
+        penalties = []
         for start in range(0, n, batch):
             self.step += 1
-            error, penalty = self.runner.train_step(
+            penalties.append(self.runner.train_step(
                 self.inputs, self.targets, order[start:start + batch], self.step,
                 self.optimizer, row_weights=self.row_weights, epoch=self.epoch,
-            )
-            rows = min(batch, n - start)
-            self._check_divergence((error + penalty * rows) / rows, start // batch)
-            total += error + penalty * rows
+                row_error=self.row_error[start:start + batch],
+            ))
+        # The rows' errors are read once an epoch (on a GPU the steps run
+        # without waiting for them), then checked batch by batch.
+        errors = self.runner.sum_rows_over_ranks(self.runner.backend.to_host(self.row_error))
+        total = 0.0
+        for index, (start, penalty) in enumerate(zip(range(0, n, batch), penalties)):
+            rows = order[start:start + batch]
+            error = summed_error(errors[start:start + batch],
+                                 None if self.row_weights is None else self.row_weights[rows])
+            self._check_divergence((error + penalty * len(rows)) / len(rows), index)
+            total += error + penalty * len(rows)
         # Losses that clip their logarithms stay finite over NaN outputs: the
         # weights themselves are checked once an epoch.
         if not all(self.comm.allgather_objects(self.runner.parameters_finite())):
