@@ -31,7 +31,7 @@ def main():
     except Exception as exc:  # no libNVVM: the CUDA toolkit is not installed
         print(f"NVVM unavailable: {exc}")
         return 3
-    from sparse_deep.backends.cuda import dense, gemm, optim, sampled, scan, sparse, topk
+    from sparse_deep.backends.cuda import dense, gemm, optim, sampled, sparse, topk
     from sparse_deep.core.activations import ACTIVATIONS
     from sparse_deep.core.optimizers import OPTIMIZERS
     from sparse_deep.core.errors import ERROR_FUNCTIONS
@@ -54,24 +54,12 @@ def main():
         (dense._column_sums, (m2, f32, v)),
         (dense._sparseness_penalty, (m2, f64, f64, f64, v, arr(f64))),
         (dense._scale_rows, (m2, v)), (dense._scale, (m2, f32)),
-        (sparse._denoise_count, (i64v, i32v, i64v, i64, i64, u64, u64, f64, i64v)),
-        (sparse._denoise_compact, (i64v, i32v, v, i64v, i64, i64, u64, u64, f64, f64, i64v,
-                                    i32v, v)),
-        (sparse._denoise_commit, (i64v, i64, i32v, v, i64, i64v, i32v, v)),
         (sparse._sparse_matmul_add, (i64v, i32v, v, m2, m2)),
-        (sparse._first_appearance, (i64v, i64, i32v, i32v, i32v, i32v)),
-        (sparse._flag_first, (i64v, i64, i32v, i32v, i32v)),
-        (sparse._assign_slots, (i64v, i64, i32v, i32v, i64v, i32v, i64v)),
-        (sparse._count_per_feature, (i64v, i64, i32v, i32v, i32v)),
-        (sparse._bucket_by_feature, (i64v, i64, i32v, i32v, i64v, i32v, i64v)),
-        (sparse._sort_buckets, (i64v, i64, v, i32v, i32v, i64v, i64v, i32v, v)),
-        (sparse._reset_slots, (i64v, i64v, i64, i32v)),
         (sparse._sparse_weight_gradient, (i64v, i32v, v, i64, m2, f32, m2)),
         (sparse._scatter_rows, (m2, i64v, m2)), (sparse._zero_rows, (m2, i64v)),
         *((optim._kernel(code), (m2, m2, i64v, i64, m2, m2) + (f64,) * 15)
           for code in range(len(OPTIMIZERS))),
         (optim._cap_column_norms, (m2, f64)),
-        (scan._scan_kernel(1024), (i32v, i64, i64v)),
         (topk._make_topk(32, 256), (m2, arr(types.uint32, 2), i64, i64v, i32v, arr(i64, 2), m2)),
     ]
     for trans_a in (False, True):
@@ -104,7 +92,6 @@ def main():
     # The sampled output layer (every loss's branches, dot and cosine scores).
     f64v, f64m = arr(f64), arr(f64, 2)
     kernels += [
-        (sampled._touched_rows, (i64v, i64, i32v, i64v, i32v, i64v, i64v, i64v, i64v, i64v)),
         (sampled._gather_rows_dense, (m2, i64v, m2)),
         (sampled._normalize_rows, (m2, m2, v)), (sampled._row_norms, (m2, v)),
         (sampled._reciprocal_scaled, (v, f32)),

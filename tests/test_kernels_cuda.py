@@ -242,7 +242,8 @@ def test_runner_bytes_counts_what_the_runner_allocates(sparse_input_update):
             for item in obj.values():
                 collect(item)
         elif isinstance(obj, (CSRBlock, TransposedBlock)):
-            collect(list(vars(obj).values()))
+            # (not the transpose's slot: host scratch on every backend)
+            collect([v for k, v in vars(obj).items() if k != "slot"])
 
     collect([v for k, v in vars(runner).items() if k not in ("model", "backend", "output_hyper",
                                                              "_optimizer")])
@@ -266,89 +267,57 @@ def test_runner_bytes_counts_what_the_runner_allocates(sparse_input_update):
 # Batches: gather, denoise, transpose
 # --------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("on_gpu", [True, False])
-def test_gather_rows_and_upload(bk, dtype, on_gpu, monkeypatch):
-    """Batches come from a data set copied to the GPU whole, or, when it is
-    large against the free memory, from the host through alternating staging
-    slots."""
-    from sparse_deep.backends.cuda.backend import DeviceCSRSource, HostCSRSource
+def load_batches(backend, x, t, batches, n_features, denoising=None):
+    """Load each batch of rows of ``x`` (inputs) and ``t`` (targets) with
+    ``backend.load_batch`` into one set of buffers; the host copies of what
+    each load wrote, and its count of features present."""
+    b, cap = max(len(r) for r in batches), max(x.nnz, t.nnz, 1)
+    dtype = x.dtype
+    bufs = (backend.zeros(b, np.int64), CSRBlock.empty(b, cap, dtype, backend),
+            CSRBlock.empty(b, cap, dtype, backend),
+            TransposedBlock.empty(n_features, cap, dtype, backend))
+    sources = backend.batch_source(x), backend.batch_source(t)
+    loads = []
+    for rows in batches:
+        rows = np.asarray(rows, dtype=np.int64)
+        row_ids, inputs, targets, transposed = bufs
+        n_present = backend.load_batch(rows, row_ids, sources[0], inputs, sources[1], targets,
+                                       denoising, transposed)
+        n = len(rows)
+        nnz = [int(backend.to_host(blk.indptr)[n]) for blk in (inputs, targets)]
+        host = [row_ids, n]
+        for blk, k in zip((inputs, targets), nnz):
+            host += [blk.indptr, n + 1, blk.indices, k, blk.data, k]
+        host += [transposed.features, n_present, transposed.indptr, n_present + 1,
+                 transposed.rows, nnz[0], transposed.data, nnz[0]]
+        host = [np.array(backend.to_host(a)[:k]) for a, k in zip(host[::2], host[1::2])]
+        host.append(transposed.slot.copy())
+        loads.append((n_present, host))
+    return loads
 
-    monkeypatch.setattr(type(bk), "DEVICE_DATA_SHARE", 0.25 if on_gpu else 0.0)
-    rng = np.random.default_rng(0)
-    x = sp.csr_matrix(np.where(rng.random((10, 8)) < 0.4, rng.uniform(0.5, 2, (10, 8)), 0)
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("denoising", [None, (13, crng.stream_key_host(0, 17, 0), 0.3, 0),
+                                       (30, crng.stream_key_host(1, 5, 0), 0.6, 17)])
+def test_load_batch_gives_the_cpus_batch_exactly(bk, dtype, denoising):
+    """The GPU's batch is the CPU's, prepared on the host and uploaded: the
+    same rows, denoising mask and scaling (a model-parallel slice keys its
+    draws by the global feature id), transposition and count of features
+    present, over loads of several sizes into the same buffers; the
+    transpose's scratch is all -1 again after each."""
+    rng = np.random.default_rng(1)
+    x = sp.csr_matrix(np.where(rng.random((10, 13)) < 0.4, rng.uniform(0.5, 2, (10, 13)), 0)
                       .astype(dtype))
-    source = bk.batch_source(x)
-    assert isinstance(source, DeviceCSRSource if on_gpu else HostCSRSource)
-    batch = CSRBlock.empty(6, 40, dtype, bk)
-    row_ids = bk.zeros(6, np.int64)
-    for rows in ([3, 1, 4, 1, 5, 9], [2, 7], [0, 8, 6]):  # three loads: both slots, reused
-        rows = np.array(rows, dtype=np.int64)
-        nnz = bk.gather_rows(source, rows, batch)
-        bk.upload(row_ids, rows)
-        want = x[rows]
-        assert nnz == want.nnz
-        assert np.array_equal(bk.to_host(batch.indptr)[: len(rows) + 1], want.indptr)
-        assert np.array_equal(bk.to_host(batch.indices)[:nnz], want.indices)
-        assert np.array_equal(bk.to_host(batch.data)[:nnz], want.data)
-        assert np.array_equal(bk.to_host(row_ids)[: len(rows)], rows)
-    with pytest.raises(TypeError, match="batch_source"):
-        bk.gather_rows(CSRBlock.from_scipy(x, CPUBackend()), rows, batch)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("seed,p", [(0, 0.3), (1, 0.6)])
-def test_denoise_matches_cpu_exactly(bk, dtype, seed, p):
-    rng = np.random.default_rng(seed)
-    indptr, indices, data = random_csr(rng, 7, 13, 0.5, dtype, shuffle=True)
-    capacity = int(indptr[-1]) + 3
-    indices = np.concatenate([indices, np.full(3, -7, np.int32)])  # a larger buffer
-    data = np.concatenate([data, np.full(3, -7, dtype)])
-    row_ids = rng.choice(1000, 7, replace=False).astype(np.int64)
-    key = crng.stream_key_host(seed, 17, 0)
-    want = [indptr.copy(), indices.copy(), data.copy()]
-    nnz = cpu_sparse.denoise(*want, row_ids, 13, key, p)
-    batch = device_csr(bk, indptr, indices, data)
-    bk.denoise(batch, dev(bk, row_ids), 13, key, p)
-    got = [bk.to_host(a) for a in (batch.indptr, batch.indices, batch.data)]
-    assert 0 < nnz < indptr[-1] and len(got[1]) == capacity
-    assert np.array_equal(got[0], want[0])
-    assert np.array_equal(got[1][:nnz], want[1][:nnz])
-    assert np.array_equal(got[2][:nnz], want[2][:nnz])  # the same mask and the same scaling
-
-
-def run_cuda_transpose(bk, indptr, indices, data, n_features):
-    size = int(indptr[-1]) + 3  # buffers sized for a larger batch, as the runner's
-    t = TransposedBlock.empty(n_features, size, data.dtype, bk)
-    big = [np.concatenate([indices, np.zeros(3, np.int32)]),
-           np.concatenate([data, np.zeros(3, data.dtype)])]
-    n_present = bk.transpose_batch(device_csr(bk, indptr, *big), t)
-    return n_present, [bk.to_host(a) for a in (t.slot, t.features, t.indptr, t.rows, t.data)]
-
-
-@pytest.mark.parametrize("seed", [0, 1])
-def test_transpose_batch_matches_cpu_exactly(bk, seed):
-    rng = np.random.default_rng(seed)
-    indptr, indices, data = random_csr(rng, 6, 15, 0.35, np.float32, shuffle=True)
-    nnz = int(indptr[-1])
-    want_slot = np.full(15, -1, np.int32)
-    want = [np.zeros(nnz + 3, np.int64), np.zeros(nnz + 4, np.int64),
-            np.zeros(nnz + 3, np.int32), np.zeros(nnz + 3, np.float32)]
-    want_n = cpu_sparse.transpose_batch(indptr, indices, data, want_slot, *want)
-    for _ in range(2):  # the slot scratch is left clean: a second batch sees the same
-        n_present, (slot, features, t_indptr, t_rows, t_data) = run_cuda_transpose(
-            bk, indptr, indices, data, 15)
-        assert n_present == want_n and (slot == -1).all()
-        assert np.array_equal(features[:n_present], want[0][:n_present])  # first appearance
-        assert np.array_equal(t_indptr[: n_present + 1], want[1][: n_present + 1])
-        assert np.array_equal(t_rows[:nnz], want[2][:nnz])  # row order within a feature
-        assert np.array_equal(t_data[:nnz], want[3][:nnz])
-
-
-def test_transpose_of_an_empty_batch(bk):
-    n_present, (slot, *_) = run_cuda_transpose(bk, np.zeros(4, np.int64), np.zeros(0, np.int32),
-                                               np.zeros(0, np.float32), 5)
-    assert n_present == 0 and (slot == -1).all()
+    t = sp.csr_matrix((rng.random((10, 9)) < 0.3).astype(dtype))
+    batches = [[3, 1, 4, 1, 5, 9], [2, 7], [], [0, 8, 6]]
+    got = load_batches(bk, x, t, batches, 13, denoising)
+    want = load_batches(CPUBackend(), x, t, batches, 13, denoising)
+    for (got_n, got_arrays), (want_n, want_arrays) in zip(got, want):
+        assert got_n == want_n
+        for g, w in zip(got_arrays, want_arrays):
+            assert np.array_equal(g, w)
+        assert (got_arrays[-1] == -1).all()
+    assert want[0][0] > 0 and want[2][0] == 0
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -370,8 +339,9 @@ def test_sparse_matmul_add_and_weight_gradient(bk, dtype):
     np.testing.assert_allclose(got[:b], buf[:b] + dense_x @ w, **close(dtype))
     # The input layer's gradient, for the present features only.
     delta = rng.normal(0, 1, (b, n_out)).astype(dtype)
-    t = TransposedBlock.empty(n_in, int(indptr[-1]), dtype, bk)
-    n_present = bk.transpose_batch(batch, t)
+    t = TransposedBlock.empty(n_in, int(indptr[-1]), dtype, CPUBackend())
+    n_present = CPUBackend().transpose_batch(CSRBlock(indptr, indices, data), t)
+    t = TransposedBlock(t.slot, *(dev(bk, a) for a in (t.features, t.indptr, t.rows, t.data)))
     grad = dev(bk, np.full((int(indptr[-1]) + 2, n_out), 7.0, dtype))
     bk.sparse_weight_gradient(t, n_present, dev(bk, delta), grad)
     got = bk.to_host(grad)
@@ -891,19 +861,3 @@ def test_sharded_softmax_ops_match_the_cpu_and_the_whole_row(bk, err):
     whole = run_output_passes(bk, "SoftMax", err, z, t)[1]
     np.testing.assert_allclose(got[0], whole[0], rtol=1e-11, atol=1e-13)
     np.testing.assert_allclose(got[3], whole[0], rtol=1e-11, atol=1e-13)
-
-
-def test_denoise_of_a_feature_slice_matches_cpu(bk):
-    """A model-parallel slice keys its draws by the global feature id."""
-    rng = np.random.default_rng(3)
-    indptr, indices, data = random_csr(rng, 6, 10, 0.6, np.float32, shuffle=False)
-    row_ids = np.arange(40, 46, dtype=np.int64)
-    key = crng.stream_key_host(1, 5, 0)
-    want = [indptr.copy(), indices.copy(), data.copy()]
-    nnz = cpu_sparse.denoise(*want, row_ids, 30, key, 0.4, 20)
-    batch = device_csr(bk, indptr, indices, data)
-    bk.denoise(batch, dev(bk, row_ids), 30, key, 0.4, 20)
-    got = [bk.to_host(a) for a in (batch.indptr, batch.indices, batch.data)]
-    assert np.array_equal(got[0], want[0])
-    assert np.array_equal(got[1][:nnz], want[1][:nnz])
-    assert np.array_equal(got[2][:nnz], want[2][:nnz])

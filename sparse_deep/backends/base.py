@@ -82,7 +82,37 @@ class Backend:
         raise NotImplementedError
 
     def transpose_batch(self, batch, transposed):
+        """Group the batch by feature into ``transposed``; returns the number of
+        features present."""
         raise NotImplementedError
+
+    def load_batch(self, rows, row_ids, inputs, input_batch, targets=None, target_batch=None,
+                   denoising=None, transposed=None):
+        """Everything a step reads of its batch: ``row_ids[:b] = rows``, rows
+        ``rows`` of the ``inputs`` and ``targets`` sources gathered into the
+        batch blocks, the inputs denoised (``denoising``: the arguments of
+        :meth:`denoise` after ``row_ids``) and, for training, transposed into
+        ``transposed``. Returns the number of features present (0 when not
+        transposed).
+
+        Composed of the operations above; a backend whose device is not the
+        host prepares the batch there and copies it in one go.
+        """
+        b = rows.shape[0]
+        self.upload(row_ids, rows)
+        self.gather_rows(inputs, rows, input_batch)
+        view = type(input_batch)(input_batch.indptr[: b + 1], input_batch.indices,
+                                 input_batch.data)
+        if denoising is not None:
+            self.denoise(view, row_ids[:b], *denoising)
+        if targets is not None:
+            self.gather_rows(targets, rows, target_batch)
+        return 0 if transposed is None else self.transpose_batch(view, transposed)
+
+    def host_mirror(self, batch):
+        """The host arrays holding what :meth:`load_batch` last loaded into
+        ``batch``: the block itself on a backend whose arrays are the host's."""
+        return batch
 
     # Forward -----------------------------------------------------------------
     def fill_rows(self, out, bias):
@@ -181,7 +211,9 @@ class Backend:
     def touched_rows(self, targets, neg_ids, slot, rows, neg_slot, g_indptr, g_entries):
         """The weight rows a sampled step touches (target items first, then
         the negatives), grouped target entries; returns ``(n_rows, n_pos)``
-        on the host. See ``backends/cpu/sampled.py:touched_rows``."""
+        on the host. ``targets`` (a :meth:`host_mirror`), ``neg_ids`` and the
+        scratch ``slot`` are host arrays: the counts are known without asking
+        the device. See ``backends/cpu/sampled.py:touched_rows``."""
         raise NotImplementedError
 
     def gather_rows_dense(self, source, ids, out):

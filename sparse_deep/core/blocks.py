@@ -39,7 +39,7 @@ class CSRBlock:
 class TransposedBlock:
     """A batch grouped by feature, for the input layer's sparse weight gradient."""
 
-    slot: np.ndarray  # n_features scratch, -1 between calls
+    slot: np.ndarray  # n_features scratch on the host, -1 between calls
     features: np.ndarray  # present feature ids, in order of first appearance
     indptr: np.ndarray
     rows: np.ndarray
@@ -47,7 +47,8 @@ class TransposedBlock:
 
     @classmethod
     def empty(cls, n_features, max_nnz, dtype, backend):
-        slot = backend.to_device(np.full(n_features, -1, dtype=np.int32))
+        # Every backend transposes on the host (a GPU's batch is prepared there).
+        slot = np.full(n_features, -1, dtype=np.int32)
         size = max(max_nnz, 1)
         return cls(
             slot,

@@ -87,7 +87,6 @@ class InputLayer(Layer):
 
     def connection_gradient(self, runner, b, batch, delta, w, into, written):
         bk = runner.backend
-        runner.n_present = bk.transpose_batch(batch, runner.transposed)
         bk.sparse_weight_gradient(runner.transposed, runner.n_present, delta,
                                   runner.weight_grads[w])
 

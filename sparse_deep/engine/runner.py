@@ -167,6 +167,7 @@ class Runner:
         self.inputs = CSRBlock.empty(n, max_input_nnz, dt, bk)
         self.targets = CSRBlock.empty(n, max_target_nnz, dt, bk)
         self.row_ids = bk.zeros(n, np.int64)
+        self.transposed, self.n_present = None, 0  # training: see load_batch
         # Per layer: z/activation before dropout ("pre") and after it ("out"),
         # and in training the delta: each layer allocates its own.
         self.pre, self.out, self.delta, self.penalty_grad = {}, {}, {}, {}
@@ -262,7 +263,6 @@ class Runner:
             for i, (w, (s, _)) in enumerate(zip(model.weights, model.links))
             if model.layers[s].is_input and not self.sparse_input_update
         }
-        self.n_present = 0
         # The row lists the updates read (0..n-1 for each weight updated whole,
         # as the layers' update_connection does, and for a bias), made now so
         # that runner_bytes counts them.
@@ -294,20 +294,19 @@ class Runner:
         """Gather ``rows`` of the CSR sources into the batch buffers; returns the row count.
 
         ``inputs``/``targets`` come from ``backend.batch_source``; ``targets``
-        may be None (inference). Denoising is applied here when training.
+        may be None (inference). Denoising is applied here when training, and a
+        training runner's batch is transposed here for the input layer's
+        gradient (``n_present`` features).
         """
-        bk = self.backend
-        b = rows.shape[0]
-        bk.upload(self.row_ids, rows)
-        bk.gather_rows(inputs, rows, self.inputs)
         p = self.model.spec.denoising_p
+        denoising = None
         if training and p > 0:
             key = stream_key_host(self.seed, step, _DENOISE_STREAM)
-            bk.denoise(self._batch_view(self.inputs, b), self.row_ids[:b], self.model.input.n, key,
-                       p, self.feature_offset)
-        if targets is not None:
-            bk.gather_rows(targets, rows, self.targets)
-        return b
+            denoising = (self.model.input.n, key, p, self.feature_offset)
+        self.n_present = self.backend.load_batch(rows, self.row_ids, inputs, self.inputs,
+                                                 targets, self.targets, denoising,
+                                                 self.transposed)
+        return rows.shape[0]
 
     @staticmethod
     def _batch_view(block, b):

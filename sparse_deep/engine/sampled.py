@@ -36,7 +36,6 @@ def sampled_buffer_shapes(n_rows, width, n_items, max_target_nnz, n_negatives, c
         "d_w_neg": ((m, width), dtype),
         "z_pos": ((t,), dtype),
         "d_pos": ((t,), dtype),
-        "slot": ((max(int(n_items), 1),), np.int32),
         "rows": ((touched,), np.int64),
         "neg_slot": ((m,), np.int64),
         "g_indptr": ((t + 1,), np.int64),
@@ -93,7 +92,8 @@ class SampledOutput:
                                        max_target_nnz, self.n_negatives, self.cosine,
                                        model.dtype)
         self.buffers = {name: bk.zeros(shape, dt) for name, (shape, dt) in shapes.items()}
-        bk.fill(self.buffers["slot"], -1)
+        # Scratch of touched_rows, which every backend runs on the host.
+        self.slot = np.full(max(runner.width(layer), 1), -1, dtype=np.int32)
         self.sampler = None
         self.n_local = self.n_touched = self.n_pos = 0
 
@@ -103,14 +103,20 @@ class SampledOutput:
         self.sampler = sampler
 
     # -- the step -------------------------------------------------------------
-    def _draw(self, step):
-        """This process's share of the step's negatives, on the backend."""
-        bk, buf = self.runner.backend, self.buffers
-        ids, corrections = self.sampler.draw(self.runner.seed, step)
+    def _draw(self, step, b):
+        """This process's share of the step's negatives, on the backend, and
+        the weight rows the step touches (listed on the host)."""
+        runner, bk, buf = self.runner, self.runner.backend, self.buffers
+        ids, corrections = self.sampler.draw(runner.seed, step)
         lo, hi = np.searchsorted(ids, [self.item_start, self.item_stop])
         self.n_local = int(hi - lo)
-        bk.upload(buf["neg_ids"], ids[lo:hi] - self.item_start)
+        local_ids = ids[lo:hi] - self.item_start
+        bk.upload(buf["neg_ids"], local_ids)
         bk.upload(buf["corrections"], corrections[lo:hi])
+        targets = runner._batch_view(bk.host_mirror(runner.targets), b)
+        self.n_touched, self.n_pos = bk.touched_rows(
+            targets, local_ids, self.slot, buf["rows"], buf["neg_slot"][:self.n_local],
+            buf["g_indptr"], buf["g_entries"])
 
     def error_and_gradients(self, b, step, targets, row_error, row_weights=None):
         """Scores, losses and score gradients of the batch's first ``b`` rows
@@ -118,7 +124,7 @@ class SampledOutput:
         process's share) goes into ``row_error``. ``row_weights`` (host) weight
         the rows' gradients.
         """
-        self._draw(step)
+        self._draw(step, b)
         self._scores(b, targets)
         self._losses(b, targets, row_error, row_weights)
 
@@ -193,10 +199,7 @@ class SampledOutput:
             bk.add(target, dh)
         else:
             bk.copy(target, dh)
-        # the rows of the weight (and bias) that the step touched
-        self.n_touched, self.n_pos = bk.touched_rows(
-            targets, buf["neg_ids"][:m], buf["slot"], buf["rows"], buf["neg_slot"][:m],
-            buf["g_indptr"], buf["g_entries"])
+        # the rows of the weight (and bias) that the step touched (see _draw)
         d_w_neg = buf["d_w_neg"][:m]
         bk.gemm(d_neg, h, d_w_neg, trans_a=True)
         grad = buf["grad"][:self.n_touched]

@@ -4,6 +4,6 @@ Import it through :func:`sparse_deep.backends.get_backend`; importing this
 package imports ``numba.cuda``.
 """
 
-from .backend import CUDABackend, DeviceCSRSource, HostCSRSource
+from .backend import CUDABackend
 
-__all__ = ["CUDABackend", "DeviceCSRSource", "HostCSRSource"]
+__all__ = ["CUDABackend"]

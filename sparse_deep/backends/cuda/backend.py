@@ -2,103 +2,37 @@
 
 Everything a fit needs on the GPU (weights, optimizer state, the buffers of
 one batch) is allocated once, when the engine's Runner is built, after a check
-that it fits. The data set stays in host memory: each batch is gathered on the
-host into pinned memory and copied to the GPU on a second stream while the
-previous step's kernels run (see :meth:`CUDABackend.gather_rows`).
+that it fits. The data set stays in host memory: each batch is prepared on the
+host by the CPU's kernels (gathered, denoised, transposed, its touched output
+rows listed) and copied to the GPU through pinned buffers, so that the host
+knows every size a step needs (see :meth:`CUDABackend.load_batch`).
 
-All kernels run in order on one stream; the host waits for the GPU only where
-it needs a number back (a batch's summed error, the count of features present,
-the sparseness penalty's value).
+All kernels and copies run in order on one stream; a training step does not
+wait for the GPU (the rows' errors are read once an epoch), except to read
+a sparseness penalty's value or to combine a sharded layer's ranks.
 """
+
+import dataclasses
 
 import numpy as np
 from numba import cuda
 
 from ...core.codes import OUTPUT_HYPER_SIZE
 from ..base import Backend
-from ..cpu import sparse as host_kernels
-from ..cpu.threads import start_thread_pool
+from ..cpu import CPUBackend
 from . import dense, memory, optim, sampled, sparse, topk
 from ._device import SIMULATED
 from .gemm import gemm, scratch_elements
 
 
-class HostCSRSource:
-    """A CSR data set kept in host memory, from which the backend copies batches.
-
-    Holds the three CSR arrays (as the CPU backend would) and two staging
-    slots, used in turn: pinned host buffers a batch is gathered into, device
-    buffers it is copied to ahead of use, and the events that say when each
-    may be reused.
-    """
-
-    def __init__(self, matrix):
-        self.indptr = np.ascontiguousarray(matrix.indptr, dtype=np.int64)
-        self.indices = np.ascontiguousarray(matrix.indices, dtype=np.int32)
-        self.data = np.ascontiguousarray(matrix.data)
-        self._slots = []
-        self._turn = 0
-
-    def next_slot(self, batch):
-        """The staging slot for the next batch, sized like the ``batch`` buffers."""
-        shape = (batch.indptr.shape[0], batch.indices.shape[0], batch.data.dtype)
-        if not self._slots or self._slots[0].shape != shape:
-            for old in self._slots:  # let pending copies finish before the memory goes
-                old.copied.synchronize()
-                old.consumed.synchronize()
-            self._slots = [_StagingSlot(*shape) for _ in range(2)]
-        self._turn ^= 1
-        return self._slots[self._turn]
-
-
-class DeviceCSRSource:
-    """A CSR data set copied to the GPU once; batches are gathered there.
-
-    Only the row offsets stay on the host too, so that a batch's offsets and
-    size are known without asking the GPU. Used when the data set takes a
-    small part of the free GPU memory (see ``CUDABackend.batch_source``).
-    """
-
-    def __init__(self, matrix, stream):
-        self.host_indptr = np.ascontiguousarray(matrix.indptr, dtype=np.int64)
-        self.indptr = cuda.to_device(self.host_indptr, stream=stream)
-        self.indices = cuda.to_device(np.ascontiguousarray(matrix.indices, dtype=np.int32),
-                                      stream=stream)
-        self.data = cuda.to_device(np.ascontiguousarray(matrix.data), stream=stream)
-
-    @staticmethod
-    def nbytes(matrix):
-        return (matrix.shape[0] + 1) * 8 + matrix.nnz * (4 + matrix.data.dtype.itemsize)
-
-    def gather_plan(self, rows):
-        """``rows`` followed by the batch's row offsets (int64, host): what the
-        GPU's gather needs, in one array so that one upload carries it."""
-        b = rows.shape[0]
-        plan = np.empty(2 * b + 1, dtype=np.int64)
-        plan[:b] = rows
-        plan[b] = 0
-        np.cumsum(self.host_indptr[rows + 1] - self.host_indptr[rows], out=plan[b + 1:])
-        return plan
-
-
-class _StagingSlot:
-    def __init__(self, n_indptr, capacity, dtype):
-        self.shape = (n_indptr, capacity, dtype)
-        self.host = (cuda.pinned_array(n_indptr, np.int64), cuda.pinned_array(capacity, np.int32),
-                     cuda.pinned_array(capacity, dtype))
-        self.device = (cuda.device_array(n_indptr, np.int64),
-                       cuda.device_array(capacity, np.int32), cuda.device_array(capacity, dtype))
-        self.copied = _event()  # host -> device copy done: pinned buffers free
-        self.consumed = _event()  # copied into the batch: device buffers free
-
-
 class _UploadRing:
     """Pinned buffers, used in turn, for small asynchronous host-to-device
-    copies. A buffer is reused once its last copy is done; with a few uploads
-    a step, eight of them let the host run about two steps ahead of the GPU
-    before it waits."""
+    copies. A buffer is reused once its last copy is done: the host asks
+    (an event query) and waits only when the copy is still pending, which
+    happens only when the host runs about SLOTS / (uploads a step) steps
+    ahead of the GPU."""
 
-    SLOTS = 8
+    SLOTS = 64
 
     def __init__(self):
         self._buffers = {}
@@ -110,14 +44,19 @@ class _UploadRing:
         entry = self._buffers.get(key)
         if entry is None or entry[0].shape[0] < values.shape[0]:
             if entry is not None:
-                entry[1].synchronize()  # its pending copy finishes before the memory goes
+                _wait_for(entry[1])  # its pending copy finishes before the memory goes
             size = max(values.shape[0], 2 * entry[0].shape[0] if entry else 0)
             entry = self._buffers[key] = (cuda.pinned_array(size, values.dtype),
                                           _event())
         host, done = entry
-        done.synchronize()  # its previous copy has left
+        _wait_for(done)  # its previous copy has left
         host[: values.shape[0]] = values
         return host[: values.shape[0]], done
+
+
+def _wait_for(event):
+    if not event.query():
+        event.synchronize()
 
 
 def _is_device_array(x):
@@ -126,7 +65,16 @@ def _is_device_array(x):
 
 def _event():
     # Events only order work here; the simulator's take no timing argument.
-    return cuda.event() if SIMULATED else cuda.event(timing=False)
+    return _SimulatedEvent() if SIMULATED else cuda.event(timing=False)
+
+
+if SIMULATED:
+    class _SimulatedEvent(type(cuda.event())):
+        """The simulator's event, which runs everything synchronously: the work
+        it marks is always done."""
+
+        def query(self):
+            return True
 
 
 class CUDABackend(Backend):
@@ -139,9 +87,9 @@ class CUDABackend(Backend):
     name = "cuda"
 
     def __init__(self):
-        start_thread_pool()  # batches are gathered on the host by the CPU's kernels
+        self._host = CPUBackend()  # batches are prepared on the host by the CPU's kernels
         self.stream = cuda.stream()
-        self.copy_stream = cuda.stream()
+        self._mirrors = {}
         self._scratch = {}
         self._scratch_views = {}
         self._constants = {}
@@ -212,15 +160,8 @@ class CUDABackend(Backend):
 
     def scratch_bytes(self, n_rows, max_input_nnz, max_target_nnz, itemsize):
         """Device memory this backend adds to a Runner's buffers for one fit:
-        two staging slots per data set, denoising and transpose scratch, and
-        the partial products of split GEMMs."""
-        def batch(nnz):
-            return (n_rows + 1) * 8 + max(nnz, 1) * (4 + itemsize)
-
-        staging = 2 * (batch(max_input_nnz) + batch(max_target_nnz))
-        denoise = n_rows * 16 + 8 + max(max_input_nnz, 1) * (4 + itemsize)
-        transpose = max(max_input_nnz, 1) * (4 * 3 + 8 * 2) + 8
-        return staging + denoise + transpose + scratch_elements() * itemsize
+        the partial products of split GEMMs (batches are prepared on the host)."""
+        return scratch_elements() * itemsize
 
     def check_memory(self, needed):
         free, total = memory.memory_info()
@@ -236,74 +177,59 @@ class CUDABackend(Backend):
         return out
 
     # -- batches ------------------------------------------------------------------
-    # A data set is copied to the GPU whole when it takes at most this share of
-    # the free memory (after the model and buffers); larger ones stay on the
-    # host and are copied a batch at a time.
-    DEVICE_DATA_SHARE = 0.25
-
     def batch_source(self, matrix):
-        free, _ = memory.memory_info()
-        if DeviceCSRSource.nbytes(matrix) <= self.DEVICE_DATA_SHARE * free:
-            return DeviceCSRSource(matrix, self.stream)
-        return HostCSRSource(matrix)
+        """The CSR arrays in host memory: each batch is prepared there and
+        copied to the GPU (see :meth:`load_batch`)."""
+        return self._host.batch_source(matrix)
 
-    def gather_rows(self, source, rows, batch):
-        """Load rows ``rows`` of a data set into the device ``batch`` buffers;
-        returns the nnz. A :class:`DeviceCSRSource` gathers on the GPU with no
-        wait; a :class:`HostCSRSource` goes through its staging slots."""
-        if isinstance(source, DeviceCSRSource):
-            plan = source.gather_plan(np.ascontiguousarray(rows, dtype=np.int64))
-            device_plan = self.scratch("gather_plan", plan.shape[0], np.int64)
-            self.upload(device_plan, plan)
-            sparse.gather_rows(source.indptr, source.indices, source.data, device_plan,
-                               rows.shape[0], batch.indptr, batch.indices, batch.data,
-                               self.stream)
-            return int(plan[-1])
-        return self._gather_host_rows(source, rows, batch)
-
-    def _gather_host_rows(self, source, rows, batch):
-        """Copy rows ``rows`` of a host data set into the device ``batch`` buffers.
-
-        The rows are gathered on the host (the CPU backend's kernel) into a
-        pinned staging slot and copied to the slot's device buffers on the copy
-        stream; the compute stream waits for that copy only, then moves the batch
-        into place. Two slots alternate, so gathering and copying batch s + 1
-        overlaps the kernels still running for batch s. Returns the nnz.
-        """
-        if not isinstance(source, HostCSRSource):
-            raise TypeError("the CUDA backend loads batches from backend.batch_source(matrix); "
-                            f"got {type(source).__name__}")
-        rows = np.ascontiguousarray(rows, dtype=np.int64)
+    def load_batch(self, rows, row_ids, inputs, input_batch, targets=None, target_batch=None,
+                   denoising=None, transposed=None):
+        """The base's batch, prepared on the host by the CPU's kernels in host
+        mirrors of the blocks (gathered, denoised, transposed), then copied
+        into the device blocks: copies the stream orders before the step's
+        kernels, with no launch and no wait. The host also learns the counts
+        the step is sized by (non-zeros, features present)."""
         b = rows.shape[0]
-        slot = source.next_slot(batch)
-        h_indptr, h_indices, h_data = slot.host
-        d_indptr, d_indices, d_data = slot.device
-        slot.copied.synchronize()  # the slot's pinned buffers are free
-        nnz = host_kernels.gather_rows(source.indptr, source.indices, source.data, rows,
-                                       h_indptr, h_indices, h_data)
-        slot.consumed.wait(self.copy_stream)  # ... and its device buffers
-        d_indptr[: b + 1].copy_to_device(h_indptr[: b + 1], stream=self.copy_stream)
-        if nnz:
-            d_indices[:nnz].copy_to_device(h_indices[:nnz], stream=self.copy_stream)
-            d_data[:nnz].copy_to_device(h_data[:nnz], stream=self.copy_stream)
-        slot.copied.record(self.copy_stream)
-        slot.copied.wait(self.stream)
-        batch.indptr[: b + 1].copy_to_device(d_indptr[: b + 1], stream=self.stream)
-        if nnz:
-            batch.indices[:nnz].copy_to_device(d_indices[:nnz], stream=self.stream)
-            batch.data[:nnz].copy_to_device(d_data[:nnz], stream=self.stream)
-        slot.consumed.record(self.stream)
+        host_inputs = self._mirror(input_batch)
+        host_targets = None if targets is None else self._mirror(target_batch)
+        host_transposed = None if transposed is None else self._mirror(transposed)
+        n_present = self._host.load_batch(rows, self._mirror(row_ids), inputs, host_inputs,
+                                          targets, host_targets, denoising, host_transposed)
+        self.upload(row_ids, rows)
+        nnz = self._upload_csr(input_batch, host_inputs, b)
+        if targets is not None:
+            self._upload_csr(target_batch, host_targets, b)
+        if transposed is not None:
+            self.upload(transposed.features, host_transposed.features[:n_present])
+            self.upload(transposed.indptr, host_transposed.indptr[: n_present + 1])
+            self.upload(transposed.rows, host_transposed.rows[:nnz])
+            self.upload(transposed.data, host_transposed.data[:nnz])
+        return n_present
+
+    def _upload_csr(self, block, host, b):
+        nnz = int(host.indptr[b])
+        self.upload(block.indptr, host.indptr[: b + 1])
+        self.upload(block.indices, host.indices[:nnz])
+        self.upload(block.data, host.data[:nnz])
         return nnz
 
-    def denoise(self, batch, row_ids, n_features, key, p, feature_offset=0):
-        sparse.denoise(batch.indptr, batch.indices, batch.data, row_ids, n_features, key, p,
-                       self.scratch, self.stream, feature_offset)
+    def host_mirror(self, batch):
+        return self._mirrors[id(batch)][1]
 
-    def transpose_batch(self, batch, transposed):
-        return sparse.transpose_batch(
-            batch.indptr, batch.indices, batch.data, transposed.slot, transposed.features,
-            transposed.indptr, transposed.rows, transposed.data, self.scratch, self.stream,
-        )
+    def _mirror(self, device):
+        """Host arrays shaped as ``device`` (an array, or a block of arrays,
+        whose host arrays are their own mirrors), made once and kept."""
+        if isinstance(device, np.ndarray):
+            return device
+        entry = self._mirrors.get(id(device))
+        if entry is None or entry[0] is not device:
+            if _is_device_array(device):
+                host = np.zeros(device.shape, device.dtype)
+            else:
+                host = type(device)(*(self._mirror(getattr(device, f.name))
+                                      for f in dataclasses.fields(device)))
+            entry = self._mirrors[id(device)] = (device, host)
+        return entry[1]
 
     # -- forward ------------------------------------------------------------------
     def fill_rows(self, out, bias):
@@ -392,9 +318,15 @@ class CUDABackend(Backend):
 
     # -- sampled output layer -------------------------------------------------------
     def touched_rows(self, targets, neg_ids, slot, rows, neg_slot, g_indptr, g_entries):
-        return sampled.touched_rows(targets.indptr, targets.indices, neg_ids, slot, rows,
-                                    neg_slot, g_indptr, g_entries,
-                                    self.scratch("touched_counts", 2, np.int64), self.stream)
+        """The CPU's, on the host's arrays (the lists are then uploaded): the
+        host learns the counts without asking the GPU."""
+        lists = (rows, neg_slot, g_indptr, g_entries)
+        host = [self._mirror(a) for a in lists]
+        n_rows, n_pos = self._host.touched_rows(targets, neg_ids, slot, *host)
+        nnz = int(targets.indptr[-1])
+        for dst, src, n in zip(lists, host, (n_rows, neg_ids.shape[0], n_pos + 1, nnz)):
+            self.upload(dst, src[:n])
+        return n_rows, n_pos
 
     def gather_rows_dense(self, source, ids, out):
         sampled.gather_rows_dense(source, ids, out, self.stream)
@@ -483,4 +415,4 @@ class CUDABackend(Backend):
             out_scores[...] = self.to_host(d_scores)
 
 
-__all__ = ["CUDABackend", "HostCSRSource"]
+__all__ = ["CUDABackend"]

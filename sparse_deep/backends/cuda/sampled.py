@@ -2,9 +2,8 @@
 
 Each output is computed by one thread in a fixed order, as on the CPU, so
 results repeat exactly; no float atomics. The grouping of the batch's target
-entries by item (``touched_rows``) is one thread's serial walk over the
-batch's entries (a few thousand): simple and exact, and the place to
-parallelise first if it shows in a profile.
+entries by item (``touched_rows``) is done on the host, where the batch is
+prepared, so that the host knows how many rows each kernel covers.
 """
 
 import math
@@ -24,57 +23,6 @@ def _norm(sum_of_squares):
     CUDA target fails on two-argument max, numba issue #10753)."""
     norm = math.sqrt(sum_of_squares)
     return norm if norm > NORM_FLOOR else NORM_FLOOR
-
-
-@cuda.jit
-def _touched_rows(t_indptr, n_rows, t_indices, neg_ids, slot, rows, neg_slot, g_indptr,
-                  g_entries, counts):
-    if cuda.grid(1) != 0:
-        return
-    nnz = t_indptr[n_rows]
-    n = 0
-    for e in range(nnz):
-        item = t_indices[e]
-        if slot[item] < 0:
-            slot[item] = n
-            rows[n] = item
-            g_indptr[n + 1] = 0
-            n += 1
-        g_indptr[slot[item] + 1] += 1
-    n_pos = n
-    g_indptr[0] = 0
-    for u in range(n_pos):
-        g_indptr[u + 1] += g_indptr[u]
-    for e in range(nnz):  # fill each item's entries in entry order (slot as cursor)
-        u = slot[t_indices[e]]
-        g_entries[g_indptr[u]] = e
-        g_indptr[u] += 1
-    for u in range(n_pos - 1, 0, -1):  # the cursors moved each start to the next's
-        g_indptr[u] = g_indptr[u - 1]
-    if n_pos > 0:
-        g_indptr[0] = 0
-    for j in range(neg_ids.shape[0]):
-        item = neg_ids[j]
-        if slot[item] < 0:
-            slot[item] = n
-            rows[n] = item
-            n += 1
-        neg_slot[j] = slot[item]
-    for u in range(n):
-        slot[rows[u]] = -1
-    counts[0] = n
-    counts[1] = n_pos
-
-
-def touched_rows(t_indptr, t_indices, neg_ids, slot, rows, neg_slot, g_indptr, g_entries,
-                 counts, stream):
-    """As the CPU kernel; ``counts`` (2 int64 on the device) receives
-    ``(n_rows, n_pos)``, which are returned (one small copy to the host)."""
-    _touched_rows[1, 1, stream](t_indptr, t_indptr.shape[0] - 1, t_indices, neg_ids, slot, rows,
-                                neg_slot, g_indptr, g_entries, counts)
-    host = counts.copy_to_host(stream=stream)
-    stream.synchronize()
-    return int(host[0]), int(host[1])
 
 
 @cuda.jit
