@@ -674,7 +674,7 @@ def train_steps(backend, sparse_input_update, n_steps=2):
     runner = Runner(model, backend, 4, 30, 30, seed=5, optimizer=state,
                     sparse_input_update=sparse_input_update)
     xs, ts = backend.batch_source(x), backend.batch_source(t)
-    losses = [runner.train_step(xs, ts, rows, step, state)
+    losses = [step_loss(runner, xs, ts, rows, step, state)
               for step, rows in enumerate([np.array([6, 0, 3, 2]), np.array([1, 5, 4])][:n_steps],
                                           start=1)]
     runner.sync_to_model()
@@ -699,6 +699,12 @@ def test_training_steps_match_the_cpu(bk, sparse_input_update):
         np.testing.assert_allclose(a1, b1, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(a2, b2, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(gpu[3], cpu[3], rtol=1e-9, atol=1e-12)
+
+
+def step_loss(runner, inputs, targets, rows, step, optimizer):
+    """One training step; its data error and sparseness penalty per row."""
+    penalty = runner.train_step(inputs, targets, rows, step, optimizer)
+    return runner.batch_error(runner.row_error[:len(rows)]) / len(rows) + penalty
 
 
 def sampled_network(error, scoring):
@@ -728,7 +734,7 @@ def train_sampled_steps(backend, error, scoring):
     runner = Runner(model, backend, 4, 40, 40, seed=5, optimizer=state)
     runner.sampled.prepare(NegativeSampler(model.output.sampling, item_counts(t)))
     xs, ts = backend.batch_source(x), backend.batch_source(t)
-    losses = [runner.train_step(xs, ts, rows, step, state)
+    losses = [step_loss(runner, xs, ts, rows, step, state)
               for step, rows in enumerate([np.array([6, 0, 3, 2]), np.array([1, 5, 4])],
                                           start=1)]
     runner.sync_to_model()
@@ -750,6 +756,27 @@ def test_sampled_training_steps_match_the_cpu(bk, error, scoring):
                     cpu[0].weights + list(cpu[0].biases.values())):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(gpu[2], cpu[2], rtol=1e-9, atol=1e-12)
+
+
+FUSED_SAMPLED_OPERATIONS = ("unit_operands", "sampled_rows", "positive_deltas_into_hidden",
+                            "compact_unit_gradient")
+
+
+@pytest.mark.parametrize("error,scoring", [("SampledSoftmax", "Cosine"), ("SampledSoftmax", "Dot"),
+                                           ("CosineContrastive", "Cosine")])
+def test_fused_sampled_kernels_give_their_compositions_bits(bk, error, scoring, monkeypatch):
+    """Each fused launch of the sampled step computes what the base class's
+    composition of the separate kernels computes, in the same order."""
+    from sparse_deep.backends.base import Backend
+
+    fused = train_sampled_steps(bk, error, scoring)
+    for name in FUSED_SAMPLED_OPERATIONS:
+        monkeypatch.setattr(type(bk), name, getattr(Backend, name))
+    composed = train_sampled_steps(bk, error, scoring)
+    assert fused[1] == composed[1]
+    for a, b in zip(fused[0].weights + list(fused[0].biases.values()),
+                    composed[0].weights + list(composed[0].biases.values())):
+        assert np.array_equal(a, b)
 
 
 def test_same_seed_gives_the_same_weights_run_after_run(bk):

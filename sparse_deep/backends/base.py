@@ -14,6 +14,8 @@ loaded into its buffers.
 
 import math
 
+from ..core.codes import SAMPLED_SOFTMAX
+
 
 class Backend:
     """Interface of a compute backend. See :class:`~sparse_deep.backends.cpu.CPUBackend`."""
@@ -282,6 +284,54 @@ class Backend:
 
     def project_hidden(self, dh_unit, h_unit, norms, dh, accumulate):
         raise NotImplementedError
+
+    # The sampled step's fused operations: what a backend that pays for each
+    # launch (a GPU) runs as one kernel; compositions of the operations above
+    # otherwise, which give the same numbers.
+    def unit_operands(self, h, h_unit, h_norms, source, ids, out, norms):
+        """Cosine scoring's operands: ``h``'s rows as unit vectors (:meth:`normalize_rows`)
+        and the rows ``ids`` of ``source`` (:meth:`gather_unit_rows`)."""
+        self.gather_unit_rows(source, ids, out, norms)
+        self.normalize_rows(h, h_unit, h_norms)
+
+    def sampled_rows(self, err, h, targets, weights, bias, cosine, z_pos, z_neg, corrections,
+                     inv_tau, margin, neg_scale, row_scale, stats, anchors, d_pos, d_neg,
+                     row_error, pulls):
+        """One process's whole sampled loss, row by row: the targets' scores
+        (:meth:`positive_scores`), the negatives' log-sum-exp anchors
+        (sampled softmax), the positive and the negative pass."""
+        self.positive_scores(h, targets, weights, bias, cosine, z_pos)
+        if err == SAMPLED_SOFTMAX:
+            self.negative_logsumexp(z_neg, corrections, inv_tau, stats, anchors)
+        self.positive_pass(err, z_pos, targets, anchors, inv_tau, row_scale, d_pos, row_error,
+                           pulls)
+        self.negative_pass(err, z_neg, corrections, anchors, pulls, inv_tau, margin, neg_scale,
+                           row_scale, d_neg, row_error)
+
+    def into_hidden(self, dh, cosine, h_unit, h_norms, target, accumulate):
+        """``target (+)= dE/dh`` from ``dh`` (dE/d(h/|h|) with cosine scores,
+        :meth:`project_hidden`)."""
+        if cosine:
+            self.project_hidden(dh, h_unit, h_norms, target, accumulate)
+        elif accumulate:
+            self.add(target, dh)
+        else:
+            self.copy(target, dh)
+
+    def positive_deltas_into_hidden(self, d_pos, targets, weights, cosine, dh, h_unit, h_norms,
+                                    target, accumulate):
+        """:meth:`add_positive_deltas` to ``dh``, then :meth:`into_hidden`."""
+        self.add_positive_deltas(d_pos, targets, weights, cosine, dh)
+        self.into_hidden(dh, cosine, h_unit, h_norms, target, accumulate)
+
+    def compact_unit_gradient(self, d_pos, targets, g_indptr, g_entries, n_pos, h, d_negatives,
+                              neg_ids, neg_slot, weights, rows, grad):
+        """Cosine scoring's gradient of the touched rows ``rows`` of
+        ``weights``: :meth:`compact_gradient` then :meth:`project_out_radial`
+        (``neg_ids``, sorted, are the negatives' rows)."""
+        self.compact_gradient(d_pos, targets, g_indptr, g_entries, n_pos, h, d_negatives,
+                              neg_slot, grad)
+        self.project_out_radial(grad, weights, rows)
 
     # Inference ---------------------------------------------------------------
     def topk(self, scores, k, exclude_indptr, exclude_indices, out_ids, out_scores):

@@ -129,55 +129,57 @@ class SampledOutput:
         self._losses(b, targets, row_error, row_weights)
 
     def _scores(self, b, targets):
-        """The negatives' scores (one GEMM against their gathered rows) and the
-        targets' (one dot product per entry); with cosine scoring, of unit
-        vectors."""
+        """The negatives' scores: one GEMM against their gathered rows (with
+        cosine scoring, of unit vectors). The targets' come with the losses."""
         runner, bk, buf = self.runner, self.runner.backend, self.buffers
         m = self.n_local
         h = runner.out[self.source][:b]
         weights = runner.weights[self.weight_index]
-        bias = runner.biases[self.layer.index]
         neg_ids, w_neg = buf["neg_ids"][:m], buf["w_neg"][:m]
         if self.cosine:
-            bk.gather_unit_rows(weights, neg_ids, w_neg, buf["w_neg_norms"][:m])
             h_unit = buf["h_unit"][:b]
-            bk.normalize_rows(h, h_unit, buf["h_norms"][:b])
+            bk.unit_operands(h, h_unit, buf["h_norms"][:b], weights, neg_ids, w_neg,
+                             buf["w_neg_norms"][:m])
             h = h_unit
         else:
             bk.gather_rows_dense(weights, neg_ids, w_neg)
         z_neg = buf["z_neg"][:b, :m]
         bk.gemm(h, w_neg, z_neg, trans_b=True)
         if not self.cosine:
-            bk.add_row_bias(z_neg, bias, neg_ids)
-        bk.positive_scores(h, targets, weights, bias, self.cosine, buf["z_pos"])
+            bk.add_row_bias(z_neg, runner.biases[self.layer.index], neg_ids)
 
     def _losses(self, b, targets, row_error, row_weights):
-        """Each row's error and the gradients of the scores (``d_pos``, ``d_neg``)."""
+        """The targets' scores, each row's error and the gradients of the
+        scores (``d_pos``, ``d_neg``)."""
         runner, bk, buf = self.runner, self.runner.backend, self.buffers
         m = self.n_local
+        h = buf["h_unit"][:b] if self.cosine else runner.out[self.source][:b]
+        weights, bias = runner.weights[self.weight_index], runner.biases[self.layer.index]
         z_pos, z_neg, d_neg = buf["z_pos"], buf["z_neg"][:b, :m], buf["d_neg"][:b, :m]
         corrections, anchors = buf["corrections"][:m], buf["anchors"][:b]
+        stats, pulls = buf["stats"][:b], buf["pulls"][:b]
         scale = np.full(b, 1.0 / b) if row_weights is None else np.asarray(row_weights) / b
         row_scale = buf["row_scale"][:b]
         bk.upload(row_scale, scale)
+        if not runner.sharded and self.error != BPR:  # one pass over the rows
+            bk.sampled_rows(self.error, h, targets, weights, bias, self.cosine, z_pos, z_neg,
+                            corrections, self.inv_tau, self.margin, self.neg_scale, row_scale,
+                            stats, anchors, buf["d_pos"], d_neg, row_error, pulls)
+            return
+        bk.positive_scores(h, targets, weights, bias, self.cosine, z_pos)
         if self.error == BPR:
             bk.bpr_pass(z_pos, targets, z_neg, self.inv_tau, self.neg_scale, row_scale,
                         buf["d_pos"], d_neg, row_error)
-        else:
-            if self.error == SAMPLED_SOFTMAX:
-                stats = buf["stats"][:b]
-                if runner.sharded:  # the ranks' shares combine on the host
-                    bk.negative_logsumexp(z_neg, corrections, self.inv_tau, stats)
-                    bk.upload(anchors, runner.combine_logsumexp(bk.to_host(stats)))
-                else:  # no copy to the host, no wait
-                    bk.negative_logsumexp(z_neg, corrections, self.inv_tau, stats, anchors)
-            pulls = buf["pulls"][:b]
-            bk.positive_pass(self.error, z_pos, targets, anchors, self.inv_tau, row_scale,
-                             buf["d_pos"], row_error, pulls)
-            if runner.sharded:  # every rank's targets pull on every negative
-                bk.upload(pulls, runner.sum_rows_over_ranks(bk.to_host(pulls)))
-            bk.negative_pass(self.error, z_neg, corrections, anchors, pulls, self.inv_tau,
-                             self.margin, self.neg_scale, row_scale, d_neg, row_error)
+            return
+        if self.error == SAMPLED_SOFTMAX:  # the ranks' shares combine on the host
+            bk.negative_logsumexp(z_neg, corrections, self.inv_tau, stats)
+            bk.upload(anchors, runner.combine_logsumexp(bk.to_host(stats)))
+        bk.positive_pass(self.error, z_pos, targets, anchors, self.inv_tau, row_scale,
+                         buf["d_pos"], row_error, pulls)
+        # every rank's targets pull on every negative
+        bk.upload(pulls, runner.sum_rows_over_ranks(bk.to_host(pulls)))
+        bk.negative_pass(self.error, z_neg, corrections, anchors, pulls, self.inv_tau,
+                         self.margin, self.neg_scale, row_scale, d_neg, row_error)
 
     def backward(self, b, targets, accumulate):
         """Gradients of the touched weight rows (and biases), and the delta
@@ -186,31 +188,32 @@ class SampledOutput:
         m = self.n_local
         weights = runner.weights[self.weight_index]
         h = buf["h_unit"][:b] if self.cosine else runner.out[self.source][:b]
-        d_neg, w_neg = buf["d_neg"][:b, :m], buf["w_neg"][:m]
+        h_norms = buf["h_norms"][:b] if self.cosine else None
+        d_neg, w_neg, d_pos = buf["d_neg"][:b, :m], buf["w_neg"][:m], buf["d_pos"]
         # dE/dh (of h/|h| with cosine scores), summed over the processes' items
         dh = buf["dh"][:b]
         bk.gemm(d_neg, w_neg, dh)
-        bk.add_positive_deltas(buf["d_pos"], targets, weights, self.cosine, dh)
-        dh = runner.sum_over_ranks(dh)
         target = runner.delta[self.source][:b]
-        if self.cosine:
-            bk.project_hidden(dh, h, buf["h_norms"][:b], target, accumulate)
-        elif accumulate:
-            bk.add(target, dh)
+        if runner.sharded:
+            bk.add_positive_deltas(d_pos, targets, weights, self.cosine, dh)
+            bk.into_hidden(runner.sum_over_ranks(dh), self.cosine, h, h_norms, target,
+                           accumulate)
         else:
-            bk.copy(target, dh)
+            bk.positive_deltas_into_hidden(d_pos, targets, weights, self.cosine, dh, h, h_norms,
+                                           target, accumulate)
         # the rows of the weight (and bias) that the step touched (see _draw)
         d_w_neg = buf["d_w_neg"][:m]
         bk.gemm(d_neg, h, d_w_neg, trans_a=True)
-        grad = buf["grad"][:self.n_touched]
-        bk.compact_gradient(buf["d_pos"], targets, buf["g_indptr"], buf["g_entries"],
-                            self.n_pos, h, d_w_neg, buf["neg_slot"][:m], grad)
+        grad, neg_slot = buf["grad"][:self.n_touched], buf["neg_slot"][:m]
         if self.cosine:
-            bk.project_out_radial(grad, weights, buf["rows"][:self.n_touched])
-        else:
-            bk.compact_bias_gradient(buf["d_pos"], buf["g_indptr"], buf["g_entries"],
-                                     self.n_pos, d_neg, buf["neg_slot"][:m],
-                                     buf["bias_grad"][:self.n_touched])
+            bk.compact_unit_gradient(d_pos, targets, buf["g_indptr"], buf["g_entries"],
+                                     self.n_pos, h, d_w_neg, buf["neg_ids"][:m], neg_slot,
+                                     weights, buf["rows"][:self.n_touched], grad)
+            return
+        bk.compact_gradient(d_pos, targets, buf["g_indptr"], buf["g_entries"], self.n_pos, h,
+                            d_w_neg, neg_slot, grad)
+        bk.compact_bias_gradient(d_pos, buf["g_indptr"], buf["g_entries"], self.n_pos, d_neg,
+                                 neg_slot, buf["bias_grad"][:self.n_touched])
 
     def update(self, state, bias_state, code, weight_hyper, bias_hyper):
         """One optimizer step of the touched rows of the weight (and bias)."""

@@ -374,8 +374,29 @@ class CUDABackend(Backend):
                          self.stream)
 
     def add_positive_deltas(self, d_pos, targets, weights, cosine, dh):
-        sampled.add_positive_deltas(d_pos, targets.indptr, targets.indices, weights,
-                                    bool(cosine), dh, self.stream)
+        sampled.positive_deltas(d_pos, targets.indptr, targets.indices, weights, bool(cosine),
+                                dh, self._entry_norms(targets), self.stream)
+
+    def positive_deltas_into_hidden(self, d_pos, targets, weights, cosine, dh, h_unit, h_norms,
+                                    target, accumulate):
+        cosine = bool(cosine)
+        if not cosine:  # the kernel reads h_unit and h_norms only with cosine scores
+            h_unit, h_norms = dh, self.scratch("no_norms", 1, dh.dtype)
+        into = (h_unit, h_norms, target)
+        sampled.positive_deltas(d_pos, targets.indptr, targets.indices, weights, cosine, dh,
+                                self._entry_norms(targets), self.stream, into, bool(accumulate))
+
+    def _entry_norms(self, targets):
+        return self.scratch("target_norms", targets.indices.shape[0], np.float64)
+
+    def project_hidden(self, dh_unit, h_unit, norms, dh, accumulate):
+        sampled.into_hidden(dh_unit, True, h_unit, norms, dh, bool(accumulate), self.stream)
+
+    def into_hidden(self, dh, cosine, h_unit, h_norms, target, accumulate):
+        if not cosine:  # the kernel reads h_unit and h_norms only with cosine scores
+            h_unit, h_norms = dh, self.scratch("no_norms", 1, dh.dtype)
+        sampled.into_hidden(dh, bool(cosine), h_unit, h_norms, target, bool(accumulate),
+                            self.stream)
 
     def compact_gradient(self, d_pos, targets, g_indptr, g_entries, n_pos, h, d_negatives,
                          neg_slot, grad):
@@ -390,8 +411,21 @@ class CUDABackend(Backend):
     def project_out_radial(self, grad, vectors, ids):
         sampled.project_out_radial(grad, vectors, ids, self.stream)
 
-    def project_hidden(self, dh_unit, h_unit, norms, dh, accumulate):
-        sampled.project_hidden(dh_unit, h_unit, norms, dh, bool(accumulate), self.stream)
+    def unit_operands(self, h, h_unit, h_norms, source, ids, out, norms):
+        sampled.unit_operands(h, h_unit, h_norms, source, ids, out, norms, self.stream)
+
+    def sampled_rows(self, err, h, targets, weights, bias, cosine, z_pos, z_neg, corrections,
+                     inv_tau, margin, neg_scale, row_scale, stats, anchors, d_pos, d_neg,
+                     row_error, pulls):
+        sampled.sampled_rows(err, h, targets.indptr, targets.indices, targets.data, weights,
+                             bias, bool(cosine), z_pos, z_neg, corrections, float(inv_tau),
+                             float(margin), float(neg_scale), row_scale, stats, anchors, d_pos,
+                             d_neg, row_error, pulls, self.stream)
+
+    def compact_unit_gradient(self, d_pos, targets, g_indptr, g_entries, n_pos, h, d_negatives,
+                              neg_ids, neg_slot, weights, rows, grad):
+        sampled.compact_unit_gradient(d_pos, targets.indptr, g_indptr, g_entries, n_pos, h,
+                                      d_negatives, neg_ids, weights, rows, grad, self.stream)
 
     # -- inference ----------------------------------------------------------------
     def topk(self, scores, k, exclude_indptr, exclude_indices, out_ids, out_scores):
