@@ -57,7 +57,8 @@ def main():
         (sparse._sparse_matmul_add, (i64v, i32v, v, m2, m2)),
         (sparse._sparse_weight_gradient, (i64v, i32v, v, i64, m2, f32, m2)),
         (sparse._scatter_rows, (m2, i64v, m2)), (sparse._zero_rows, (m2, i64v)),
-        *((optim._kernel(code), (m2, m2, i64v, i64, m2, m2) + (f64,) * 15)
+        *((optim._kernel(code), tuple(types.UniTuple(t, optim.GROUPS) for t in (
+            m2, m2, i64v, i64, m2, m2, types.UniTuple(f64, 15))))
           for code in range(len(OPTIMIZERS))),
         (optim._cap_column_norms, (m2, f64)),
         (topk._make_topk(32, 256), (m2, arr(types.uint32, 2), i64, i64v, i32v, arr(i64, 2), m2)),

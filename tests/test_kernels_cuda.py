@@ -80,8 +80,9 @@ def small_launches(monkeypatch):
     """Tiny blocks and grids, so that tiny inputs span several of them."""
     from sparse_deep.backends.cuda import launch
 
-    for name, value in dict(THREADS=4, MAX_BLOCKS=3, ROW_THREADS=4, SCAN_THREADS=4,
-                            GEMM_THREADS=2, GEMM_WORK=2, GEMM_TILE_K=2).items():
+    for name, value in dict(THREADS=4, MAX_BLOCKS=3, ROW_THREADS=4,
+                            GEMM_THREADS=2, GEMM_WORK=2, GEMM_TILE_K=2,
+                            GEMM_SPLIT_MIN_K=2).items():
         monkeypatch.setattr(launch, name, value)
 
 
@@ -556,6 +557,47 @@ def test_update_rows_every_optimizer(bk, name):
         for got, cpu, ref in zip(d, (param, s1, s2), want):
             np.testing.assert_allclose(bk.to_host(got), ref, rtol=1e-12, atol=1e-14)
             np.testing.assert_allclose(bk.to_host(got), cpu, rtol=1e-12, atol=1e-14)
+
+
+def test_update_params_steps_every_parameter_as_update_rows_does(bk, monkeypatch):
+    """A step's parameters go GROUPS to a launch (arrays of another dtype in
+    a launch of their own), each with its own rows and hyper-parameters, and
+    end bit for bit where one update_rows call each leaves them."""
+    from numba.cuda.simulator.kernel import FakeCUDAKernel
+    from sparse_deep.backends.base import ParameterStep
+    from sparse_deep.backends.cuda import optim
+
+    rng = np.random.default_rng(7)
+    code = REGISTERED_OPTIMIZERS["adam"].code
+    shapes = [(7, 5), (1, 3), (6, 2), (4, 4), (1, 5), (3, 3)]
+    dtypes = [np.float64] * 5 + [np.float32]
+
+    def arrays():
+        rng = np.random.default_rng(7)
+        out = []
+        for i, (shape, dtype) in enumerate(zip(shapes, dtypes)):
+            param = random_param(rng, shape, dtype)
+            s1, s2 = make_states("adam", shape, dtype)
+            n_rows = int(rng.integers(1, shape[0] + 1))
+            rows = rng.permutation(shape[0]).astype(np.int64)
+            grad = rng.normal(0, 1, shape).astype(dtype)
+            out.append(ParameterStep(*(dev(bk, a) for a in (param, grad, rows)), n_rows,
+                                     dev(bk, s1), dev(bk, s2), pack_hyper(2, l2=0.01 * i)))
+        return out
+
+    together, one_by_one = arrays(), arrays()
+    launches = []
+    call = FakeCUDAKernel.__call__
+    monkeypatch.setattr(FakeCUDAKernel, "__call__",
+                        lambda self, *a, **k: launches.append(self._device) or call(self, *a, **k))
+    bk.update_params(together, code)
+    assert launches.count(False) == -(-5 // optim.GROUPS) + 1  # (not device functions)
+    for s in one_by_one:
+        bk.update_rows(s.param, s.grad, s.rows, s.n_rows, s.state1, s.state2, code, s.hyper)
+    for a, b in zip(together, one_by_one):
+        for x, y in ((a.param, b.param), (a.state1, b.state1), (a.state2, b.state2)):
+            assert np.array_equal(bk.to_host(x), bk.to_host(y))
+    assert not np.array_equal(bk.to_host(together[0].param), arrays()[0].param)
 
 
 def test_update_all_rows_matches_the_cpu(bk):

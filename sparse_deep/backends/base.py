@@ -13,8 +13,22 @@ loaded into its buffers.
 """
 
 import math
+from typing import Any, NamedTuple
 
 from ..core.codes import SAMPLED_SOFTMAX
+
+
+class ParameterStep(NamedTuple):
+    """One parameter's optimizer step: rows ``rows[:n_rows]`` of ``param``
+    take the gradients ``grad[:n_rows]`` (see :meth:`Backend.update_rows`)."""
+
+    param: Any
+    grad: Any
+    rows: Any
+    n_rows: int
+    state1: Any
+    state2: Any
+    hyper: Any
 
 
 class Backend:
@@ -174,6 +188,14 @@ class Backend:
     # Update ------------------------------------------------------------------
     def update_rows(self, param, grad, rows, n_rows, state1, state2, code, hyper):
         raise NotImplementedError
+
+    def update_params(self, steps, code):
+        """Every :class:`ParameterStep` of ``steps`` (distinct parameters),
+        with the optimizer ``code``: :meth:`update_rows` each, unless a backend
+        launches them together."""
+        for s in steps:
+            self.update_rows(s.param, s.grad, s.rows, s.n_rows, s.state1, s.state2, code,
+                             s.hyper)
 
     def all_rows_scratch(self, shape, dtype):
         """Scratch that :meth:`update_all_rows` needs for a parameter of

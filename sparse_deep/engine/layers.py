@@ -17,6 +17,7 @@ then carries out with it.
 
 import numpy as np
 
+from ..backends.base import ParameterStep
 from ..core.codes import LINEAR
 from ..network.registry import LAYER_TYPES
 
@@ -68,11 +69,13 @@ class Layer:
                               accumulate=self.index in written, into_hidden_from=into.plan)
         written.add(self.index)
 
-    def update_connection(self, runner, w, s1, s2, code, hyper):
-        """One optimizer step on weight ``w`` (from this layer), every row."""
+    def connection_steps(self, runner, w, s1, s2, code, hyper):
+        """The optimizer steps of weight ``w`` (from this layer): every row.
+        Returns the :class:`~sparse_deep.backends.base.ParameterStep` list the
+        runner applies with the other parameters'."""
         weights, n = runner.weights[w], runner.weights[w].shape[0]
-        runner.backend.update_rows(weights, runner.weight_grads[w], runner._rows(n), n, s1, s2,
-                                   code, hyper)
+        return [ParameterStep(weights, runner.weight_grads[w], runner._rows(n), n, s1, s2,
+                              hyper)]
 
 
 class InputLayer(Layer):
@@ -90,17 +93,18 @@ class InputLayer(Layer):
         bk.sparse_weight_gradient(runner.transposed, runner.n_present, delta,
                                   runner.weight_grads[w])
 
-    def update_connection(self, runner, w, s1, s2, code, hyper):
+    def connection_steps(self, runner, w, s1, s2, code, hyper):
         """Every row steps, those of features absent from the batch with a zero
-        gradient; with ``sparse_input_update`` only the present rows step."""
+        gradient (applied here, at once); with ``sparse_input_update`` only
+        the present rows step."""
         bk, weights, grad = runner.backend, runner.weights[w], runner.weight_grads[w]
         features, n_present = runner.transposed.features, runner.n_present
         if w in runner.all_rows_scratch:
             bk.update_all_rows(weights, grad, features, n_present,
                                runner._rows(weights.shape[0]), runner.all_rows_scratch[w], s1,
                                s2, code, hyper)
-        else:
-            bk.update_rows(weights, grad, features, n_present, s1, s2, code, hyper)
+            return []
+        return [ParameterStep(weights, grad, features, n_present, s1, s2, hyper)]
 
 
 class DenseLayer(Layer):

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..core.blocks import CSRBlock, TransposedBlock
 from ..core.codes import LINEAR, OUTPUT_HYPER, pack
+from ..backends.base import ParameterStep
 from ..core.rng import stream_key_host
 from .layers import make_layer
 from .sampled import SampledOutput
@@ -264,7 +265,7 @@ class Runner:
             if model.layers[s].is_input and not self.sparse_input_update
         }
         # The row lists the updates read (0..n-1 for each weight updated whole,
-        # as the layers' update_connection does, and for a bias), made now so
+        # as the layers' connection_steps do, and for a bias), made now so
         # that runner_bytes counts them.
         self._all_rows = {}
         for i, (w, grad, (s, _)) in enumerate(zip(model.weights, self.weight_grads, model.links)):
@@ -447,25 +448,25 @@ class Runner:
         bias_hyper = optimizer.hyper(step, l2=0.0, l1=0.0, epoch=epoch)
         n_weights = len(self.weights)
         bias_slot = {t: n_weights + j for j, t in enumerate(self.biases)}
-        for i, (w, (source, target)) in enumerate(zip(self.weights, self.model.links)):
+        steps = []
+        for i, (source, target) in enumerate(self.model.links):
             s1, s2 = states[i]
-            grad = self.weight_grads[i]
-            if grad is None:  # the sampled output layer: its touched rows only
-                self.sampled.update(states[i], states[bias_slot[target]], code, weight_hyper,
-                                    bias_hyper)
-                continue
-            self.layers[source].update_connection(self, i, s1, s2, code, weight_hyper)
-            norm = self.model.layers[target].weight_norm
-            if norm > 0:
-                bk.cap_column_norms(w, norm)
+            if self.weight_grads[i] is None:  # the sampled output layer: its touched rows
+                steps += self.sampled.steps(states[i], states[bias_slot[target]], weight_hyper,
+                                            bias_hyper)
+            else:
+                steps += self.layers[source].connection_steps(self, i, s1, s2, code,
+                                                              weight_hyper)
         for t, bias in self.biases.items():
-            if t not in self.bias_grads:
-                continue  # updated with the sampled output layer's rows
-            s1, s2 = states[bias_slot[t]]
-            bk.update_rows(
-                bias.reshape(1, -1), self.bias_grads[t].reshape(1, -1), self._rows(1), 1,
-                s1, s2, code, bias_hyper,
-            )
+            if t in self.bias_grads:  # (else stepped with the sampled output layer's rows)
+                s1, s2 = states[bias_slot[t]]
+                steps.append(ParameterStep(bias.reshape(1, -1), self.bias_grads[t].reshape(1, -1),
+                                           self._rows(1), 1, s1, s2, bias_hyper))
+        bk.update_params(steps, code)
+        for w, grad, (_, target) in zip(self.weights, self.weight_grads, self.model.links):
+            norm = self.model.layers[target].weight_norm
+            if norm > 0 and grad is not None:  # (DSSTNE's WeightNorm; not on sampled rows)
+                bk.cap_column_norms(w, norm)
 
     def train_step(self, inputs, targets, rows, step, optimizer, row_weights=None, epoch=0,
                    row_error=None):

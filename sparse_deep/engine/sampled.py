@@ -13,6 +13,7 @@ GEMM, fused output pass and backward GEMMs. docs/engine.md states the maths.
 
 import numpy as np
 
+from ..backends.base import ParameterStep
 from ..core.codes import BPR, COSINE_CONTRASTIVE, SAMPLED_SOFTMAX
 
 
@@ -215,16 +216,17 @@ class SampledOutput:
         bk.compact_bias_gradient(d_pos, buf["g_indptr"], buf["g_entries"], self.n_pos, d_neg,
                                  neg_slot, buf["bias_grad"][:self.n_touched])
 
-    def update(self, state, bias_state, code, weight_hyper, bias_hyper):
-        """One optimizer step of the touched rows of the weight (and bias)."""
-        runner, bk, buf = self.runner, self.runner.backend, self.buffers
+    def steps(self, state, bias_state, weight_hyper, bias_hyper):
+        """The optimizer steps of the touched rows of the weight (and bias)."""
+        runner, buf = self.runner, self.buffers
         n, rows = self.n_touched, buf["rows"]
         weights = runner.weights[self.weight_index]
-        bk.update_rows(weights, buf["grad"], rows, n, state[0], state[1], code, weight_hyper)
-        if self.cosine:
-            return  # cosine scores have no bias
-        bias = runner.biases[self.layer.index]
-        s1, s2 = bias_state
-        bk.update_rows(bias.reshape(-1, 1), buf["bias_grad"].reshape(-1, 1), rows, n,
-                       s1.reshape(-1, 1), s2.reshape(-1, 1), code, bias_hyper)
+        steps = [ParameterStep(weights, buf["grad"], rows, n, state[0], state[1], weight_hyper)]
+        if not self.cosine:  # cosine scores have no bias
+            bias = runner.biases[self.layer.index]
+            s1, s2 = bias_state
+            steps.append(ParameterStep(bias.reshape(-1, 1), buf["bias_grad"].reshape(-1, 1),
+                                       rows, n, s1.reshape(-1, 1), s2.reshape(-1, 1),
+                                       bias_hyper))
+        return steps
 

@@ -18,7 +18,7 @@ import numpy as np
 from numba import cuda
 
 from ...core.codes import OUTPUT_HYPER_SIZE
-from ..base import Backend
+from ..base import Backend, ParameterStep
 from ..cpu import CPUBackend
 from . import dense, memory, optim, sampled, sparse, topk
 from ._device import SIMULATED
@@ -305,7 +305,12 @@ class CUDABackend(Backend):
 
     # -- update -------------------------------------------------------------------
     def update_rows(self, param, grad, rows, n_rows, state1, state2, code, hyper):
-        optim.update_rows(param, grad, rows, n_rows, state1, state2, code, hyper, self.stream)
+        self.update_params([ParameterStep(param, grad, rows, n_rows, state1, state2, hyper)],
+                           code)
+
+    def update_params(self, steps, code):
+        """The parameters' steps in as few launches as their types allow."""
+        optim.update_params(steps, code, self.stream)
 
     def cap_column_norms(self, weights, max_norm):
         optim.cap_column_norms(weights, max_norm, self.stream)

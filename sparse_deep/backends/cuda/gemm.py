@@ -9,7 +9,8 @@ summed over k in increasing order, so results repeat exactly; they may differ
 from a BLAS in the last bits (different summation order, fused multiply-adds).
 
 When C has few tiles and K is long (``delta @ W.T`` through a wide output
-layer: a 128 x 256 C over K = 100,000 items is 8 tiles), K is split into
+layer: a 128 x 256 C over K = 100,000 items is 8 tiles; at least
+GEMM_SPLIT_MIN_K), K is split into
 chunks computed by separate blocks into a scratch array, and a second kernel
 adds the chunks in order: still one fixed order per shape, so still the same
 result on every run.
@@ -132,7 +133,7 @@ def split_k(m, n, k):
     side = launch.GEMM_THREADS * launch.GEMM_WORK
     tiles = -(-m // side) * -(-n // side)
     k_tiles = -(-k // launch.GEMM_TILE_K)
-    if tiles >= launch.GEMM_MIN_BLOCKS or k_tiles < 2:
+    if tiles >= launch.GEMM_MIN_BLOCKS or k < launch.GEMM_SPLIT_MIN_K or k_tiles < 2:
         return 1, k
     wanted = min(-(-launch.GEMM_MIN_BLOCKS // tiles), k_tiles)
     k_chunk = -(-k_tiles // wanted) * launch.GEMM_TILE_K

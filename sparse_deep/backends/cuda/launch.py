@@ -14,8 +14,6 @@ MAX_BLOCKS = 8192
 # A power of two: their reductions halve it. Rows are output layers of
 # thousands to millions of items, so blocks are wide. (Not tuned on a GPU yet.)
 ROW_THREADS = 512
-# Threads of the single-block prefix sum (a power of two).
-SCAN_THREADS = 1024
 # GEMM: a block of GEMM_THREADS x GEMM_THREADS threads, each computing
 # GEMM_WORK x GEMM_WORK outputs, walks K in steps of GEMM_TILE_K.
 GEMM_THREADS = 16
@@ -25,6 +23,12 @@ GEMM_TILE_K = 16
 # gradient passed back through the output layer) splits K across more blocks;
 # their partial products are added in a fixed order by a second kernel.
 GEMM_MIN_BLOCKS = 256
+# ... but only when K is at least this long: below it, a block's whole K takes
+# about as long as numba-cuda's host-side cost of the second launch (about
+# 0.1 ms), so the products of a sampled step (K = the batch, the hidden width,
+# the negatives) run in one launch each, and the output layer's over every item
+# still splits. (Reasoned, not yet timed on a GPU.)
+GEMM_SPLIT_MIN_K = 4096
 
 
 def blocks_for(n, threads=None):

@@ -3,7 +3,8 @@
 Each registered optimizer (:mod:`sparse_deep.core.optimizers`) gets one
 kernel, compiled the first time a fit uses it, with the optimizer's ``step``
 as a device function: the definition the CPU's loops compile too. One thread
-per (row, unit) of the rows being updated.
+per (row, unit) of the rows being updated, of up to GROUPS parameters in one
+launch (a step's weights and biases).
 """
 
 import math
@@ -11,28 +12,42 @@ import math
 from numba import cuda, float64
 
 from ...core.codes import H_L1, H_L2
-from ...core.optimizers import coefficients, get_optimizer
+from ...core.optimizers import coefficients as coefficients_of
+from ...core.optimizers import get_optimizer
 from ...core.registry import with_globals
 from . import launch
 from ._device import regularised_gradient
 
 
-def _update_body(param, grad, rows, n_rows, s1, s2, c0, c1, c2, c3, c4, c5, c6, c7, c8, c9,
-                 c10, c11, c12, c13, c14):
+# Parameters one update launch steps together; a step of more runs several.
+GROUPS = 4
+
+
+def _update_body(params, grads, rows, n_rows, states1, states2, coefficients):
     """The update kernel of the optimizer whose ``step`` and ``n_states``
-    :func:`_kernel` binds as globals. The coefficients come as scalars (an
-    array would be one more copy to the device per call)."""
-    k = (c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14)
-    n = param.shape[1]
-    for idx in range(cuda.grid(1), n_rows * n, cuda.gridsize(1)):
-        r = idx // n
-        j = idx - r * n
-        row = rows[r]
+    :func:`_kernel` binds as globals, over GROUPS parameters at once: thread
+    ``idx`` finds its parameter g, then its (row, unit). Each parameter's
+    coefficients are a tuple of scalars (an array would be one more copy to
+    the device per call)."""
+    total = 0
+    for g in range(GROUPS):
+        total += n_rows[g] * params[g].shape[1]
+    for idx in range(cuda.grid(1), total, cuda.gridsize(1)):
+        g = 0
+        start = 0
+        while idx >= start + n_rows[g] * params[g].shape[1]:
+            start += n_rows[g] * params[g].shape[1]
+            g += 1
+        param, grad, s1, s2, k = params[g], grads[g], states1[g], states2[g], coefficients[g]
+        n = param.shape[1]
+        r = (idx - start) // n
+        j = idx - start - r * n
+        row = rows[g][r]
         w = param[row, j]
-        g = regularised_gradient(grad[r, j], w, k[H_L2], k[H_L1])
+        grad_value = regularised_gradient(grad[r, j], w, k[H_L2], k[H_L1])
         a = s1[row, j] if n_states >= 1 else 0.0
         b = s2[row, j] if n_states >= 2 else 0.0
-        w, a, b = step(w, g, a, b, k)
+        w, a, b = step(w, grad_value, a, b, k)
         param[row, j] = w
         if n_states >= 1:
             s1[row, j] = a
@@ -53,15 +68,34 @@ def _kernel(code):
     return kernel
 
 
-def update_rows(param, grad, rows, n_rows, state1, state2, code, hyper, stream):
-    """One optimizer step on rows ``rows[:n_rows]`` of ``param`` (the CPU
-    kernel's contract: ``grad[r]`` belongs to row ``rows[r]``; states an
-    optimizer does not keep may be one-row dummies and are never touched)."""
-    if n_rows == 0:
-        return
-    blocks, threads = launch.elementwise(n_rows * param.shape[1])
-    c = [float(x) for x in coefficients(hyper, "float64")]
-    _kernel(code)[blocks, threads, stream](param, grad, rows, int(n_rows), state1, state2, *c)
+def update_params(steps, code, stream):
+    """One optimizer step of each ``(param, grad, rows, n_rows, state1, state2,
+    hyper)`` in ``steps`` (the CPU kernel's contract: ``grad[r]`` belongs to
+    row ``rows[r]``; states an optimizer does not keep may be one-row dummies
+    and are never touched), GROUPS parameters a launch. Parameters whose
+    arrays differ in type (dtype, layout) go in separate launches."""
+    by_type = {}
+    for s in steps:
+        if s.n_rows:
+            key = tuple((a.dtype, a.ndim, a.is_c_contiguous())
+                        for a in (s.param, s.grad, s.rows, s.state1, s.state2))
+            by_type.setdefault(key, []).append(s)
+    for group in by_type.values():
+        for first in range(0, len(group), GROUPS):
+            _launch(group[first:first + GROUPS], code, stream)
+
+
+def _launch(steps, code, stream):
+    pad = steps[0]._replace(n_rows=0)  # fills the unused slots; steps nothing
+    steps = steps + [pad] * (GROUPS - len(steps))
+    total = sum(s.n_rows * s.param.shape[1] for s in steps)
+    blocks, threads = launch.elementwise(total)
+    fields = list(zip(*steps))
+    coefficients = tuple(tuple(float(x) for x in coefficients_of(s.hyper, "float64"))
+                         for s in steps)
+    _kernel(code)[blocks, threads, stream](
+        tuple(fields[0]), tuple(fields[1]), tuple(fields[2]),
+        tuple(int(n) for n in fields[3]), tuple(fields[4]), tuple(fields[5]), coefficients)
 
 
 @cuda.jit
