@@ -54,8 +54,8 @@ def main():
         (dense._column_sums, (m2, f32, v)),
         (dense._sparseness_penalty, (m2, f64, f64, f64, v, arr(f64))),
         (dense._scale_rows, (m2, v)), (dense._scale, (m2, f32)),
-        (sparse._sparse_matmul_add, (i64v, i32v, v, m2, m2)),
-        (sparse._sparse_weight_gradient, (i64v, i32v, v, i64, m2, f32, m2)),
+        (sparse._sparse_matmul_add, (i64v, i32v, v, m2, m2, v, types.boolean)),
+        (sparse._sparse_weight_gradient, (i64v, i32v, v, i64, m2, f32, m2, v, types.boolean)),
         (sparse._scatter_rows, (m2, i64v, m2)), (sparse._zero_rows, (m2, i64v)),
         *((optim._kernel(code), tuple(types.UniTuple(t, optim.GROUPS) for t in (
             m2, m2, i64v, i64, m2, m2, types.UniTuple(f64, 15))))

@@ -800,8 +800,30 @@ def test_sampled_training_steps_match_the_cpu(bk, error, scoring):
     np.testing.assert_allclose(gpu[2], cpu[2], rtol=1e-9, atol=1e-12)
 
 
-FUSED_SAMPLED_OPERATIONS = ("unit_operands", "sampled_rows", "positive_deltas_into_hidden",
-                            "compact_unit_gradient")
+# Backend operations the CUDA backend fuses into one launch each, where the
+# base class composes them from others.
+FUSED_OPERATIONS = ("unit_operands", "sampled_rows", "positive_deltas_into_hidden",
+                    "compact_unit_gradient", "sparse_affine", "input_gradients", "update_params")
+
+
+def unfused(bk, monkeypatch):
+    from sparse_deep.backends.base import Backend
+
+    for name in FUSED_OPERATIONS:
+        monkeypatch.setattr(type(bk), name, getattr(Backend, name))
+
+
+def test_fused_kernels_give_their_compositions_bits(bk, monkeypatch):
+    """A dense network's steps (the input layer's product with its bias, its
+    gradient with the bias gradient, the optimizer's launches) end where the
+    separate kernels leave them, bit for bit."""
+    fused = train_steps(bk, True)
+    unfused(bk, monkeypatch)
+    composed = train_steps(bk, True)
+    assert fused[2] == composed[2]
+    for a, b in zip(fused[0].weights + list(fused[0].biases.values()),
+                    composed[0].weights + list(composed[0].biases.values())):
+        assert np.array_equal(a, b)
 
 
 @pytest.mark.parametrize("error,scoring", [("SampledSoftmax", "Cosine"), ("SampledSoftmax", "Dot"),
@@ -809,11 +831,8 @@ FUSED_SAMPLED_OPERATIONS = ("unit_operands", "sampled_rows", "positive_deltas_in
 def test_fused_sampled_kernels_give_their_compositions_bits(bk, error, scoring, monkeypatch):
     """Each fused launch of the sampled step computes what the base class's
     composition of the separate kernels computes, in the same order."""
-    from sparse_deep.backends.base import Backend
-
     fused = train_sampled_steps(bk, error, scoring)
-    for name in FUSED_SAMPLED_OPERATIONS:
-        monkeypatch.setattr(type(bk), name, getattr(Backend, name))
+    unfused(bk, monkeypatch)
     composed = train_sampled_steps(bk, error, scoring)
     assert fused[1] == composed[1]
     for a, b in zip(fused[0].weights + list(fused[0].biases.values()),

@@ -137,6 +137,12 @@ class Backend:
     def sparse_matmul_add(self, batch, weights, out):
         raise NotImplementedError
 
+    def sparse_affine(self, batch, weights, bias, out):
+        """``out = bias + batch @ weights``: :meth:`fill_rows` then
+        :meth:`sparse_matmul_add`, unless a backend fuses them."""
+        self.fill_rows(out, bias)
+        self.sparse_matmul_add(batch, weights, out)
+
     def gemm(self, a, b, c, *, alpha=1.0, beta=0.0, trans_a=False, trans_b=False):
         raise NotImplementedError
 
@@ -184,6 +190,13 @@ class Backend:
 
     def sparse_weight_gradient(self, transposed, n_present, delta, grad):
         raise NotImplementedError
+
+    def input_gradients(self, transposed, n_present, delta, grad, bias_grad):
+        """The input weight's gradient (:meth:`sparse_weight_gradient`) and
+        the bias gradient of the layer it feeds (:meth:`column_sums` of its
+        ``delta``), which a backend may compute in one pass."""
+        self.column_sums(delta, bias_grad)
+        self.sparse_weight_gradient(transposed, n_present, delta, grad)
 
     # Update ------------------------------------------------------------------
     def update_rows(self, param, grad, rows, n_rows, state1, state2, code, hyper):

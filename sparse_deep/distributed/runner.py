@@ -89,7 +89,9 @@ class ShardedRunner(Runner):
         return self.backend.to_device(self.comm.sum(self.backend.to_host(block)))
 
     # -- forward --------------------------------------------------------------
-    def _add_input_product(self, batch, weights, z):
+    def _add_input_product(self, batch, weights, z, bias=None):
+        if bias is not None:
+            self.backend.fill_rows(z, bias)
         partial = self._partial_buffer(z.shape[1], z.shape[0])
         self.backend.sparse_matmul_add(batch, weights, partial)
         self.backend.add(z, self._sum_over_ranks(partial))

@@ -56,14 +56,21 @@ class Layer:
         return 0.0
 
     # -- as the source of a connection ------------------------------------------
-    def product_into(self, runner, b, batch, weights, z):
-        """``z += (this layer's output) @ weights``."""
+    def product_into(self, runner, b, batch, weights, z, bias=None):
+        """``z += (this layer's output) @ weights``; given ``bias``, ``z = bias
+        + ...`` (the first source of a layer starts its sum)."""
+        if bias is not None:
+            runner.backend.fill_rows(z, bias)
         runner.backend.gemm(runner.out[self.index][:b], weights, z, beta=1.0)
 
-    def connection_gradient(self, runner, b, batch, delta, w, into, written):
+    def connection_gradient(self, runner, b, batch, delta, w, into, written, bias_grad=None):
         """The gradient of weight ``w`` (from this layer into ``into``, whose
-        delta is ``delta``), and the delta that flows back into this layer."""
+        delta is ``delta``), and the delta that flows back into this layer;
+        given ``bias_grad``, ``into``'s bias gradient too (the first source of
+        a layer computes it)."""
         bk = runner.backend
+        if bias_grad is not None:
+            bk.column_sums(delta, bias_grad)
         bk.gemm(runner.out[self.index][:b], delta, runner.weight_grads[w], trans_a=True)
         runner._backpropagate(delta, runner.weights[w], runner.delta[self.index][:b],
                               accumulate=self.index in written, into_hidden_from=into.plan)
@@ -85,13 +92,17 @@ class InputLayer(Layer):
 
     splits_units = True
 
-    def product_into(self, runner, b, batch, weights, z):
-        runner._add_input_product(batch, weights, z)
+    def product_into(self, runner, b, batch, weights, z, bias=None):
+        runner._add_input_product(batch, weights, z, bias)
 
-    def connection_gradient(self, runner, b, batch, delta, w, into, written):
+    def connection_gradient(self, runner, b, batch, delta, w, into, written, bias_grad=None):
         bk = runner.backend
-        bk.sparse_weight_gradient(runner.transposed, runner.n_present, delta,
-                                  runner.weight_grads[w])
+        if bias_grad is None:
+            bk.sparse_weight_gradient(runner.transposed, runner.n_present, delta,
+                                      runner.weight_grads[w])
+        else:
+            bk.input_gradients(runner.transposed, runner.n_present, delta,
+                               runner.weight_grads[w], bias_grad)
 
     def connection_steps(self, runner, w, s1, s2, code, hyper):
         """Every row steps, those of features absent from the batch with a zero
@@ -135,9 +146,10 @@ class DenseLayer(Layer):
     def forward(self, runner, b, batch, step, training, stop_at_output):
         bk = runner.backend
         z = runner.pre[self.index][:b]
-        bk.fill_rows(z, runner.biases[self.index])
-        for source, w in self.sources:
-            runner.layers[source].product_into(runner, b, batch, runner.weights[w], z)
+        bias = runner.biases[self.index]
+        for i, (source, w) in enumerate(self.sources):
+            runner.layers[source].product_into(runner, b, batch, runner.weights[w], z,
+                                               bias if i == 0 else None)
         for skip in self.skips:
             bk.add(z, runner.out[skip][:b])
         if self.is_output and stop_at_output:
@@ -159,11 +171,11 @@ class DenseLayer(Layer):
         penalty_loss = 0.0
         if not self.is_output:
             penalty_loss = self.hidden_delta(runner, b, step, training, delta)
-        bk.column_sums(delta, runner.bias_grads[self.index])
         batch = runner._batch_view(runner.inputs, b)
-        for source, w in self.sources:
+        bias_grad = runner.bias_grads[self.index]
+        for i, (source, w) in enumerate(self.sources):
             runner.layers[source].connection_gradient(runner, b, batch, delta, w, self,
-                                                      written)
+                                                      written, bias_grad if i == 0 else None)
         for skip in self.skips:
             target = runner.delta[skip][:b]
             if skip in written:

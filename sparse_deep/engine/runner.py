@@ -356,9 +356,13 @@ class Runner:
         if layer.temperature != 1.0:
             bk.scale(z, 1.0 / layer.temperature)
 
-    def _add_input_product(self, batch, weights, z):
-        """``z += batch @ weights`` for the sparse input layer."""
-        self.backend.sparse_matmul_add(batch, weights, z)
+    def _add_input_product(self, batch, weights, z, bias=None):
+        """``z += batch @ weights`` for the sparse input layer; given ``bias``,
+        ``z = bias + batch @ weights``."""
+        if bias is None:
+            self.backend.sparse_matmul_add(batch, weights, z)
+        else:
+            self.backend.sparse_affine(batch, weights, bias, z)
 
     def output_error(self, b, weights=None, step=0, row_error=None):
         """Fused output pass: each row's data error into ``row_error`` (a

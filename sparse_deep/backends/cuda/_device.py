@@ -115,6 +115,15 @@ def block_max(buf, value, tid, threads):
 
 
 @cuda.jit(device=True)
+def column_sum(x, j, zero):
+    """``sum_i x[i, j]``, rows added in order from ``zero`` (its type the sum's)."""
+    s = zero
+    for i in range(x.shape[0]):
+        s += x[i, j]
+    return s
+
+
+@cuda.jit(device=True)
 def row_of(indptr, n_rows, p):
     """The row of CSR position ``p``: the last r < n_rows with indptr[r] <= p."""
     lo = 0

@@ -239,6 +239,10 @@ class CUDABackend(Backend):
         sparse.sparse_matmul_add(batch.indptr, batch.indices, batch.data, weights, out,
                                  self.stream)
 
+    def sparse_affine(self, batch, weights, bias, out):
+        sparse.sparse_matmul_add(batch.indptr, batch.indices, batch.data, weights, out,
+                                 self.stream, bias)
+
     def gemm(self, a, b, c, *, alpha=1.0, beta=0.0, trans_a=False, trans_b=False):
         gemm(a, b, c, self.stream, self.scratch, alpha=alpha, beta=beta, trans_a=trans_a,
              trans_b=trans_b)
@@ -303,10 +307,14 @@ class CUDABackend(Backend):
         sparse.sparse_weight_gradient(transposed.indptr, transposed.rows, transposed.data,
                                       n_present, delta, grad, self.stream)
 
+    def input_gradients(self, transposed, n_present, delta, grad, bias_grad):
+        sparse.sparse_weight_gradient(transposed.indptr, transposed.rows, transposed.data,
+                                      n_present, delta, grad, self.stream, bias_grad)
+
     # -- update -------------------------------------------------------------------
     def update_rows(self, param, grad, rows, n_rows, state1, state2, code, hyper):
-        self.update_params([ParameterStep(param, grad, rows, n_rows, state1, state2, hyper)],
-                           code)
+        optim.update_params([ParameterStep(param, grad, rows, n_rows, state1, state2, hyper)],
+                            code, self.stream)
 
     def update_params(self, steps, code):
         """The parameters' steps in as few launches as their types allow."""

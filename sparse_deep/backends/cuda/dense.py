@@ -28,6 +28,7 @@ from ...core.scalar import is_unit_interval_error
 from . import launch
 from ._device import (
     activation_functions,
+    column_sum,
     error_function,
     block_max,
     block_sum,
@@ -452,10 +453,7 @@ _HIDDEN_DELTA_KERNELS = {}  # activation tag -> kernel
 @cuda.jit
 def _column_sums(x, zero, out):
     for j in range(cuda.grid(1), x.shape[1], cuda.gridsize(1)):
-        s = zero
-        for i in range(x.shape[0]):
-            s += x[i, j]
-        out[j] = s
+        out[j] = column_sum(x, j, zero)
 
 
 def column_sums(x, out, stream):

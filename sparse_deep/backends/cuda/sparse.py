@@ -11,33 +11,42 @@ so results repeat exactly.
 from numba import cuda
 
 from . import launch
+from ._device import column_sum
 
 
 # -- forward -----------------------------------------------------------------------
 @cuda.jit
-def _sparse_matmul_add(indptr, indices, data, weights, out):
+def _sparse_matmul_add(indptr, indices, data, weights, out, bias, with_bias):
     n_out = out.shape[1]
     for idx in range(cuda.grid(1), out.shape[0] * n_out, cuda.gridsize(1)):
         i = idx // n_out
         h = idx - i * n_out
-        acc = out[i, h]
+        acc = bias[h] if with_bias else out[i, h]
         for p in range(indptr[i], indptr[i + 1]):
             acc += data[p] * weights[indices[p], h]
         out[i, h] = acc
 
 
-def sparse_matmul_add(indptr, indices, data, weights, out, stream):
-    """``out += X @ W`` for a CSR batch X: one thread per output, gathering the
-    weight rows of the row's features in storage order (coalesced along h)."""
+def sparse_matmul_add(indptr, indices, data, weights, out, stream, bias=None):
+    """``out += X @ W`` for a CSR batch X (given ``bias``, ``out = bias + X @
+    W``): one thread per output, gathering the weight rows of the row's
+    features in storage order (coalesced along h)."""
     blocks, threads = launch.elementwise(out.shape[0] * out.shape[1])
-    _sparse_matmul_add[blocks, threads, stream](indptr, indices, data, weights, out)
+    with_bias = bias is not None
+    _sparse_matmul_add[blocks, threads, stream](indptr, indices, data, weights, out,
+                                                bias if with_bias else out[0], with_bias)
 
 
 # -- gradient and scatter ----------------------------------------------------------
 @cuda.jit
-def _sparse_weight_gradient(t_indptr, t_rows, t_data, n_present, delta, zero, grad):
+def _sparse_weight_gradient(t_indptr, t_rows, t_data, n_present, delta, zero, grad, bias_grad,
+                            with_bias):
     n_out = delta.shape[1]
-    for idx in range(cuda.grid(1), n_present * n_out, cuda.gridsize(1)):
+    n_weights = n_present * n_out
+    for idx in range(cuda.grid(1), n_weights + (n_out if with_bias else 0), cuda.gridsize(1)):
+        if idx >= n_weights:  # the fed layer's bias gradient, a column sum
+            bias_grad[idx - n_weights] = column_sum(delta, idx - n_weights, zero)
+            continue
         s = idx // n_out
         h = idx - s * n_out
         acc = zero
@@ -46,14 +55,20 @@ def _sparse_weight_gradient(t_indptr, t_rows, t_data, n_present, delta, zero, gr
         grad[s, h] = acc
 
 
-def sparse_weight_gradient(t_indptr, t_rows, t_data, n_present, delta, grad, stream):
+def sparse_weight_gradient(t_indptr, t_rows, t_data, n_present, delta, grad, stream,
+                           bias_grad=None):
     """``grad[s] = sum over the bucket of s of x * delta[row]``, one thread per
-    (feature, unit), summing in row order: no float atomics, same on every run."""
-    if n_present == 0:
+    (feature, unit), summing in row order: no float atomics, same on every run.
+    Given ``bias_grad``, more threads add up ``delta``'s columns into it (as
+    ``dense.column_sums``) in the same launch."""
+    with_bias = bias_grad is not None
+    n = int(n_present) * delta.shape[1] + (delta.shape[1] if with_bias else 0)
+    if n == 0:
         return
-    blocks, threads = launch.elementwise(n_present * delta.shape[1])
-    _sparse_weight_gradient[blocks, threads, stream](t_indptr, t_rows, t_data, int(n_present),
-                                                     delta, grad.dtype.type(0), grad)
+    blocks, threads = launch.elementwise(n)
+    _sparse_weight_gradient[blocks, threads, stream](
+        t_indptr, t_rows, t_data, int(n_present), delta, grad.dtype.type(0), grad,
+        bias_grad if with_bias else grad[0], with_bias)
 
 
 @cuda.jit
