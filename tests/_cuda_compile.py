@@ -52,7 +52,7 @@ def main():
         (dense._softmax_kernel(256), (m2,)),
         (dense._dropout, (m2, m2, u64, i64v, f64, f64)),
         (dense._column_sums, (m2, f32, v)),
-        (dense._sparseness_penalty, (m2, f64, f64, f64, v, arr(f64))),
+        (dense._penalty_kernel(256), (m2, f64, f64, f64, v, arr(f64))),
         (dense._scale_rows, (m2, v)), (dense._scale, (m2, f32)),
         (sparse._sparse_matmul_add, (i64v, i32v, v, m2, m2, v, types.boolean)),
         (sparse._sparse_weight_gradient, (i64v, i32v, v, i64, m2, f32, m2, v, types.boolean)),

@@ -80,7 +80,7 @@ DEFAULT = dict(hidden_layer_sizes=(4,), n_negatives=4, batch_size=8, epochs=1,
 # these products are); lower is better: update them when a change lowers them.
 PINNED = {
     "default": {"launches": 10, "copies to host": 0, "synchronisations": 0},
-    "movielens": {"launches": 12, "copies to host": 1, "synchronisations": 1},
+    "movielens": {"launches": 12, "copies to host": 0, "synchronisations": 0},
 }
 
 

@@ -67,7 +67,8 @@ def engine_gradients(model, x, t, *, training=False, seed=0, step=0):
     runner.forward(b, step, training=training, stop_at_output=True)
     runner.output_error(b)
     error = runner.batch_error(runner.row_error[:b])
-    penalty = runner.backward(b, step, training=training)
+    runner.backward(b, step, training=training)
+    penalty = runner.penalty_loss()
     grads = []
     for g, w, (s, _) in zip(runner.weight_grads, model.weights, model.links):
         if model.layers[s].is_input:

@@ -489,8 +489,10 @@ def test_sparseness_penalty_and_scale_rows(bk, dtype):
     want_grad = np.full(7, np.nan, dtype)
     want = cpu_dense.sparseness_penalty(a, 0.1, 2.0, 1 / 6, want_grad)
     grad = dev(bk, np.full(7, np.nan, dtype))
-    got = bk.sparseness_penalty(dev(bk, a), 0.1, 2.0, 1 / 6, grad)
-    np.testing.assert_allclose(got, want, rtol=1e-12)
+    loss = dev(bk, np.full(3, np.nan))
+    bk.sparseness_penalty(dev(bk, a), 0.1, 2.0, 1 / 6, grad, loss[1:2])
+    np.testing.assert_allclose(bk.to_host(loss)[1], want, rtol=1e-12)
+    assert np.isnan(bk.to_host(loss)[[0, 2]]).all()
     np.testing.assert_allclose(bk.to_host(grad), want_grad, **close(dtype))
     weights = rng.random(4)
     want_x = a.copy()
@@ -745,8 +747,8 @@ def test_training_steps_match_the_cpu(bk, sparse_input_update):
 
 def step_loss(runner, inputs, targets, rows, step, optimizer):
     """One training step; its data error and sparseness penalty per row."""
-    penalty = runner.train_step(inputs, targets, rows, step, optimizer)
-    return runner.batch_error(runner.row_error[:len(rows)]) / len(rows) + penalty
+    runner.train_step(inputs, targets, rows, step, optimizer)
+    return runner.batch_error(runner.row_error[:len(rows)]) / len(rows) + runner.penalty_loss()
 
 
 def sampled_network(error, scoring):

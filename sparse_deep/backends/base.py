@@ -175,7 +175,10 @@ class Backend:
         raise NotImplementedError
 
     # Backward ----------------------------------------------------------------
-    def sparseness_penalty(self, a, p, beta, inv_batch, grad_out):
+    def sparseness_penalty(self, a, p, beta, inv_batch, grad_out, loss_out):
+        """The KL sparseness penalty of activations ``a``: each unit's gradient
+        into ``grad_out``, the loss ``beta * sum_j KL(p || rho_j)`` into
+        ``loss_out[0]`` (float64; on a GPU it stays there until read)."""
         raise NotImplementedError
 
     def hidden_delta(self, delta, a, act, slope, alpha, lam, key, row_ids, p, penalty):

@@ -50,10 +50,9 @@ class Layer:
 
     def backward(self, runner, b, step, training, written):
         """Turn the delta flowing into this layer into its parameters'
-        gradients and the deltas of its sources; returns the loss of its
-        sparseness penalty. ``written`` holds the layers whose delta buffer
-        was written in this pass."""
-        return 0.0
+        gradients and the deltas of its sources (a sparseness penalty's loss
+        goes into ``runner.penalty_out(index)``). ``written`` holds the layers
+        whose delta buffer was written in this pass."""
 
     # -- as the source of a connection ------------------------------------------
     def product_into(self, runner, b, batch, weights, z, bias=None):
@@ -168,9 +167,8 @@ class DenseLayer(Layer):
         delta = runner.delta[self.index][:b]
         if self.index not in written:
             bk.zero(delta)
-        penalty_loss = 0.0
         if not self.is_output:
-            penalty_loss = self.hidden_delta(runner, b, step, training, delta)
+            self.hidden_delta(runner, b, step, training, delta)
         batch = runner._batch_view(runner.inputs, b)
         bias_grad = runner.bias_grads[self.index]
         for i, (source, w) in enumerate(self.sources):
@@ -183,25 +181,23 @@ class DenseLayer(Layer):
             else:
                 bk.copy(target, delta)
                 written.add(skip)
-        return penalty_loss
 
     def hidden_delta(self, runner, b, step, training, delta):
         """A hidden layer's ``delta`` (its first ``b`` rows), dL/d(output), made
         dL/dz in place through dropout, the sparseness penalty and the
-        activation; returns the penalty's loss."""
+        activation; the penalty's loss goes into ``runner.penalty_out``."""
         bk = runner.backend
-        penalty, penalty_loss = runner._no_penalty[: self.n], 0.0
+        penalty = runner._no_penalty[: self.n]
         if self.penalty is not None:
             penalty = runner.penalty_grad[self.index]
-            penalty_loss = bk.sparseness_penalty(runner.pre[self.index][:b], self.penalty[0],
-                                                 self.penalty[1], 1.0 / b, penalty)
+            bk.sparseness_penalty(runner.pre[self.index][:b], self.penalty[0], self.penalty[1],
+                                  1.0 / b, penalty, runner.penalty_out(self.index))
         p_dropout = self.p_dropout if training else 0.0
         if self.act == LINEAR and p_dropout == 0.0 and self.penalty is None:
-            return penalty_loss  # dL/dz is dL/d(output): no pass (nor a kernel to compile)
+            return  # dL/dz is dL/d(output): no pass (nor a kernel to compile)
         key = runner._dropout_key(step, self.plan) if training else np.uint64(0)
         bk.hidden_delta(delta, runner.pre[self.index][:b], self.act, self.slope, self.alpha,
                         self.lam, key, runner.row_ids[:b], p_dropout, penalty)
-        return penalty_loss
 
 
 class SampledOutputLayer(Layer):
@@ -230,7 +226,6 @@ class SampledOutputLayer(Layer):
         runner.sampled.backward(b, runner._batch_view(runner.targets, b),
                                 accumulate=source in written)
         written.add(source)
-        return 0.0
 
 
 def register_layer_type(name, layer_class, aliases=()):

@@ -28,6 +28,12 @@ from .layers import make_layer
 from .sampled import SampledOutput
 
 
+def summed_penalty(values):
+    """A step's sparseness penalty from each penalised layer's loss (host
+    array, in layer order), added from the last layer back."""
+    return sum(float(v) for v in reversed(values))
+
+
 def summed_error(errors, weights=None):
     """A batch's error: its rows' errors (host array), each times its weight
     when ``weights`` is given."""
@@ -239,11 +245,17 @@ class Runner:
         self.weight_grads, self.bias_grads, self.all_rows_scratch, self._all_rows = [], {}, {}, {}
         self.inputs = self.targets = self.transposed = None
         self.row_ids = self.row_error = self._no_penalty = None
+        self.penalty_losses = self._penalty_target = None
 
     def _allocate_training_buffers(self, max_input_nnz, max_target_nnz):
         model, bk, n, dt = self.model, self.backend, self.batch_size, self.model.dtype
         self.transposed = TransposedBlock.empty(self.width(model.input), max_input_nnz, dt, bk)
         self.row_error = bk.zeros(n, np.float64)
+        # Each sparseness penalty's loss of a step, in layer order (see penalty_out).
+        self.penalized = [layer.index for layer in self.layers
+                          if getattr(layer, "penalty", None) is not None]
+        self.penalty_losses = bk.zeros(max(len(self.penalized), 1), np.float64)
+        self._penalty_target = self.penalty_losses
         if model.output.is_sampled:
             self.sampled = SampledOutput(self, max_target_nnz)
         self._no_penalty = bk.zeros(max(p.n for p in model.layers), dt)
@@ -399,15 +411,32 @@ class Runner:
         return summed_error(self.sum_rows_over_ranks(self.backend.to_host(row_error)), weights)
 
     # -- backward -------------------------------------------------------------
-    def backward(self, b, step=0, training=True):
+    def backward(self, b, step=0, training=True, penalty_losses=None):
         """Gradients of the mean batch loss for every parameter.
 
         Expects :meth:`forward` (with ``stop_at_output``) and :meth:`output_error`
-        to have run. Returns the sparseness penalty's contribution to the loss.
+        to have run. Each sparseness penalty's loss goes into
+        ``penalty_losses`` (a backend float64 array, one entry per penalised
+        layer; by default the runner's own); :meth:`penalty_loss` reads them.
         """
+        self._penalty_target = self.penalty_losses if penalty_losses is None else penalty_losses
         written = {self.model.output.index}
-        return sum(layer.backward(self, b, step, training, written)
-                   for layer in reversed(self.layers))
+        for layer in reversed(self.layers):
+            layer.backward(self, b, step, training, written)
+
+    def penalty_out(self, index):
+        """Where layer ``index``'s sparseness penalty writes its loss this step."""
+        slot = self.penalized.index(index)
+        return self._penalty_target[slot:slot + 1]
+
+    def penalty_loss(self, penalty_losses=None):
+        """The step's summed sparseness penalty, read back from the backend
+        (``penalty_losses`` as given to :meth:`backward`); 0 without one."""
+        if not self.penalized:
+            return 0.0
+        values = self.backend.to_host(self.penalty_losses if penalty_losses is None
+                                      else penalty_losses)
+        return summed_penalty(values)
 
     def _backpropagate(self, delta, weights, target, accumulate, into_hidden_from):
         """``target (+)= delta @ weights.T``: the delta flowing back to a source
@@ -473,13 +502,15 @@ class Runner:
                 bk.cap_column_norms(w, norm)
 
     def train_step(self, inputs, targets, rows, step, optimizer, row_weights=None, epoch=0,
-                   row_error=None):
-        """Load, forward, error, backward and update one batch; returns the
-        step's sparseness penalty.
+                   row_error=None, penalty_losses=None):
+        """Load, forward, error, backward and update one batch. Nothing is
+        read back: on a GPU the host queues the next step at once.
 
         Each row's data error is written into ``row_error``, a backend float64
         array of ``len(rows)`` entries (see :meth:`output_error` and
-        :meth:`batch_error`). ``row_weights``, optional, holds one loss weight
+        :meth:`batch_error`), each sparseness penalty's loss into
+        ``penalty_losses`` (see :meth:`backward`); both default to the
+        runner's own buffers. ``row_weights``, optional, holds one loss weight
         per row of the data set (host array); the batch's rows are weighted by
         ``row_weights[rows]``. ``epoch`` (0-based) sets the learning rate's
         epoch decay.
@@ -488,9 +519,8 @@ class Runner:
         self.forward(b, step, training=True, stop_at_output=True)
         weights = None if row_weights is None else row_weights[rows]
         self.output_error(b, weights, step, row_error)
-        penalty = self.backward(b, step, training=True)
+        self.backward(b, step, training=True, penalty_losses=penalty_losses)
         self.update(optimizer, step, epoch)
-        return penalty
 
     def parameters_finite(self):
         """Whether every weight and bias on this rank is a finite number. A

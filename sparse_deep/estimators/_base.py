@@ -23,7 +23,7 @@ from ..distributed.shards import (
 )
 from ..core.optimizers import get_optimizer
 from ..engine.optim import OptimizerConfig, OptimizerState
-from ..engine.runner import max_batch_nnz, runner_bytes, summed_error
+from ..engine.runner import max_batch_nnz, runner_bytes, summed_error, summed_penalty
 from ..engine.sampling import NegativeSampler, item_counts
 from ..network import parse_network
 from ._checkpoint import Checkpoint, data_checksum
@@ -165,7 +165,7 @@ class TrainingSession:
         self.row_weights = row_weights
         self.comm = SerialComm() if comm is None else comm
         self.first_loss = None
-        self.row_error = None  # each row's error in the epoch, on the backend
+        self.row_error = self.penalty_losses = None  # the epoch's losses, on the backend
 
     def run_epoch(self):
         """Train one epoch; returns its mean loss per row.
@@ -177,24 +177,30 @@ class TrainingSession:
         """
         order = epoch_order(self.seed, self.epoch, self.n_rows, self.shuffle)
         n, batch = self.n_rows, self.batch_size
-        if self.row_error is None:
-            self.row_error = self.runner.backend.zeros(n, np.float64)
-        penalties = []
-        for start in range(0, n, batch):
+        runner, bk = self.runner, self.runner.backend
+        starts = range(0, n, batch)
+        if self.row_error is None:  # each row's error, each step's penalties
+            self.row_error = bk.zeros(n, np.float64)
+            self.penalty_losses = bk.zeros((len(starts), max(len(runner.penalized), 1)),
+                                           np.float64)
+        for index, start in enumerate(starts):
             self.step += 1
-            penalties.append(self.runner.train_step(
+            runner.train_step(
                 self.inputs, self.targets, order[start:start + batch], self.step,
                 self.optimizer, row_weights=self.row_weights, epoch=self.epoch,
                 row_error=self.row_error[start:start + batch],
-            ))
-        # The rows' errors are read once an epoch (on a GPU the steps run
-        # without waiting for them), then checked batch by batch.
-        errors = self.runner.sum_rows_over_ranks(self.runner.backend.to_host(self.row_error))
+                penalty_losses=self.penalty_losses[index] if runner.penalized else None,
+            )
+        # The losses are read once an epoch (on a GPU the steps run without
+        # waiting for them), then checked batch by batch.
+        errors = runner.sum_rows_over_ranks(bk.to_host(self.row_error))
+        penalties = bk.to_host(self.penalty_losses) if runner.penalized else None
         total = 0.0
-        for index, (start, penalty) in enumerate(zip(range(0, n, batch), penalties)):
+        for index, start in enumerate(starts):
             rows = order[start:start + batch]
             error = summed_error(errors[start:start + batch],
                                  None if self.row_weights is None else self.row_weights[rows])
+            penalty = 0.0 if penalties is None else summed_penalty(penalties[index])
             self._check_divergence((error + penalty * len(rows)) / len(rows), index)
             total += error + penalty * len(rows)
         # Losses that clip their logarithms stay finite over NaN outputs: the

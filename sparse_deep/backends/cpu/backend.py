@@ -110,8 +110,8 @@ class CPUBackend(Backend):
     def softmax_jacobian(self, delta, a, h_sum, inv_batch):
         dense.softmax_jacobian(delta, a, h_sum, inv_batch)
 
-    def sparseness_penalty(self, a, p, beta, inv_batch, grad_out):
-        return dense.sparseness_penalty(a, p, beta, inv_batch, grad_out)
+    def sparseness_penalty(self, a, p, beta, inv_batch, grad_out, loss_out):
+        loss_out[0] = dense.sparseness_penalty(a, p, beta, inv_batch, grad_out)
 
     def hidden_delta(self, delta, a, act, slope, alpha, lam, key, row_ids, p, penalty):
         dense.hidden_delta(delta, a, act, slope, alpha, lam, key, row_ids, p, penalty)

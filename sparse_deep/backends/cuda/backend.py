@@ -285,9 +285,8 @@ class CUDABackend(Backend):
         dense.softmax_jacobian(delta, a, h_sum, inv_batch, self.stream)
 
     # -- backward -----------------------------------------------------------------
-    def sparseness_penalty(self, a, p, beta, inv_batch, grad_out):
-        return dense.sparseness_penalty(a, p, beta, inv_batch, grad_out, self.scratch,
-                                        self.stream)
+    def sparseness_penalty(self, a, p, beta, inv_batch, grad_out, loss_out):
+        dense.sparseness_penalty(a, p, beta, inv_batch, grad_out, loss_out, self.stream)
 
     def hidden_delta(self, delta, a, act, slope, alpha, lam, key, row_ids, p, penalty):
         dense.hidden_delta(delta, a, act, slope, alpha, lam, key, row_ids, p, penalty,

@@ -462,27 +462,40 @@ def column_sums(x, out, stream):
     _column_sums[blocks, threads, stream](x, out.dtype.type(0), out)
 
 
-@cuda.jit
-def _sparseness_penalty(a, p, beta, inv_batch, grad_out, kl):
-    for j in range(cuda.grid(1), a.shape[1], cuda.gridsize(1)):
-        s = float64(0.0)
-        for i in range(a.shape[0]):
-            s += a[i, j]
-        term, slope = kl_sparseness(s * inv_batch, p)
-        kl[j] = term
-        grad_out[j] = beta * slope * inv_batch
+_PENALTY = {}
 
 
-def sparseness_penalty(a, p, beta, inv_batch, grad_out, scratch, stream):
-    """KL sparseness penalty: writes each unit's gradient, returns the loss term
-    (the per-unit terms come back to the host and are added there)."""
-    kl = scratch("penalty_kl", a.shape[1], np.float64)
-    blocks, threads = _grid(a.shape[1])
-    _sparseness_penalty[blocks, threads, stream](a, float(p), float(beta), float(inv_batch),
-                                                 grad_out, kl)
-    terms = kl.copy_to_host(stream=stream)
-    stream.synchronize()
-    return float(beta * terms.sum())
+def _penalty_kernel(threads):
+    kernel = _PENALTY.get(threads)
+    if kernel is None:
+        @cuda.jit
+        def penalty(a, p, beta, inv_batch, grad_out, loss_out):
+            """One block: each thread a set of units (their columns summed in
+            row order), then the block's fixed-tree sum of their terms."""
+            buf = cuda.shared.array(threads, float64)
+            tid = cuda.threadIdx.x
+            total = float64(0.0)
+            for j in range(tid, a.shape[1], threads):
+                s = float64(0.0)
+                for i in range(a.shape[0]):
+                    s += a[i, j]
+                term, slope = kl_sparseness(s * inv_batch, p)
+                total += term
+                grad_out[j] = beta * slope * inv_batch
+            total = block_sum(buf, total, tid, threads)
+            if tid == 0:
+                loss_out[0] = beta * total
+
+        kernel = _PENALTY[threads] = penalty
+    return kernel
+
+
+def sparseness_penalty(a, p, beta, inv_batch, grad_out, loss_out, stream):
+    """KL sparseness penalty: each unit's gradient, and the loss into
+    ``loss_out[0]`` on the device (one block sums the units' terms)."""
+    threads = launch.rows(1)[1]
+    _penalty_kernel(threads)[1, threads, stream](a, float(p), float(beta), float(inv_batch),
+                                                 grad_out, loss_out)
 
 
 @cuda.jit
