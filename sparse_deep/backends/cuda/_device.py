@@ -124,6 +124,19 @@ def column_sum(x, j, zero):
 
 
 @cuda.jit(device=True)
+def first_at_least(sorted_values, lo, hi, value):
+    """The first position in ``sorted_values[lo:hi]`` holding at least
+    ``value`` (``hi`` if none does)."""
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if sorted_values[mid] < value:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@cuda.jit(device=True)
 def row_of(indptr, n_rows, p):
     """The row of CSR position ``p``: the last r < n_rows with indptr[r] <= p."""
     lo = 0

@@ -12,7 +12,7 @@ from numba import cuda
 
 from ...core.codes import COSINE_CONTRASTIVE, SAMPLED_SOFTMAX
 from . import launch
-from ._device import bpr_pair, row_of, sampled_negative, sampled_positive
+from ._device import bpr_pair, first_at_least, row_of, sampled_negative, sampled_positive
 
 NORM_FLOOR = 1e-12
 
@@ -445,19 +445,6 @@ def project_out_radial(grad, vectors, ids, stream):
         _project_out_radial[launch.elementwise(grad.shape[0]) + (stream,)](grad, vectors, ids)
 
 
-@cuda.jit(device=True)
-def _first_at_least(sorted_ids, value):
-    lo = 0
-    hi = sorted_ids.shape[0]
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if sorted_ids[mid] < value:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
-
-
 @cuda.jit
 def _compact_unit_gradient(d_pos, t_indptr, n_rows, g_indptr, g_entries, n_pos, h, d_negatives,
                            neg_ids, weights, rows, grad):
@@ -470,7 +457,7 @@ def _compact_unit_gradient(d_pos, t_indptr, n_rows, g_indptr, g_entries, n_pos, 
             grad[u, k] = _positive_total(d_pos, t_indptr, n_rows, g_indptr, g_entries, n_pos, u,
                                          h, k)
         item = rows[u]
-        j = _first_at_least(neg_ids, item)
+        j = first_at_least(neg_ids, 0, neg_ids.shape[0], item)
         while j < neg_ids.shape[0] and neg_ids[j] == item:
             for k in range(d):
                 grad[u, k] += d_negatives[j, k]

@@ -17,7 +17,7 @@ import numpy as np
 from numba import cuda, int32, int64, uint64
 
 from . import launch
-from ._device import block_sum
+from ._device import block_sum, first_at_least
 
 _BYTE = uint64(255)
 
@@ -25,14 +25,8 @@ _BYTE = uint64(255)
 @cuda.jit(device=True)
 def _excluded(ex_indices, lo, hi, j):
     """Is ``j`` among the sorted ``ex_indices[lo:hi]``?"""
-    end = hi
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if ex_indices[mid] < j:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo < end and ex_indices[lo] == j
+    at = first_at_least(ex_indices, lo, hi, j)
+    return at < hi and ex_indices[at] == j
 
 
 @cuda.jit(device=True)
