@@ -74,7 +74,7 @@ class Backend:
         raise NotImplementedError
 
     def scratch_bytes(self, n_rows, max_input_nnz, max_target_nnz, itemsize):
-        """Memory the backend adds to a Runner's buffers (staging, scratch)."""
+        """Memory the backend adds to a Runner's buffers (its scratch)."""
         raise NotImplementedError
 
     def check_memory(self, needed):

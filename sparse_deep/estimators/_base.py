@@ -180,6 +180,8 @@ class TrainingSession:
         runner, bk = self.runner, self.runner.backend
         starts = range(0, n, batch)
         if self.row_error is None:  # each row's error, each step's penalties
+            n_penalties = len(starts) * max(len(runner.penalized), 1)
+            bk.check_memory({"an epoch's losses": (n + n_penalties) * 8})
             self.row_error = bk.zeros(n, np.float64)
             self.penalty_losses = bk.zeros((len(starts), max(len(runner.penalized), 1)),
                                            np.float64)
