@@ -842,6 +842,19 @@ def test_fused_sampled_kernels_give_their_compositions_bits(bk, error, scoring, 
         assert np.array_equal(a, b)
 
 
+def test_host_mirrors_last_as_long_as_their_buffers(bk):
+    """The host copies a CUDA step prepares its batch in are made once per
+    device buffer (not per step), and go when the runner's buffers go."""
+    import gc
+
+    train_sampled_steps(bk, "SampledSoftmax", "Cosine")
+    gc.collect()
+    after_one_fit = len(bk._mirrors)
+    train_sampled_steps(bk, "SampledSoftmax", "Cosine")
+    gc.collect()
+    assert len(bk._mirrors) == after_one_fit
+
+
 def test_same_seed_gives_the_same_weights_run_after_run(bk):
     """The simulator schedules its threads differently on every run; atomics
     (transpose buckets, top-k counters) must not let that reach the results."""

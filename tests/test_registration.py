@@ -388,6 +388,19 @@ def test_a_registered_layer_type_computes_its_definition_and_its_gradient(toy_la
             assert abs(runner.weight_grads[0][row, j] - (up - down) / 2e-6) < 1e-7
 
 
+def test_a_layer_type_with_an_update_connection_is_refused():
+    """The runner collects each weight's optimizer steps (connection_steps) to
+    apply them together; a type still defining update_connection would have
+    it ignored, so it is refused."""
+    class OldStyle(DenseLayer):
+        def update_connection(self, runner, w, s1, s2, code, hyper):
+            pass
+
+    with pytest.raises(TypeError, match="connection_steps"):
+        register_layer_type("ToyOldStyle", OldStyle)
+    assert "ToyOldStyle" not in LAYER_TYPES
+
+
 def test_a_registered_layer_type_is_refused_where_it_does_not_serve(toy_layer_type):
     from sparse_deep.engine.model import Model
     from sparse_deep.network import parse_network

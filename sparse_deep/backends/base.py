@@ -83,7 +83,8 @@ class Backend:
 
     # Batches -----------------------------------------------------------------
     def batch_source(self, matrix):
-        """A scipy CSR matrix in the form :meth:`gather_rows` loads batches from."""
+        """A scipy CSR matrix in the form :meth:`load_batch` reads batches from
+        (host arrays on the CPU and on a GPU, which prepares batches there)."""
         raise NotImplementedError
 
     def gather_rows(self, source, rows, batch):
@@ -93,8 +94,8 @@ class Backend:
     def denoise(self, batch, row_ids, n_features, key, p, feature_offset=0):
         """Drop and rescale the batch's non-zeros in place; the draw of an entry
         is keyed by (row id, ``feature_offset`` + its column) in ``n_features``.
-        The CPU returns the new nnz; the GPU does not (reading it back would
-        stall); the engine needs neither."""
+        Returns the new nnz. (On the host: a GPU's :meth:`load_batch` runs the
+        CPU's.)"""
         raise NotImplementedError
 
     def transpose_batch(self, batch, transposed):
@@ -188,7 +189,8 @@ class Backend:
         raise NotImplementedError
 
     def scale_rows(self, x, weights):
-        """``x[r, :] *= weights[r]`` for r < len(weights) (per-example weights)."""
+        """``x[r, :] *= weights[r]`` for r < len(weights) (per-example weights,
+        a host array or this backend's; a GPU uploads a host one without waiting)."""
         raise NotImplementedError
 
     def sparse_weight_gradient(self, transposed, n_present, delta, grad):

@@ -130,7 +130,7 @@ class ShardedRunner(Runner):
         else:
             bk.output_pass(z, targets, act, err, self.output_hyper, 1.0 / b, delta, row_error)
         if weights is not None:
-            bk.scale_rows(delta, bk.to_device(weights))
+            bk.scale_rows(delta, weights)
 
     # -- what the sampled output layer sums over ranks -------------------------
     sharded = True

@@ -55,21 +55,19 @@ class Layer:
         whose delta buffer was written in this pass."""
 
     # -- as the source of a connection ------------------------------------------
-    def product_into(self, runner, b, batch, weights, z, bias=None):
-        """``z += (this layer's output) @ weights``; given ``bias``, ``z = bias
-        + ...`` (the first source of a layer starts its sum)."""
-        if bias is not None:
-            runner.backend.fill_rows(z, bias)
+    # Whether, as a layer's first source, this layer also starts the layer's
+    # sum from its bias (product_into's ``bias``) and computes its bias
+    # gradient (connection_gradient's ``bias_grad``): one launch fewer each.
+    fuses_bias = False
+
+    def product_into(self, runner, b, batch, weights, z):
+        """``z += (this layer's output) @ weights``."""
         runner.backend.gemm(runner.out[self.index][:b], weights, z, beta=1.0)
 
-    def connection_gradient(self, runner, b, batch, delta, w, into, written, bias_grad=None):
+    def connection_gradient(self, runner, b, batch, delta, w, into, written):
         """The gradient of weight ``w`` (from this layer into ``into``, whose
-        delta is ``delta``), and the delta that flows back into this layer;
-        given ``bias_grad``, ``into``'s bias gradient too (the first source of
-        a layer computes it)."""
+        delta is ``delta``), and the delta that flows back into this layer."""
         bk = runner.backend
-        if bias_grad is not None:
-            bk.column_sums(delta, bias_grad)
         bk.gemm(runner.out[self.index][:b], delta, runner.weight_grads[w], trans_a=True)
         runner._backpropagate(delta, runner.weights[w], runner.delta[self.index][:b],
                               accumulate=self.index in written, into_hidden_from=into.plan)
@@ -91,10 +89,15 @@ class InputLayer(Layer):
 
     splits_units = True
 
+    fuses_bias = True
+
     def product_into(self, runner, b, batch, weights, z, bias=None):
+        """``z += batch @ weights``; given ``bias``, ``z = bias + ...``."""
         runner._add_input_product(batch, weights, z, bias)
 
     def connection_gradient(self, runner, b, batch, delta, w, into, written, bias_grad=None):
+        """The input weight's gradient; given ``bias_grad``, ``into``'s bias
+        gradient too."""
         bk = runner.backend
         if bias_grad is None:
             bk.sparse_weight_gradient(runner.transposed, runner.n_present, delta,
@@ -146,9 +149,15 @@ class DenseLayer(Layer):
         bk = runner.backend
         z = runner.pre[self.index][:b]
         bias = runner.biases[self.index]
-        for i, (source, w) in enumerate(self.sources):
-            runner.layers[source].product_into(runner, b, batch, runner.weights[w], z,
-                                               bias if i == 0 else None)
+        (first, w0), *rest = self.sources
+        first = runner.layers[first]
+        if first.fuses_bias:
+            first.product_into(runner, b, batch, runner.weights[w0], z, bias)
+        else:
+            bk.fill_rows(z, bias)
+            rest = self.sources
+        for source, w in rest:
+            runner.layers[source].product_into(runner, b, batch, runner.weights[w], z)
         for skip in self.skips:
             bk.add(z, runner.out[skip][:b])
         if self.is_output and stop_at_output:
@@ -171,9 +180,16 @@ class DenseLayer(Layer):
             self.hidden_delta(runner, b, step, training, delta)
         batch = runner._batch_view(runner.inputs, b)
         bias_grad = runner.bias_grads[self.index]
-        for i, (source, w) in enumerate(self.sources):
+        (first, w0), *rest = self.sources
+        if runner.layers[first].fuses_bias:
+            runner.layers[first].connection_gradient(runner, b, batch, delta, w0, self, written,
+                                                     bias_grad)
+        else:
+            bk.column_sums(delta, bias_grad)
+            rest = self.sources
+        for source, w in rest:
             runner.layers[source].connection_gradient(runner, b, batch, delta, w, self,
-                                                      written, bias_grad if i == 0 else None)
+                                                      written)
         for skip in self.skips:
             target = runner.delta[skip][:b]
             if skip in written:
@@ -249,6 +265,9 @@ def register_layer_type(name, layer_class, aliases=()):
     """
     if not (isinstance(layer_class, type) and issubclass(layer_class, DenseLayer)):
         raise TypeError(f"layer_class must be a subclass of DenseLayer; got {layer_class!r}")
+    if hasattr(layer_class, "update_connection"):
+        raise TypeError(f"{layer_class.__name__} defines update_connection, which the engine "
+                        "no longer calls: return its ParameterSteps from connection_steps")
     LAYER_TYPES.add(name, layer_class, aliases)
     return layer_class
 

@@ -254,7 +254,7 @@ class Runner:
         # Each sparseness penalty's loss of a step, in layer order (see penalty_out).
         self.penalized = [layer.index for layer in self.layers
                           if getattr(layer, "penalty", None) is not None]
-        self.penalty_losses = bk.zeros(max(len(self.penalized), 1), np.float64)
+        self.penalty_losses = bk.zeros(self._penalty_width, np.float64)
         self._penalty_target = self.penalty_losses
         if model.output.is_sampled:
             self.sampled = SampledOutput(self, max_target_nnz)
@@ -401,14 +401,36 @@ class Runner:
             self.delta[out.index][:b], row_error,
         )
         if weights is not None:
-            self.backend.scale_rows(self.delta[out.index][:b], self.backend.to_device(weights))
+            self.backend.scale_rows(self.delta[out.index][:b], weights)
 
     def batch_error(self, row_error, weights=None):
         """The summed (weighted) data error of the rows whose errors
-        :meth:`output_error` wrote into ``row_error``, over every rank's share.
-        Reads the errors back from the backend: a GPU fit calls it once per
-        epoch, on the epoch's errors."""
-        return summed_error(self.sum_rows_over_ranks(self.backend.to_host(row_error)), weights)
+        :meth:`output_error` wrote into ``row_error``, over every rank's share."""
+        return summed_error(self.row_errors(row_error), weights)
+
+    def row_errors(self, row_error):
+        """Each row's data error (host), over every rank's share, read back
+        from ``row_error``: a GPU fit reads it once an epoch."""
+        return self.sum_rows_over_ranks(self.backend.to_host(row_error))
+
+    @property
+    def _penalty_width(self):
+        return max(len(self.penalized), 1)
+
+    def loss_buffers(self, n_rows, n_steps):
+        """Backend arrays for an epoch's losses, counted against the backend's
+        memory first: each row's error (``row_error`` of :meth:`train_step`)
+        and each step's penalties (row s is step s's ``penalty_losses``)."""
+        bk = self.backend
+        bk.check_memory({"an epoch's losses": (n_rows + n_steps * self._penalty_width) * 8})
+        return bk.zeros(n_rows, np.float64), bk.zeros((n_steps, self._penalty_width), np.float64)
+
+    def step_penalties(self, penalty_losses):
+        """Each step's summed sparseness penalty (host floats) from an
+        epoch's ``penalty_losses`` (see :meth:`loss_buffers`)."""
+        if not self.penalized:
+            return [0.0] * penalty_losses.shape[0]
+        return [summed_penalty(row) for row in self.backend.to_host(penalty_losses)]
 
     # -- backward -------------------------------------------------------------
     def backward(self, b, step=0, training=True, penalty_losses=None):
@@ -429,14 +451,10 @@ class Runner:
         slot = self.penalized.index(index)
         return self._penalty_target[slot:slot + 1]
 
-    def penalty_loss(self, penalty_losses=None):
-        """The step's summed sparseness penalty, read back from the backend
-        (``penalty_losses`` as given to :meth:`backward`); 0 without one."""
-        if not self.penalized:
-            return 0.0
-        values = self.backend.to_host(self.penalty_losses if penalty_losses is None
-                                      else penalty_losses)
-        return summed_penalty(values)
+    def penalty_loss(self):
+        """The last step's summed sparseness penalty, when :meth:`backward`
+        wrote it into the runner's own buffer; 0 without one."""
+        return self.step_penalties(self.penalty_losses.reshape(1, -1))[0]
 
     def _backpropagate(self, delta, weights, target, accumulate, into_hidden_from):
         """``target (+)= delta @ weights.T``: the delta flowing back to a source

@@ -116,8 +116,8 @@ class SampledOutput:
         bk.upload(buf["corrections"], corrections[lo:hi])
         targets = runner._batch_view(bk.host_mirror(runner.targets), b)
         self.n_touched, self.n_pos = bk.touched_rows(
-            targets, local_ids, self.slot, buf["rows"], buf["neg_slot"][:self.n_local],
-            buf["g_indptr"], buf["g_entries"])
+            targets, local_ids, self.slot, buf["rows"], buf["neg_slot"], buf["g_indptr"],
+            buf["g_entries"])
 
     def error_and_gradients(self, b, step, targets, row_error, row_weights=None):
         """Scores, losses and score gradients of the batch's first ``b`` rows

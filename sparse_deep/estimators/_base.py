@@ -23,7 +23,7 @@ from ..distributed.shards import (
 )
 from ..core.optimizers import get_optimizer
 from ..engine.optim import OptimizerConfig, OptimizerState
-from ..engine.runner import max_batch_nnz, runner_bytes, summed_error, summed_penalty
+from ..engine.runner import max_batch_nnz, runner_bytes, summed_error
 from ..engine.sampling import NegativeSampler, item_counts
 from ..network import parse_network
 from ._checkpoint import Checkpoint, data_checksum
@@ -177,14 +177,10 @@ class TrainingSession:
         """
         order = epoch_order(self.seed, self.epoch, self.n_rows, self.shuffle)
         n, batch = self.n_rows, self.batch_size
-        runner, bk = self.runner, self.runner.backend
+        runner = self.runner
         starts = range(0, n, batch)
-        if self.row_error is None:  # each row's error, each step's penalties
-            n_penalties = len(starts) * max(len(runner.penalized), 1)
-            bk.check_memory({"an epoch's losses": (n + n_penalties) * 8})
-            self.row_error = bk.zeros(n, np.float64)
-            self.penalty_losses = bk.zeros((len(starts), max(len(runner.penalized), 1)),
-                                           np.float64)
+        if self.row_error is None:
+            self.row_error, self.penalty_losses = runner.loss_buffers(n, len(starts))
         for index, start in enumerate(starts):
             self.step += 1
             runner.train_step(
@@ -195,14 +191,13 @@ class TrainingSession:
             )
         # The losses are read once an epoch (on a GPU the steps run without
         # waiting for them), then checked batch by batch.
-        errors = runner.sum_rows_over_ranks(bk.to_host(self.row_error))
-        penalties = bk.to_host(self.penalty_losses) if runner.penalized else None
+        errors = runner.row_errors(self.row_error)
+        penalties = runner.step_penalties(self.penalty_losses)
         total = 0.0
-        for index, start in enumerate(starts):
+        for index, (start, penalty) in enumerate(zip(starts, penalties)):
             rows = order[start:start + batch]
             error = summed_error(errors[start:start + batch],
                                  None if self.row_weights is None else self.row_weights[rows])
-            penalty = 0.0 if penalties is None else summed_penalty(penalties[index])
             self._check_divergence((error + penalty * len(rows)) / len(rows), index)
             total += error + penalty * len(rows)
         # Losses that clip their logarithms stay finite over NaN outputs: the

@@ -8,11 +8,13 @@ rows listed) and copied to the GPU through pinned buffers, so that the host
 knows every size a step needs (see :meth:`CUDABackend.load_batch`).
 
 All kernels and copies run in order on one stream; a training step does not
-wait for the GPU (the rows' errors are read once an epoch), except to read
-a sparseness penalty's value or to combine a sharded layer's ranks.
+wait for the GPU (the losses are read once an epoch), except to combine a
+sharded layer's ranks, or when the host runs so far ahead that it must reuse
+a pinned upload buffer whose copy is still pending.
 """
 
 import dataclasses
+import weakref
 
 import numpy as np
 from numba import cuda
@@ -217,18 +219,20 @@ class CUDABackend(Backend):
         return self._mirrors[id(batch)][1]
 
     def _mirror(self, device):
-        """Host arrays shaped as ``device`` (an array, or a block of arrays,
-        whose host arrays are their own mirrors), made once and kept."""
+        """Host arrays shaped as ``device`` (a whole buffer, or a block of
+        them; host arrays are their own mirrors), made once and kept while
+        the buffer lives (a slice would make a new mirror each time)."""
         if isinstance(device, np.ndarray):
             return device
         entry = self._mirrors.get(id(device))
-        if entry is None or entry[0] is not device:
+        if entry is None or entry[0]() is not device:
             if _is_device_array(device):
                 host = np.zeros(device.shape, device.dtype)
             else:
                 host = type(device)(*(self._mirror(getattr(device, f.name))
                                       for f in dataclasses.fields(device)))
-            entry = self._mirrors[id(device)] = (device, host)
+            entry = self._mirrors[id(device)] = (weakref.ref(device), host)
+            weakref.finalize(device, self._mirrors.pop, id(device), None)
         return entry[1]
 
     # -- forward ------------------------------------------------------------------

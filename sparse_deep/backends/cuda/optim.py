@@ -30,7 +30,7 @@ def _update_body(params, grads, rows, n_rows, states1, states2, coefficients):
     coefficients are a tuple of scalars (an array would be one more copy to
     the device per call)."""
     total = 0
-    for g in range(GROUPS):
+    for g in range(len(params)):
         total += n_rows[g] * params[g].shape[1]
     for idx in range(cuda.grid(1), total, cuda.gridsize(1)):
         g = 0
