@@ -28,11 +28,14 @@ from .gemm import gemm, scratch_elements
 
 
 class _UploadRing:
-    """Pinned buffers, used in turn, for small asynchronous host-to-device
-    copies. A buffer is reused once its last copy is done: the host asks
-    (an event query) and waits only when the copy is still pending, which
-    happens only when the host runs about SLOTS / (uploads a step) steps
-    ahead of the GPU."""
+    """Pinned buffers, used in turn, for asynchronous host-to-device copies
+    (a step makes about 20: its batch, negatives and touched rows). A buffer
+    is reused once its last copy is done: the host asks (an event query) and
+    waits only when the copy is still pending, which happens only when the
+    host runs about SLOTS / (uploads a step) steps ahead of the GPU. Each
+    buffer grows to at most twice the largest upload it has carried, so the
+    ring holds at most 2 x SLOTS times a batch's largest array per dtype in
+    page-locked memory (a few hundred MB for batches of 100,000 non-zeros)."""
 
     SLOTS = 64
 
