@@ -593,7 +593,8 @@ def test_update_params_steps_every_parameter_as_update_rows_does(bk, monkeypatch
     monkeypatch.setattr(FakeCUDAKernel, "__call__",
                         lambda self, *a, **k: launches.append(self._device) or call(self, *a, **k))
     bk.update_params(together, code)
-    assert launches.count(False) == -(-5 // optim.GROUPS) + 1  # (not device functions)
+    if simulated:  # (launches are counted in the simulator; not device functions)
+        assert launches.count(False) == -(-5 // optim.GROUPS) + 1
     for s in one_by_one:
         bk.update_rows(s.param, s.grad, s.rows, s.n_rows, s.state1, s.state2, code, s.hyper)
     for a, b in zip(together, one_by_one):
@@ -815,17 +816,29 @@ def unfused(bk, monkeypatch):
         monkeypatch.setattr(type(bk), name, getattr(Backend, name))
 
 
+def assert_same_training(fused, composed):
+    """Same losses and parameters: bit for bit in the simulator, which runs
+    both as Python; on a GPU to float64's last bits, since the compiler may
+    contract multiply-adds differently in a fused kernel."""
+    same = {"rtol": 0 if simulated else 1e-13, "atol": 0}
+    np.testing.assert_allclose(fused[0], composed[0], **same)
+    for a, b in zip(fused[1], composed[1]):
+        np.testing.assert_allclose(a, b, **same)
+
+
+def parameters(model):
+    return model.weights + list(model.biases.values())
+
+
 def test_fused_kernels_give_their_compositions_bits(bk, monkeypatch):
     """A dense network's steps (the input layer's product with its bias, its
     gradient with the bias gradient, the optimizer's launches) end where the
-    separate kernels leave them, bit for bit."""
+    separate kernels leave them."""
     fused = train_steps(bk, True)
     unfused(bk, monkeypatch)
     composed = train_steps(bk, True)
-    assert fused[2] == composed[2]
-    for a, b in zip(fused[0].weights + list(fused[0].biases.values()),
-                    composed[0].weights + list(composed[0].biases.values())):
-        assert np.array_equal(a, b)
+    assert_same_training((fused[2], parameters(fused[0])),
+                         (composed[2], parameters(composed[0])))
 
 
 @pytest.mark.parametrize("error,scoring", [("SampledSoftmax", "Cosine"), ("SampledSoftmax", "Dot"),
@@ -836,10 +849,8 @@ def test_fused_sampled_kernels_give_their_compositions_bits(bk, error, scoring, 
     fused = train_sampled_steps(bk, error, scoring)
     unfused(bk, monkeypatch)
     composed = train_sampled_steps(bk, error, scoring)
-    assert fused[1] == composed[1]
-    for a, b in zip(fused[0].weights + list(fused[0].biases.values()),
-                    composed[0].weights + list(composed[0].biases.values())):
-        assert np.array_equal(a, b)
+    assert_same_training((fused[1], parameters(fused[0])),
+                         (composed[1], parameters(composed[0])))
 
 
 def test_host_mirrors_last_as_long_as_their_buffers(bk):
