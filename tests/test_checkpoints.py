@@ -202,6 +202,41 @@ def test_divergence_names_epoch_and_batch_and_leaves_the_estimator_as_it_was(nam
         np.testing.assert_array_equal(saved, now)
 
 
+def diverging_fit(monkeypatch, read_steps):
+    """The regressor's loss curve on X, then the batch a diverging refit names
+    and the steps it ran, with the losses read every ``read_steps`` steps."""
+    from sparse_deep.engine.runner import Runner
+
+    monkeypatch.setattr(_base, "LOSS_READ_STEPS", read_steps)
+    cls, params, learning_rate, scale, y = DIVERGING["regressor"]
+    est = cls(hidden_layer_sizes=(8,), epochs=3, batch_size=4, random_state=0, **params)
+    curve = list(est.fit(X, *y).loss_curve_)
+    steps = []
+    train_step = Runner.train_step
+    with monkeypatch.context() as patch:
+        patch.setattr(Runner, "train_step",
+                      lambda self, *a, **k: steps.append(1) or train_step(self, *a, **k))
+        est.set_params(learning_rate=learning_rate, epochs=50)
+        with pytest.raises(FloatingPointError, match=r"epoch 1, batch \d+ of") as error:
+            est.fit(X * scale, *y)
+    batch = int(error.value.args[0].split("batch ")[1].split(" ")[0])
+    return curve, batch, len(steps)
+
+
+@pytest.mark.parametrize("read_steps", [2, 5, 1000])
+def test_losses_read_every_few_steps_give_the_same_fit_and_stop_a_divergence(read_steps,
+                                                                            monkeypatch):
+    """The batches' losses stay on the backend between reads (every
+    LOSS_READ_STEPS steps, and at an epoch's end): the loss curve is the same
+    however often they are read, a divergence names the same batch, and
+    training stops by the read after it."""
+    curve, batch, steps = diverging_fit(monkeypatch, read_steps)
+    want_curve, want_batch, want_steps = diverging_fit(monkeypatch, 1)
+    n_batches = -(-X.shape[0] // 4)
+    assert curve == want_curve and batch == want_batch and want_steps == batch
+    assert steps == min(-(-batch // read_steps) * read_steps, n_batches)
+
+
 def test_a_model_too_large_to_copy_is_dropped_not_kept_half_trained(monkeypatch):
     monkeypatch.setattr(_base, "RESTORE_COPY_BYTES", 0)
     cls, params, learning_rate, scale, y = DIVERGING["regressor"]

@@ -410,7 +410,7 @@ class Runner:
 
     def row_errors(self, row_error):
         """Each row's data error (host), over every rank's share, read back
-        from ``row_error``: a GPU fit reads it once an epoch."""
+        from ``row_error``: a fit reads it every few hundred steps."""
         return self.sum_rows_over_ranks(self.backend.to_host(row_error))
 
     @property

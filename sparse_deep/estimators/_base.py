@@ -49,6 +49,10 @@ RESTORE_COPY_BYTES = 256 * 2**20
 # if that is larger) has diverged: no training that converges gets there, and
 # one that overflows gets there before its loss turns to infinity.
 DIVERGENCE_FACTOR = 1e6
+# Steps between two reads of the batches' losses from the backend: on a GPU a
+# read waits for the queued steps, so the steps between run without a wait,
+# and a diverging fit stops within this many steps of it.
+LOSS_READ_STEPS = 256
 
 
 def restored_on_failure(fit):
@@ -181,6 +185,7 @@ class TrainingSession:
         starts = range(0, n, batch)
         if self.row_error is None:
             self.row_error, self.penalty_losses = runner.loss_buffers(n, len(starts))
+        total, checked = 0.0, 0
         for index, start in enumerate(starts):
             self.step += 1
             runner.train_step(
@@ -189,17 +194,9 @@ class TrainingSession:
                 row_error=self.row_error[start:start + batch],
                 penalty_losses=self.penalty_losses[index] if runner.penalized else None,
             )
-        # The losses are read once an epoch (on a GPU the steps run without
-        # waiting for them), then checked batch by batch.
-        errors = runner.row_errors(self.row_error)
-        penalties = runner.step_penalties(self.penalty_losses)
-        total = 0.0
-        for index, (start, penalty) in enumerate(zip(starts, penalties)):
-            rows = order[start:start + batch]
-            error = summed_error(errors[start:start + batch],
-                                 None if self.row_weights is None else self.row_weights[rows])
-            self._check_divergence((error + penalty * len(rows)) / len(rows), index)
-            total += error + penalty * len(rows)
+            if index + 1 - checked == LOSS_READ_STEPS or index + 1 == len(starts):
+                total = self._checked_losses(order, starts[checked:index + 1], checked, total)
+                checked = index + 1
         # Losses that clip their logarithms stay finite over NaN outputs: the
         # weights themselves are checked once an epoch.
         if not all(self.comm.allgather_objects(self.runner.parameters_finite())):
@@ -210,6 +207,23 @@ class TrainingSession:
             )
         self.epoch += 1
         return total / n
+
+    def _checked_losses(self, order, starts, first_index, total):
+        """``total`` plus the losses of the batches starting at ``starts`` (the
+        ``first_index``-th on), read back from the backend in one go and
+        checked batch by batch (:meth:`_check_divergence`)."""
+        runner, batch = self.runner, self.batch_size
+        lo, hi = starts[0], min(starts[-1] + batch, self.n_rows)
+        errors = runner.row_errors(self.row_error[lo:hi])
+        penalties = runner.step_penalties(self.penalty_losses[first_index:first_index
+                                                              + len(starts)])
+        for index, (start, penalty) in enumerate(zip(starts, penalties), start=first_index):
+            rows = order[start:start + batch]
+            error = summed_error(errors[start - lo:start - lo + batch],
+                                 None if self.row_weights is None else self.row_weights[rows])
+            self._check_divergence((error + penalty * len(rows)) / len(rows), index)
+            total += error + penalty * len(rows)
+        return total
 
     def _check_divergence(self, loss, batch_index):
         """Raise FloatingPointError, naming the epoch and batch, when a batch's

@@ -8,9 +8,9 @@ rows listed) and copied to the GPU through pinned buffers, so that the host
 knows every size a step needs (see :meth:`CUDABackend.load_batch`).
 
 All kernels and copies run in order on one stream; a training step does not
-wait for the GPU (the losses are read once an epoch), except to combine a
-sharded layer's ranks, or when the host runs so far ahead that it must reuse
-a pinned upload buffer whose copy is still pending.
+wait for the GPU (the losses are read every few hundred steps), except to
+combine a sharded layer's ranks, or when the host runs so far ahead that it
+must reuse a pinned upload buffer whose copy is still pending.
 """
 
 import dataclasses
