@@ -569,7 +569,6 @@ def test_update_params_steps_every_parameter_as_update_rows_does(bk, monkeypatch
     from sparse_deep.backends.base import ParameterStep
     from sparse_deep.backends.cuda import optim
 
-    rng = np.random.default_rng(7)
     code = REGISTERED_OPTIMIZERS["adam"].code
     shapes = [(7, 5), (1, 3), (6, 2), (4, 4), (1, 5), (3, 3)]
     dtypes = [np.float64] * 5 + [np.float32]
