@@ -69,10 +69,6 @@ class Backend:
         """``x *= factor``."""
         raise NotImplementedError
 
-    def sum(self, x):
-        """``sum(x)`` as a Python float on the host."""
-        raise NotImplementedError
-
     def scratch_bytes(self, n_rows, max_input_nnz, max_target_nnz, itemsize):
         """Memory the backend adds to a Runner's buffers (its scratch)."""
         raise NotImplementedError

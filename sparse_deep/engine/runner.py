@@ -20,9 +20,9 @@ into the host arrays the estimator keeps. Data sets are read through
 
 import numpy as np
 
+from ..backends.base import ParameterStep
 from ..core.blocks import CSRBlock, TransposedBlock
 from ..core.codes import LINEAR, OUTPUT_HYPER, pack
-from ..backends.base import ParameterStep
 from ..core.rng import stream_key_host
 from .layers import make_layer
 from .sampled import SampledOutput

@@ -195,7 +195,7 @@ class TrainingSession:
                 penalty_losses=self.penalty_losses[index] if runner.penalized else None,
             )
             if index + 1 - checked == LOSS_READ_STEPS or index + 1 == len(starts):
-                total = self._checked_losses(order, starts[checked:index + 1], checked, total)
+                total = self._checked_losses(order, starts[checked:index + 1], total)
                 checked = index + 1
         # Losses that clip their logarithms stay finite over NaN outputs: the
         # weights themselves are checked once an epoch.
@@ -208,16 +208,16 @@ class TrainingSession:
         self.epoch += 1
         return total / n
 
-    def _checked_losses(self, order, starts, first_index, total):
-        """``total`` plus the losses of the batches starting at ``starts`` (the
-        ``first_index``-th on), read back from the backend in one go and
+    def _checked_losses(self, order, starts, total):
+        """``total`` plus the losses of the batches starting at ``starts`` (a
+        range of the epoch's), read back from the backend in one go and
         checked batch by batch (:meth:`_check_divergence`)."""
         runner, batch = self.runner, self.batch_size
         lo, hi = starts[0], min(starts[-1] + batch, self.n_rows)
+        first = lo // batch
         errors = runner.row_errors(self.row_error[lo:hi])
-        penalties = runner.step_penalties(self.penalty_losses[first_index:first_index
-                                                              + len(starts)])
-        for index, (start, penalty) in enumerate(zip(starts, penalties), start=first_index):
+        penalties = runner.step_penalties(self.penalty_losses[first:first + len(starts)])
+        for index, (start, penalty) in enumerate(zip(starts, penalties), start=first):
             rows = order[start:start + batch]
             error = summed_error(errors[start - lo:start - lo + batch],
                                  None if self.row_weights is None else self.row_weights[rows])

@@ -46,9 +46,6 @@ class CPUBackend(Backend):
     def scale(self, x, factor):
         x *= x.dtype.type(factor)
 
-    def sum(self, x):
-        return float(np.sum(x))
-
     def scratch_bytes(self, n_rows, max_input_nnz, max_target_nnz, itemsize):
         return 0
 

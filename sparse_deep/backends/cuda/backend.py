@@ -143,9 +143,6 @@ class CUDABackend(Backend):
     def scale(self, x, factor):
         dense.scale(x, factor, self.stream)
 
-    def sum(self, x):
-        return float(np.sum(self.to_host(x)))
-
     def scratch(self, name, size, dtype):
         """A device array of ``size`` entries kept between calls (grown as needed;
         a growth that cannot fit raises the memory check's MemoryError)."""
@@ -398,12 +395,10 @@ class CUDABackend(Backend):
 
     def positive_deltas_into_hidden(self, d_pos, targets, weights, cosine, dh, h_unit, h_norms,
                                     target, accumulate):
-        cosine = bool(cosine)
-        if not cosine:  # the kernel reads h_unit and h_norms only with cosine scores
-            h_unit, h_norms = dh, self.scratch("no_norms", 1, dh.dtype)
-        into = (h_unit, h_norms, target)
-        sampled.positive_deltas(d_pos, targets.indptr, targets.indices, weights, cosine, dh,
-                                self._entry_norms(targets), self.stream, into, bool(accumulate))
+        into = (*self._unit_hidden(cosine, dh, h_unit, h_norms), target)
+        sampled.positive_deltas(d_pos, targets.indptr, targets.indices, weights, bool(cosine),
+                                dh, self._entry_norms(targets), self.stream, into,
+                                bool(accumulate))
 
     def _entry_norms(self, targets):
         return self.scratch("target_norms", targets.indices.shape[0], np.float64)
@@ -412,10 +407,16 @@ class CUDABackend(Backend):
         sampled.into_hidden(dh_unit, True, h_unit, norms, dh, bool(accumulate), self.stream)
 
     def into_hidden(self, dh, cosine, h_unit, h_norms, target, accumulate):
-        if not cosine:  # the kernel reads h_unit and h_norms only with cosine scores
-            h_unit, h_norms = dh, self.scratch("no_norms", 1, dh.dtype)
+        h_unit, h_norms = self._unit_hidden(cosine, dh, h_unit, h_norms)
         sampled.into_hidden(dh, bool(cosine), h_unit, h_norms, target, bool(accumulate),
                             self.stream)
+
+    def _unit_hidden(self, cosine, dh, h_unit, h_norms):
+        """``h_unit`` and ``h_norms``, which the kernels read only with cosine
+        scores: arrays of their types stand in otherwise."""
+        if cosine:
+            return h_unit, h_norms
+        return dh, self.scratch("no_norms", 1, dh.dtype)
 
     def compact_gradient(self, d_pos, targets, g_indptr, g_entries, n_pos, h, d_negatives,
                          neg_slot, grad):
