@@ -5,6 +5,8 @@ definitions in docs/ rather than from the kernels, so the kernels of every
 backend can be checked against it (and its loss differentiated numerically).
 """
 
+import enum
+
 import numpy as np
 
 from sparse_deep.core.activations import get_activation
@@ -198,3 +200,78 @@ def optimizer_update(name, w, g, s1, s2, hyper):
         out[0][i], out[1][i], out[2][i] = step(float(w[i]), float(g[i]), float(s1[i]),
                                                float(s2[i]), c)
     return tuple(out)
+
+
+def column_major_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+    """cuBLAS's GEMM as its documentation defines it, on flat buffers:
+    ``C = alpha op(A) op(B) + beta C``, C m x n, op(A) m x k, op(B) k x n,
+    element (i, j) of a stored matrix at ``buffer[i + j * ld]``; C is
+    written in place and not read when beta is 0. Computed in float64."""
+    if min(m, n, k) < 0:  # where cuBLAS answers CUBLAS_STATUS_INVALID_VALUE
+        raise ValueError(f"negative size: m = {m}, n = {n}, k = {k}")
+    for name, ld, stored_rows in (("lda", lda, k if trans_a else m),
+                                  ("ldb", ldb, n if trans_b else k), ("ldc", ldc, m)):
+        if ld < max(1, stored_rows):
+            raise ValueError(f"{name} = {ld} is less than max(1, {stored_rows})")
+    i, j = np.arange(m)[:, None], np.arange(n)[None, :]
+    p_row, p_col = np.arange(k)[None, :], np.arange(k)[:, None]
+    op_a = a[p_row + i * lda] if trans_a else a[i + p_row * lda]  # op(A)[i, p]
+    op_b = b[j + p_col * ldb] if trans_b else b[p_col + j * ldb]  # op(B)[p, j]
+    product = alpha * (op_a.astype(np.float64) @ op_b.astype(np.float64))
+    if beta != 0:
+        product += beta * c[i + j * ldc]
+    c[i + j * ldc] = product
+
+
+class EmulatedCuBLAS:
+    """A stand-in for ``nvmath.bindings.cublas`` in host memory: the same
+    calls, its GEMMs computed by :func:`column_major_gemm` from the buffers
+    at the addresses given (the simulator's device arrays are host arrays).
+    Records each call's routine, shape and handle."""
+
+    class Operation(enum.IntEnum):
+        N = 0
+        T = 1
+
+    VERSION = 130101
+
+    def __init__(self):
+        self.streams = {}
+        self.destroyed = []
+        self.calls = []
+
+    def create(self):
+        handle = len(self.streams) + 1
+        self.streams[handle] = 0
+        return handle
+
+    def set_stream(self, handle, stream):
+        self.streams[handle] = stream
+
+    def destroy(self, handle):
+        self.destroyed.append(handle)
+
+    def get_version(self, handle):
+        return self.VERSION
+
+    def sgemm(self, handle, *args):
+        self._gemm("sgemm", np.float32, handle, *args)
+
+    def dgemm(self, handle, *args):
+        self._gemm("dgemm", np.float64, handle, *args)
+
+    def _gemm(self, routine, dtype, handle, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb,
+              beta, c, ldc):
+        assert handle in self.streams and handle not in self.destroyed
+        trans_a, trans_b = (self.Operation(t) == self.Operation.T for t in (trans_a, trans_b))
+        scalar = np.ctypeslib.as_ctypes_type(dtype)
+
+        def buffer(address, rows, cols, ld):
+            return np.ctypeslib.as_array((scalar * ((cols - 1) * ld + rows)).from_address(address))
+
+        alpha, beta = buffer(alpha, 1, 1, 1)[0], buffer(beta, 1, 1, 1)[0]
+        column_major_gemm(trans_a, trans_b, m, n, k, alpha,
+                          buffer(a, *((k, m) if trans_a else (m, k)), lda), lda,
+                          buffer(b, *((n, k) if trans_b else (k, n)), ldb), ldb, beta,
+                          buffer(c, m, n, ldc), ldc)
+        self.calls.append((routine, handle, m, n, k))

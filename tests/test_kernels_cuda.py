@@ -105,6 +105,29 @@ def dev(bk, x):
     return bk.to_device(np.ascontiguousarray(x))
 
 
+@pytest.fixture(params=["gemm-kernel", "cublas"])
+def products(request, bk, monkeypatch):
+    """What computes ``bk``'s dense products: its own GEMM kernel, or cuBLAS
+    (the real one on a GPU; in the simulator, tests/naive.py's emulation),
+    which must then take every product."""
+    from sparse_deep.backends.cuda import backend as cuda_backend
+    from sparse_deep.backends.cuda.blas import CuBLAS
+
+    if request.param == "gemm-kernel":
+        bk.blas = None
+        return request.param
+    if simulated:
+        bk.blas = CuBLAS(naive.EmulatedCuBLAS(), stream=0)
+    elif bk.blas is None:
+        pytest.fail(f"cuBLAS is not in use on this GPU: {bk.gemm_report}")
+
+    def refused(*args, **kwargs):
+        raise AssertionError("a product went to the GEMM kernel, not to cuBLAS")
+
+    monkeypatch.setattr(cuda_backend, "gemm", refused)
+    return request.param
+
+
 def device_csr(bk, indptr, indices, data):
     return CSRBlock(dev(bk, indptr), dev(bk, indices), dev(bk, data))
 
@@ -502,12 +525,14 @@ def test_sparseness_penalty_and_scale_rows(bk, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("trans_a,trans_b", list(itertools.product([False, True], repeat=2)))
-@pytest.mark.parametrize("min_blocks", [1, 64], ids=["whole-K", "split-K"])
-def test_gemm(bk, dtype, trans_a, trans_b, min_blocks, monkeypatch):
+@pytest.mark.parametrize("products,min_blocks", [("gemm-kernel", 1), ("gemm-kernel", 64),
+                                                 ("cublas", 1)],
+                         ids=["whole-K", "split-K", "cublas"], indirect=["products"])
+def test_gemm(bk, products, dtype, trans_a, trans_b, min_blocks, monkeypatch):
     """Shapes that are not multiples of the 4 x 4 tile or of the K step; C a row
     slice of a larger buffer (rows past it untouched); beta 0 ignores NaN in C.
-    With min_blocks 64 every product here splits K (its chunks added by a
-    second kernel); with 1 none does."""
+    With the GEMM kernel and min_blocks 64 every product here splits K (its
+    chunks added by a second kernel); with 1 none does."""
     from sparse_deep.backends.cuda import gemm, launch
 
     monkeypatch.setattr(launch, "GEMM_MIN_BLOCKS", min_blocks)
@@ -530,6 +555,32 @@ def test_gemm(bk, dtype, trans_a, trans_b, min_blocks, monkeypatch):
         got = bk.to_host(c)
         np.testing.assert_allclose(got[:m], want, **close(dtype))
         assert np.array_equal(got[m:], buf[m:])
+
+
+def test_products_repeat_bit_for_bit(bk, products):
+    """The same product on the same inputs gives the same bits every time
+    (cuBLAS: one handle, one stream)."""
+    rng = np.random.default_rng(5)
+    a, b = (dev(bk, rng.normal(0, 1, shape).astype(np.float32)) for shape in [(9, 40), (40, 7)])
+    results = []
+    for _ in range(3):
+        c = dev(bk, np.zeros((9, 7), np.float32))
+        bk.gemm(a, b, c)
+        results.append(bk.to_host(c))
+    assert all(np.array_equal(results[0], again) for again in results[1:])
+
+
+def test_a_gpu_without_cublas_warns_and_uses_the_gemm_kernel(monkeypatch):
+    from sparse_deep.backends.cuda import backend as cuda_backend
+
+    monkeypatch.setattr(cuda_backend, "SIMULATED", False)
+    monkeypatch.setattr(cuda_backend, "load_cublas",
+                        lambda stream: (None, "nvmath-python is not installed (no nvmath)"))
+    with pytest.warns(RuntimeWarning, match=r"sparse_deep's own GEMM kernel, several times "
+                                            r"slower than cuBLAS: nvmath-python is not installed "
+                                            r"\(no nvmath\)\. pip install 'sparse_deep\[cuda\]'"):
+        bk = cuda_backend.CUDABackend()
+    assert bk.blas is None and "nvmath-python is not installed" in bk.gemm_report
 
 
 # --------------------------------------------------------------------------------------
@@ -727,7 +778,7 @@ def train_steps(backend, sparse_input_update, n_steps=2):
 
 
 @pytest.mark.parametrize("sparse_input_update", [False, True])
-def test_training_steps_match_the_cpu(bk, sparse_input_update):
+def test_training_steps_match_the_cpu(bk, products, sparse_input_update):
     """Two float64 training steps through every Runner branch, then inference:
     losses, weights, optimizer state and outputs agree with the CPU."""
     cpu = train_steps(CPUBackend(), sparse_input_update)
@@ -788,7 +839,7 @@ def train_sampled_steps(backend, error, scoring):
 
 @pytest.mark.parametrize("error,scoring", [("SampledSoftmax", "Cosine"), ("SampledSoftmax", "Dot"),
                                            ("CosineContrastive", "Cosine"), ("BPR", "Dot")])
-def test_sampled_training_steps_match_the_cpu(bk, error, scoring):
+def test_sampled_training_steps_match_the_cpu(bk, products, error, scoring):
     """Two float64 steps of a sampled output layer (negatives, losses, compact
     gradients, touched-row updates), then every item's score at inference."""
     cpu = train_sampled_steps(CPUBackend(), error, scoring)

@@ -14,6 +14,7 @@ must reuse a pinned upload buffer whose copy is still pending.
 """
 
 import dataclasses
+import warnings
 import weakref
 
 import numpy as np
@@ -24,6 +25,7 @@ from ..base import Backend, ParameterStep
 from ..cpu import CPUBackend
 from . import dense, memory, optim, sampled, sparse, topk
 from ._device import SIMULATED
+from .blas import CUBLAS_WORKSPACE_BYTES, load_cublas
 from .gemm import gemm, scratch_elements
 
 
@@ -100,6 +102,22 @@ class CUDABackend(Backend):
         self._constants = {}
         self._uploads = _UploadRing()
         self._no_anchors = cuda.device_array(0, dtype=np.float64, stream=self.stream)
+        self.blas, self.gemm_report = self._dense_products()
+
+    def _dense_products(self):
+        """``(cuBLAS or None, which computes the dense products)``: cuBLAS on a
+        GPU, sparse_deep's own GEMM kernel in the simulator (and, with a
+        warning, on a GPU where cuBLAS cannot be loaded)."""
+        if SIMULATED:
+            return None, "sparse_deep's GEMM kernel (numba's CUDA simulator)"
+        blas, report = load_cublas(self.stream)
+        if blas is None:
+            warnings.warn(f"Dense products on the GPU use sparse_deep's own GEMM kernel, several "
+                          f"times slower than cuBLAS: {report}. pip install 'sparse_deep[cuda]' "
+                          "installs nvmath-python, which calls cuBLAS.", RuntimeWarning,
+                          stacklevel=3)
+            return None, f"sparse_deep's GEMM kernel: {report}"
+        return blas, f"{report}, through nvmath-python"
 
     # -- memory -------------------------------------------------------------------
     def zeros(self, shape, dtype):
@@ -162,8 +180,10 @@ class CUDABackend(Backend):
 
     def scratch_bytes(self, n_rows, max_input_nnz, max_target_nnz, itemsize):
         """Device memory this backend adds to a Runner's buffers for one fit:
-        the partial products of split GEMMs (batches are prepared on the host)."""
-        return scratch_elements() * itemsize
+        the partial products of split GEMMs, cuBLAS's workspace (batches are
+        prepared on the host)."""
+        return scratch_elements() * itemsize + (0 if self.blas is None
+                                                else CUBLAS_WORKSPACE_BYTES)
 
     def check_memory(self, needed):
         free, total = memory.memory_info()
@@ -248,8 +268,9 @@ class CUDABackend(Backend):
                                  self.stream, bias)
 
     def gemm(self, a, b, c, *, alpha=1.0, beta=0.0, trans_a=False, trans_b=False):
-        gemm(a, b, c, self.stream, self.scratch, alpha=alpha, beta=beta, trans_a=trans_a,
-             trans_b=trans_b)
+        if self.blas is None or not self.blas.gemm(a, b, c, alpha, beta, trans_a, trans_b):
+            gemm(a, b, c, self.stream, self.scratch, alpha=alpha, beta=beta, trans_a=trans_a,
+                 trans_b=trans_b)
 
     def add(self, out, other):
         dense.add(out, other, self.stream)

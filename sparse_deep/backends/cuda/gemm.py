@@ -1,5 +1,9 @@
 """Dense products on the GPU: a tiled, register-blocked GEMM in numba.cuda.
 
+On a GPU the backend hands its products to cuBLAS (:mod:`.blas`); this
+kernel computes them in numba's simulator, on a GPU where cuBLAS does not
+load, and for the few layouts cuBLAS cannot take as they are.
+
 ``c = alpha * op(a) @ op(b) + beta * c`` with ``op(x) = x`` or ``x.T``. A block
 of GEMM_THREADS x GEMM_THREADS threads owns a square tile of C of side
 GEMM_THREADS * GEMM_WORK; it walks the shared dimension in steps of
