@@ -9,7 +9,8 @@ one warm-up epoch each (which also compiles numba's kernels), one epoch a turn,
 or ``--block N`` epochs a turn (epochs run back to back, as a real fit runs
 them); the median of the timed epochs is reported with the ratio
 torch / sparse_deep (> 1: we are faster). After the timed epochs (30 in all
-on the real data sets, the estimator's default; 4 on synth100k) both models
+on Last.fm and ML-100K, the estimator's default; 4 on the larger yelp2018
+and synth100k) both models
 are scored on the test split by recall@20 (all items ranked, training items
 excluded).
 
@@ -27,6 +28,8 @@ Networks
 Data
     lastfm     the Last.fm train/test split (1,892 x 4,489)
     ml100k     MovieLens-100K, per-user 80/20 split, seed 0 (943 x 1,682)
+    yelp2018   Yelp2018 in the LightGCN split (31,668 x 38,048; by default
+               with --device cuda only: on 2 cores its SoftMax epochs take minutes)
     synth100k  synthetic: 5,000 users x 100,000 items, power-law item
                popularity (Zipf exponent 1.1), ~25 items per user, 80/20 split
 
@@ -48,7 +51,7 @@ matmul, torch's log_softmax / BCE-with-logits, torch.optim.Adam.
 
 Usage
     python benchmarks/bench_epoch_vs_pytorch.py [--data-dir DIR]
-        [--datasets lastfm ml100k synth100k] [--networks softmax movielens]
+        [--datasets lastfm ml100k [yelp2018] synth100k] [--networks softmax movielens]
         [--epochs N] [--block N] [--device cpu|cuda]
         [--output benchmarks/results/epoch_vs_pytorch[_cuda].json]
 
@@ -74,11 +77,18 @@ from _results import write_json  # noqa: E402
 
 # torch is imported inside its worker process only (see worker()).
 torch = None
-from sparse_deep.datasets import load_lastfm, load_movielens_100k, per_user_split  # noqa: E402
+from sparse_deep.datasets import (  # noqa: E402
+    load_lastfm,
+    load_movielens_100k,
+    load_yelp2018,
+    per_user_split,
+)
 from sparse_deep.metrics import recall_at_k  # noqa: E402
 from sparse_deep.network.samples import movielens_config  # noqa: E402
 
 BATCH = 128
+# Timed for 3 epochs by default, not 29.
+LARGE_DATASETS = ("yelp2018", "synth100k")
 LEARNING_RATE = 1e-3
 
 MOVIELENS_CONFIG = movielens_config()
@@ -120,6 +130,8 @@ def load(name, data_dir):
         return load_lastfm(data_dir)
     if name == "ml100k":
         return load_movielens_100k(data_dir)
+    if name == "yelp2018":
+        return load_yelp2018(data_dir)
     return synthetic_power_law()
 
 
@@ -375,12 +387,14 @@ def _check_gpus():
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--datasets", nargs="+", default=["lastfm", "ml100k", "synth100k"])
+    parser.add_argument("--datasets", nargs="+",
+                        choices=["lastfm", "ml100k", "yelp2018", "synth100k"],
+                        help="default: lastfm ml100k synth100k, and yelp2018 with --device cuda")
     parser.add_argument("--networks", nargs="+", default=["softmax", "movielens"])
     parser.add_argument("--epochs", type=int, default=None,
-                        help="timed epochs per model (default: 29 on the real data sets, so "
-                             "that recall is compared after the estimator's default 30 "
-                             "epochs; 3 on synth100k)")
+                        help="timed epochs per model (default: 29 on Last.fm and ML-100K, "
+                             "so that recall is compared after the estimator's default 30 "
+                             "epochs; 3 on yelp2018 and synth100k)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                         help="where both frameworks train (default: cpu)")
     parser.add_argument("--block", type=int, default=1,
@@ -391,6 +405,9 @@ def main(argv=None):
                         help="default: benchmarks/results/epoch_vs_pytorch.json, "
                              "epoch_vs_pytorch_cuda.json with --device cuda")
     args = parser.parse_args(argv)
+    if args.datasets is None:
+        args.datasets = ["lastfm", "ml100k", *(["yelp2018"] if args.device == "cuda" else []),
+                         "synth100k"]
     if args.output is None:
         suffix = "_cuda" if args.device == "cuda" else ""
         args.output = f"benchmarks/results/epoch_vs_pytorch{suffix}.json"
@@ -406,7 +423,7 @@ def main(argv=None):
         except FileNotFoundError as exc:
             sys.exit(f"{exc}\nPass --data-dir pointing at the shared data folder.")
         for network in args.networks:
-            epochs = args.epochs or (3 if dataset == "synth100k" else 29)
+            epochs = args.epochs or (3 if dataset in LARGE_DATASETS else 29)
             r = benchmark(dataset, network, args.data_dir, epochs, train.shape, train.nnz,
                           args.device, args.block)
             rows.append(r)
@@ -418,7 +435,10 @@ def main(argv=None):
     if args.device == "cuda":
         import torch
 
+        from sparse_deep.backends import get_backend
+
         machine["gpu"] = torch.cuda.get_device_name(0)
+        machine["dense_products"] = get_backend("cuda").gemm_report
     write_json(args.output, {
         "machine": machine,
         "results": rows,

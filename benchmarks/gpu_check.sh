@@ -5,16 +5,18 @@
 #
 # 1. prints the GPU and the versions that matter;
 # 2. times epochs against the same network in PyTorch on the same GPU
-#    (benchmarks/bench_epoch_vs_pytorch.py --device cuda, with any further
+#    (benchmarks/bench_epoch_vs_pytorch.py --device cuda: Last.fm, ML-100K,
+#    Yelp2018 and the synthetic 100K-item set, with any further
 #    arguments passed on), writing RESULTS_DIR/epoch_vs_pytorch_cuda.json;
 # 3. runs the CUDA kernel tests on the GPU (SPARSE_DEEP_REAL_GPU=1: every
 #    kernel against the CPU kernels and the slow reference in tests/naive.py),
 #    the log in RESULTS_DIR/gpu_kernel_tests.log.
 #
 # GPU_CHECK_PARTS picks the parts (default "bench tests"). On an H100 the
-# benchmark takes about 3 minutes and the 168 kernel tests about 7 (most of it
-# compiling kernels): where one command may run 10 minutes at most, run
-# GPU_CHECK_PARTS=bench and GPU_CHECK_PARTS=tests as two commands.
+# benchmark took about 3 minutes (before Yelp2018 joined it) and the kernel
+# tests about 7 (most of it compiling kernels): where one command may run 10
+# minutes at most, run GPU_CHECK_PARTS=bench and GPU_CHECK_PARTS=tests as two
+# commands.
 #
 # Needs a CUDA build of torch and numba-cuda. Where packages are missing and
 # the machine has no internet, put wheels in .whl/ (see benchmarks/README.md).
@@ -39,8 +41,9 @@ for name in ("numpy", "scipy", "scikit-learn", "numba", "numba-cuda", "llvmlite"
         print(f"{name} {md.version(name)}")
     except md.PackageNotFoundError:
         print(f"{name} missing")
-from sparse_deep.backends import cuda_device_status
+from sparse_deep.backends import cuda_device_status, get_backend
 print("numba.cuda:", cuda_device_status())
+print("dense products:", get_backend("cuda").gemm_report)
 EOF
 
 PARTS=" ${GPU_CHECK_PARTS:-bench tests} "
