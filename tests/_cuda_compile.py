@@ -58,8 +58,9 @@ def main():
         (sparse._sparse_weight_gradient, (i64v, i32v, v, i64, m2, f32, m2, v, types.boolean)),
         (sparse._scatter_rows, (m2, i64v, m2)), (sparse._zero_rows, (m2, i64v)),
         *((optim._kernel(code), tuple(types.UniTuple(t, optim.GROUPS) for t in (
-            m2, m2, i64v, i64, m2, m2, types.UniTuple(f64, 15))))
+            m2, m2, i64v, i64, m2, m2, types.UniTuple(f64, 15), i64v, i64)))
           for code in range(len(OPTIMIZERS))),
+        (optim._clear_slots, (i64v,)), (optim._mark_slots, (i64v, i64v, i64, i64)),
         (optim._cap_column_norms, (m2, f64)),
         (topk._make_topk(32, 256), (m2, arr(types.uint32, 2), i64, i64v, i32v, arr(i64, 2), m2)),
     ]
@@ -73,9 +74,11 @@ def main():
     # Every activation's own kernels, and every error function once.
     for code in ACT.values():
         kernels += [
-            (dense._specialised(dense._activate_body, {}, code), (m2, f64, f64, f64)),
-            (dense._specialised(dense._hidden_delta_body, {}, code),
+            (dense.specialised(dense._activate_body, {}, code), (m2, f64, f64, f64)),
+            (dense.specialised(dense._hidden_delta_body, {}, code),
              (m2, m2, f64, f64, f64, u64, i64v, f64, f64, v)),
+            (dense.specialised(sparse._activated_sparse_affine_body, {}, code),
+             (i64v, i32v, v, m2, m2, v, f64, f64, f64)),
         ]
     for act, err in [("SoftMax", "CrossEntropy"), ("Sigmoid", "ScaledMarginalCrossEntropy"),
                      ("Sigmoid", "DataScaledMarginalCrossEntropy"), ("Tanh", "L2"),

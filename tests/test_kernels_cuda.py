@@ -216,7 +216,8 @@ def test_runner_refuses_a_model_larger_than_free_gpu_memory(bk, monkeypatch):
 
     model = tiny_model()
     state = OptimizerState(OptimizerConfig(), model.parameters())
-    needed = runner_bytes(model, 4, 10, 10, state, backend_scratch=bk.scratch_bytes(4, 10, 10, 4))
+    needed = runner_bytes(model, 4, 10, 10, state, backend_scratch=bk.scratch_bytes(4, 10, 10, 4),
+                          backend=bk)
     total = sum(needed.values())
     monkeypatch.setattr(memory, "memory_info", lambda: (total - 1, 10 * total))
     from sparse_deep.backends.cuda.memory import format_bytes
@@ -652,7 +653,7 @@ def test_update_params_steps_every_parameter_as_update_rows_does(bk, monkeypatch
 
 
 def test_update_all_rows_matches_the_cpu(bk):
-    """The dense input update through the generic scatter / update / zero."""
+    """The dense input update through the slot map, stamped anew each step."""
     rng = np.random.default_rng(5)
     shape = (9, 4)
     param = random_param(rng, shape, np.float64)
@@ -670,7 +671,54 @@ def test_update_all_rows_matches_the_cpu(bk):
                            scratch, d[1], d[2], REGISTERED_OPTIMIZERS["adam"].code, pack_hyper(step))
         for got, cpu in zip(d, (param, s1, s2)):
             np.testing.assert_allclose(bk.to_host(got), cpu, rtol=1e-12, atol=1e-14)
-    assert not bk.to_host(scratch).any()
+    assert scratch.stamp == 3 and bk.to_host(scratch.slots).shape == (shape[0],)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_parameters_updated_whole_go_with_the_others_bit_for_bit(bk, dtype, monkeypatch):
+    """A step whose input weight is updated whole (every row; absent features
+    with a zero gradient) takes two launches with its bias and the output
+    weight, the slot map's stamp and the update, and leaves every parameter
+    where the base class's scatter into a full-size gradient, update and
+    zeroing leave it; a stamp from an earlier step is no gradient."""
+    from numba.cuda.simulator.kernel import FakeCUDAKernel
+    from sparse_deep.backends.base import Backend, ParameterStep
+
+    code = REGISTERED_OPTIMIZERS["adam"].code
+    shapes = [(9, 3), (1, 3), (3, 5)]
+
+    def train(all_rows_scratch, launches):
+        rng = np.random.default_rng(8)
+        params = [dev(bk, random_param(rng, shape, dtype)) for shape in shapes]
+        states = [[dev(bk, s) for s in make_states("adam", shape, dtype)] for shape in shapes]
+        scratch = all_rows_scratch(bk, shapes[0], dtype)
+        for step, n_present in enumerate([4, 0, 2], start=1):
+            features = rng.permutation(shapes[0][0]).astype(np.int64)
+            grads = [rng.normal(0, 1, shape).astype(dtype) for shape in shapes]
+            steps = [ParameterStep(p, dev(bk, g), dev(bk, np.arange(len(g), dtype=np.int64)),
+                                   len(g), s[0], s[1], pack_hyper(step, l2=0.01))
+                     for p, g, s in zip(params, grads, states)]
+            steps[0] = steps[0]._replace(rows=dev(bk, features), n_rows=n_present,
+                                         all_rows=dev(bk, np.arange(9, dtype=np.int64)),
+                                         scratch=scratch)
+            before = len(launches)
+            bk.update_params(steps, code)
+            if step == 1:
+                counted = sum(1 for launched in launches[before:] if not launched)
+        return [bk.to_host(a) for a in params + sum(states, [])], counted
+
+    launches = []
+    call = FakeCUDAKernel.__call__
+    monkeypatch.setattr(FakeCUDAKernel, "__call__",
+                        lambda self, *a, **k: launches.append(self._device) or call(self, *a, **k))
+    fused, fused_launches = train(type(bk).all_rows_scratch, launches)
+    monkeypatch.setattr(type(bk), "update_params", Backend.update_params)
+    monkeypatch.setattr(type(bk), "update_all_rows", Backend.update_all_rows)
+    composed, _ = train(Backend.all_rows_scratch, launches)
+    for a, b in zip(fused, composed):
+        assert np.array_equal(a, b)
+    if simulated:
+        assert fused_launches == 2
 
 
 def test_cap_column_norms(bk):
@@ -854,7 +902,9 @@ def test_sampled_training_steps_match_the_cpu(bk, products, error, scoring):
 # Backend operations the CUDA backend fuses into one launch each, where the
 # base class composes them from others.
 FUSED_OPERATIONS = ("unit_operands", "sampled_rows", "positive_deltas_into_hidden",
-                    "compact_unit_gradient", "sparse_affine", "input_gradients", "update_params")
+                    "compact_unit_gradient", "sparse_affine", "activated_sparse_affine",
+                    "input_gradients", "update_params", "update_all_rows", "all_rows_scratch",
+                    "all_rows_scratch_bytes")
 
 
 def unfused(bk, monkeypatch):

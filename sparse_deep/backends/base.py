@@ -20,7 +20,12 @@ from ..core.codes import SAMPLED_SOFTMAX
 
 class ParameterStep(NamedTuple):
     """One parameter's optimizer step: rows ``rows[:n_rows]`` of ``param``
-    take the gradients ``grad[:n_rows]`` (see :meth:`Backend.update_rows`)."""
+    take the gradients ``grad[:n_rows]`` (see :meth:`Backend.update_rows`).
+
+    Given ``all_rows`` (``arange(len(param))`` on the backend) and
+    ``scratch`` (the backend's :meth:`Backend.all_rows_scratch` for
+    ``param``), every row steps, those not in ``rows[:n_rows]`` with a zero
+    gradient (see :meth:`Backend.update_all_rows`)."""
 
     param: Any
     grad: Any
@@ -29,6 +34,8 @@ class ParameterStep(NamedTuple):
     state1: Any
     state2: Any
     hyper: Any
+    all_rows: Any = None
+    scratch: Any = None
 
 
 class Backend:
@@ -140,6 +147,12 @@ class Backend:
         self.fill_rows(out, bias)
         self.sparse_matmul_add(batch, weights, out)
 
+    def activated_sparse_affine(self, batch, weights, bias, out, act, slope, alpha, lam):
+        """``out = act(bias + batch @ weights)``: :meth:`sparse_affine` then
+        :meth:`activate`, unless a backend fuses them."""
+        self.sparse_affine(batch, weights, bias, out)
+        self.activate(out, act, slope, alpha, lam)
+
     def gemm(self, a, b, c, *, alpha=1.0, beta=0.0, trans_a=False, trans_b=False):
         raise NotImplementedError
 
@@ -205,11 +218,15 @@ class Backend:
 
     def update_params(self, steps, code):
         """Every :class:`ParameterStep` of ``steps`` (distinct parameters),
-        with the optimizer ``code``: :meth:`update_rows` each, unless a backend
-        launches them together."""
+        with the optimizer ``code``: :meth:`update_rows` or
+        :meth:`update_all_rows` each, unless a backend launches them together."""
         for s in steps:
-            self.update_rows(s.param, s.grad, s.rows, s.n_rows, s.state1, s.state2, code,
-                             s.hyper)
+            if s.all_rows is None:
+                self.update_rows(s.param, s.grad, s.rows, s.n_rows, s.state1, s.state2, code,
+                                 s.hyper)
+            else:
+                self.update_all_rows(s.param, s.grad, s.rows, s.n_rows, s.all_rows, s.scratch,
+                                     s.state1, s.state2, code, s.hyper)
 
     def all_rows_scratch(self, shape, dtype):
         """Scratch that :meth:`update_all_rows` needs for a parameter of

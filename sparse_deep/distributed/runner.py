@@ -89,12 +89,14 @@ class ShardedRunner(Runner):
         return self.backend.to_device(self.comm.sum(self.backend.to_host(block)))
 
     # -- forward --------------------------------------------------------------
-    def _add_input_product(self, batch, weights, z, bias=None):
+    def _add_input_product(self, batch, weights, z, bias=None, activated=None):
         if bias is not None:
             self.backend.fill_rows(z, bias)
         partial = self._partial_buffer(z.shape[1], z.shape[0])
         self.backend.sparse_matmul_add(batch, weights, partial)
         self.backend.add(z, self._sum_over_ranks(partial))
+        if activated is not None:  # once every rank's features are in the sum
+            self._activate(activated, z)
 
     def _softmax_stats(self, z, targets):
         """Each row's (max, exp sum, target sum) over every rank's slice."""

@@ -57,7 +57,9 @@ class Layer:
     # -- as the source of a connection ------------------------------------------
     # Whether, as a layer's first source, this layer also starts the layer's
     # sum from its bias (product_into's ``bias``) and computes its bias
-    # gradient (connection_gradient's ``bias_grad``): one launch fewer each.
+    # gradient (connection_gradient's ``bias_grad``), and, as its only one,
+    # applies its activation (product_into's ``activated``): one launch
+    # fewer each.
     fuses_bias = False
 
     def product_into(self, runner, b, batch, weights, z):
@@ -91,9 +93,10 @@ class InputLayer(Layer):
 
     fuses_bias = True
 
-    def product_into(self, runner, b, batch, weights, z, bias=None):
-        """``z += batch @ weights``; given ``bias``, ``z = bias + ...``."""
-        runner._add_input_product(batch, weights, z, bias)
+    def product_into(self, runner, b, batch, weights, z, bias=None, activated=None):
+        """``z += batch @ weights``; given ``bias``, ``z = bias + ...``, and
+        given ``activated`` (the fed layer's plan) too, its activation of that."""
+        runner._add_input_product(batch, weights, z, bias, activated)
 
     def connection_gradient(self, runner, b, batch, delta, w, into, written, bias_grad=None):
         """The input weight's gradient; given ``bias_grad``, ``into``'s bias
@@ -108,16 +111,14 @@ class InputLayer(Layer):
 
     def connection_steps(self, runner, w, s1, s2, code, hyper):
         """Every row steps, those of features absent from the batch with a zero
-        gradient (applied here, at once); with ``sparse_input_update`` only
-        the present rows step."""
-        bk, weights, grad = runner.backend, runner.weights[w], runner.weight_grads[w]
-        features, n_present = runner.transposed.features, runner.n_present
+        gradient; with ``sparse_input_update`` only the present rows step."""
+        weights, grad = runner.weights[w], runner.weight_grads[w]
+        step = ParameterStep(weights, grad, runner.transposed.features, runner.n_present, s1,
+                             s2, hyper)
         if w in runner.all_rows_scratch:
-            bk.update_all_rows(weights, grad, features, n_present,
-                               runner._rows(weights.shape[0]), runner.all_rows_scratch[w], s1,
-                               s2, code, hyper)
-            return []
-        return [ParameterStep(weights, grad, features, n_present, s1, s2, hyper)]
+            step = step._replace(all_rows=runner._rows(weights.shape[0]),
+                                 scratch=runner.all_rows_scratch[w])
+        return [step]
 
 
 class DenseLayer(Layer):
@@ -151,8 +152,11 @@ class DenseLayer(Layer):
         bias = runner.biases[self.index]
         (first, w0), *rest = self.sources
         first = runner.layers[first]
+        stops = self.is_output and stop_at_output  # the fused output pass activates it
+        activated = (self.plan if first.fuses_bias and not rest and not self.skips
+                     and self.act != LINEAR and not stops else None)
         if first.fuses_bias:
-            first.product_into(runner, b, batch, runner.weights[w0], z, bias)
+            first.product_into(runner, b, batch, runner.weights[w0], z, bias, activated)
         else:
             bk.fill_rows(z, bias)
             rest = self.sources
@@ -160,9 +164,10 @@ class DenseLayer(Layer):
             runner.layers[source].product_into(runner, b, batch, runner.weights[w], z)
         for skip in self.skips:
             bk.add(z, runner.out[skip][:b])
-        if self.is_output and stop_at_output:
-            return  # the fused output pass activates it
-        runner._activate(self.plan, z)
+        if stops:
+            return
+        if activated is None:
+            runner._activate(self.plan, z)
         if self.p_dropout > 0:
             if training:
                 key = runner._dropout_key(step, self.plan)

@@ -368,13 +368,18 @@ class Runner:
         if layer.temperature != 1.0:
             bk.scale(z, 1.0 / layer.temperature)
 
-    def _add_input_product(self, batch, weights, z, bias=None):
+    def _add_input_product(self, batch, weights, z, bias=None, activated=None):
         """``z += batch @ weights`` for the sparse input layer; given ``bias``,
-        ``z = bias + batch @ weights``."""
+        ``z = bias + batch @ weights``, and given ``activated`` too (a
+        layer's plan), that layer's activation of it."""
         if bias is None:
             self.backend.sparse_matmul_add(batch, weights, z)
-        else:
+        elif activated is None:
             self.backend.sparse_affine(batch, weights, bias, z)
+        else:
+            self.backend.activated_sparse_affine(batch, weights, bias, z, activated.act,
+                                                 activated.slope, activated.alpha,
+                                                 activated.lam)
 
     def output_error(self, b, weights=None, step=0, row_error=None):
         """Fused output pass: each row's data error into ``row_error`` (a

@@ -20,7 +20,7 @@ import weakref
 import numpy as np
 from numba import cuda
 
-from ...core.codes import OUTPUT_HYPER_SIZE
+from ...core.codes import OUTPUT_HYPER_SIZE, SOFTMAX
 from ..base import Backend, ParameterStep
 from ..cpu import CPUBackend
 from . import dense, memory, optim, sampled, sparse, topk
@@ -267,6 +267,13 @@ class CUDABackend(Backend):
         sparse.sparse_matmul_add(batch.indptr, batch.indices, batch.data, weights, out,
                                  self.stream, bias)
 
+    def activated_sparse_affine(self, batch, weights, bias, out, act, slope, alpha, lam):
+        if act == SOFTMAX:  # a row-wise activation: its own kernel
+            super().activated_sparse_affine(batch, weights, bias, out, act, slope, alpha, lam)
+        elif out.shape[0]:
+            sparse.activated_sparse_affine(batch.indptr, batch.indices, batch.data, weights, bias,
+                                           out, act, slope, alpha, lam, self.stream)
+
     def gemm(self, a, b, c, *, alpha=1.0, beta=0.0, trans_a=False, trans_b=False):
         if self.blas is None or not self.blas.gemm(a, b, c, alpha, beta, trans_a, trans_b):
             gemm(a, b, c, self.stream, self.scratch, alpha=alpha, beta=beta, trans_a=trans_a,
@@ -338,11 +345,26 @@ class CUDABackend(Backend):
     # -- update -------------------------------------------------------------------
     def update_rows(self, param, grad, rows, n_rows, state1, state2, code, hyper):
         optim.update_params([ParameterStep(param, grad, rows, n_rows, state1, state2, hyper)],
-                            code, self.stream)
+                            code, self.stream, self._constant([-1], np.int64))
+
+    def all_rows_scratch(self, shape, dtype):
+        """Not a full-size gradient: a slot map, each row's place among a
+        step's row gradients (``optim.SlotMap``)."""
+        return optim.slot_map(shape[0], self.stream)
+
+    def all_rows_scratch_bytes(self, shape, itemsize):
+        return int(shape[0]) * 8
+
+    def update_all_rows(self, param, row_grads, rows, n_rows, all_rows, scratch, state1, state2,
+                        code, hyper):
+        optim.update_params([ParameterStep(param, row_grads, rows, n_rows, state1, state2, hyper,
+                                           all_rows, scratch)], code, self.stream,
+                            self._constant([-1], np.int64))
 
     def update_params(self, steps, code):
-        """The parameters' steps in as few launches as their types allow."""
-        optim.update_params(steps, code, self.stream)
+        """The parameters' steps in as few launches as their types allow (and
+        one more for each slot map of a parameter updated whole)."""
+        optim.update_params(steps, code, self.stream, self._constant([-1], np.int64))
 
     def cap_column_norms(self, weights, max_norm):
         optim.cap_column_norms(weights, max_norm, self.stream)

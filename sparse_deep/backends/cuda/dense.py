@@ -128,7 +128,7 @@ def add(out, other, stream):
 # -- activations -------------------------------------------------------------------
 def _activate_body(z, slope, alpha, lam):
     """The activation kernel of the activation whose ``forward``
-    :func:`_specialised` binds as a global."""
+    :func:`specialised` binds as a global."""
     n = z.shape[1]
     for idx in range(cuda.grid(1), z.shape[0] * n, cuda.gridsize(1)):
         i = idx // n
@@ -136,7 +136,7 @@ def _activate_body(z, slope, alpha, lam):
         z[i, j] = forward(z[i, j], slope, alpha, lam)
 
 
-def _specialised(body, kernels, act, **names):
+def specialised(body, kernels, act, **names):
     """``body`` as a kernel of the activation ``act``, whose ``forward`` and
     ``derivative`` device functions (and ``names``) it reads as globals; one
     per activation definition, kept in ``kernels``."""
@@ -202,7 +202,7 @@ def activate_rows(z, act, slope, alpha, lam, stream):
         _softmax_kernel(threads)[blocks, threads, stream](z)
         return
     blocks, threads = _grid(z.size)
-    kernel = _specialised(_activate_body, _ACTIVATE_KERNELS, act)
+    kernel = specialised(_activate_body, _ACTIVATE_KERNELS, act)
     kernel[blocks, threads, stream](z, float(slope), float(alpha), float(lam))
 
 
@@ -422,7 +422,7 @@ def dropout_forward(a, out, key, row_ids, p, stream):
 
 def _hidden_delta_body(delta, a, slope, alpha, lam, key, row_ids, p_dropout, scale, penalty):
     """The hidden-layer delta kernel of the activation whose ``derivative``
-    :func:`_specialised` binds as a global."""
+    :func:`specialised` binds as a global."""
     n = a.shape[1]
     for idx in range(cuda.grid(1), a.shape[0] * n, cuda.gridsize(1)):
         i = idx // n
@@ -441,7 +441,7 @@ def hidden_delta(delta, a, act, slope, alpha, lam, key, row_ids, p_dropout, pena
     """dL/d(output) -> dL/dz through dropout, the penalty and f' (as the CPU)."""
     scale = 1.0 / (1.0 - p_dropout) if p_dropout > 0.0 else 1.0
     blocks, threads = _grid(a.size)
-    kernel = _specialised(_hidden_delta_body, _HIDDEN_DELTA_KERNELS, act)
+    kernel = specialised(_hidden_delta_body, _HIDDEN_DELTA_KERNELS, act)
     kernel[blocks, threads, stream](delta, a, float(slope), float(alpha), float(lam),
                                     np.uint64(key), row_ids, float(p_dropout), scale, penalty)
 

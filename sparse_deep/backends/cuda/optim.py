@@ -5,10 +5,17 @@ kernel, compiled the first time a fit uses it, with the optimizer's ``step``
 as a device function: the definition the CPU's loops compile too. One thread
 per (row, unit) of the rows being updated, of up to GROUPS parameters in one
 launch (a step's weights and biases).
+
+The input layer's dense update (every row steps, those of features absent
+from the batch with a zero gradient) reads each row's gradient through a
+:class:`SlotMap`, as the CPU's does, so no full-size gradient is made; the
+map is stamped with the step, so it needs no clearing afterwards.
 """
 
+import dataclasses
 import math
 
+import numpy as np
 from numba import cuda, float64
 
 from ...core.codes import H_L1, H_L2
@@ -21,14 +28,65 @@ from ._device import regularised_gradient
 
 # Parameters one update launch steps together; a step of more runs several.
 GROUPS = 4
+# A slot map's entry: the stamp of the step that wrote it in the high bits,
+# the row's place among that step's row gradients in the low SLOT_BITS.
+SLOT_BITS = 32
+_SLOT_MASK = (1 << SLOT_BITS) - 1
+# Stamps stay below this (the map is cleared and stamping starts again).
+_LAST_STAMP = (1 << (63 - SLOT_BITS)) - 1
 
 
-def _update_body(params, grads, rows, n_rows, states1, states2, coefficients):
+@dataclasses.dataclass
+class SlotMap:
+    """For a parameter updated whole: each row's place among a step's row
+    gradients, ``stamp << SLOT_BITS | place``, written by :func:`mark_slots`
+    for the step stamped ``stamp``; any other entry (-1 at first) means no
+    gradient in this step."""
+
+    slots: object  # int64, one per row of the parameter
+    stamp: int = 0
+
+
+def slot_map(n_rows, stream):
+    slots = cuda.device_array(n_rows, dtype=np.int64, stream=stream)
+    _clear_slots[launch.blocks_for(n_rows), launch.THREADS, stream](slots)
+    return SlotMap(slots)
+
+
+@cuda.jit
+def _clear_slots(slots):
+    for r in range(cuda.grid(1), slots.shape[0], cuda.gridsize(1)):
+        slots[r] = -1
+
+
+@cuda.jit
+def _mark_slots(slots, rows, n_rows, stamp):
+    for r in range(cuda.grid(1), n_rows, cuda.gridsize(1)):
+        slots[rows[r]] = (stamp << SLOT_BITS) | r
+
+
+def mark_slots(slot_map, rows, n_rows, stream):
+    """Stamp a new step into ``slot_map``: row ``rows[r]`` takes gradient row
+    ``r`` for ``r < n_rows``. Returns the step's stamp."""
+    if slot_map.stamp == _LAST_STAMP:
+        _clear_slots[launch.blocks_for(slot_map.slots.shape[0]), launch.THREADS, stream](
+            slot_map.slots)
+        slot_map.stamp = 0
+    slot_map.stamp += 1
+    if n_rows:
+        _mark_slots[launch.blocks_for(n_rows), launch.THREADS, stream](
+            slot_map.slots, rows, int(n_rows), slot_map.stamp)
+    return slot_map.stamp
+
+
+def _update_body(params, grads, rows, n_rows, states1, states2, coefficients, slots, stamps):
     """The update kernel of the optimizer whose ``step`` and ``n_states``
     :func:`_kernel` binds as globals, over GROUPS parameters at once: thread
     ``idx`` finds its parameter g, then its (row, unit). Each parameter's
     coefficients are a tuple of scalars (an array would be one more copy to
-    the device per call)."""
+    the device per call). A parameter with a stamp (not -1) is updated
+    whole, each row's gradient row read through its slot map (zero where
+    the map holds no entry of that stamp)."""
     total = 0
     for g in range(len(params)):
         total += n_rows[g] * params[g].shape[1]
@@ -43,8 +101,17 @@ def _update_body(params, grads, rows, n_rows, states1, states2, coefficients):
         r = (idx - start) // n
         j = idx - start - r * n
         row = rows[g][r]
+        if stamps[g] < 0:
+            gradient = grad[r, j]
+        else:
+            slot = slots[g][row]
+            # Float64, as the scattered full-size gradient's value becomes
+            # below (the coefficients are float64).
+            gradient = 0.0
+            if slot >> SLOT_BITS == stamps[g]:
+                gradient = grad[slot & _SLOT_MASK, j]
         w = param[row, j]
-        grad_value = regularised_gradient(grad[r, j], w, k[H_L2], k[H_L1])
+        grad_value = regularised_gradient(gradient, w, k[H_L2], k[H_L1])
         a = s1[row, j] if n_states >= 1 else 0.0
         b = s2[row, j] if n_states >= 2 else 0.0
         w, a, b = step(w, grad_value, a, b, k)
@@ -64,30 +131,41 @@ def _kernel(code):
     kernel = _KERNELS.get(key)
     if kernel is None:
         kernel = _KERNELS[key] = cuda.jit(with_globals(
-            _update_body, n_states=optimizer.n_states, step=cuda.jit(device=True)(optimizer.step)))
+            _update_body, n_states=optimizer.n_states, step=cuda.jit(device=True)(optimizer.step),
+            SLOT_BITS=SLOT_BITS, _SLOT_MASK=_SLOT_MASK))
     return kernel
 
 
-def update_params(steps, code, stream):
-    """One optimizer step of each ``(param, grad, rows, n_rows, state1, state2,
-    hyper)`` in ``steps`` (the CPU kernel's contract: ``grad[r]`` belongs to
-    row ``rows[r]``; states an optimizer does not keep may be one-row dummies
-    and are never touched), GROUPS parameters a launch. Parameters whose
-    arrays differ in type (dtype, layout) go in separate launches."""
+def update_params(steps, code, stream, no_slots):
+    """One optimizer step of each :class:`~sparse_deep.backends.base.ParameterStep`
+    in ``steps`` (the CPU kernel's contract: ``grad[r]`` belongs to row
+    ``rows[r]``; states an optimizer does not keep may be one-row dummies
+    and are never touched; a step with ``all_rows`` updates every row
+    through its scratch, a :class:`SlotMap`), GROUPS parameters a launch.
+    Parameters whose arrays differ in type (dtype, layout) go in separate
+    launches. ``no_slots`` is a one-entry int64 device array, the slot map
+    of the parameters that have none."""
     by_type = {}
     for s in steps:
+        if s.all_rows is not None:
+            stamp = mark_slots(s.scratch, s.rows, s.n_rows, stream)
+            s = s._replace(rows=s.all_rows, n_rows=s.param.shape[0])
+            slots = s.scratch.slots
+        else:
+            stamp, slots = -1, no_slots
         if s.n_rows:
             key = tuple((a.dtype, a.ndim, a.is_c_contiguous())
                         for a in (s.param, s.grad, s.rows, s.state1, s.state2))
-            by_type.setdefault(key, []).append(s)
+            by_type.setdefault(key, []).append((s, slots, stamp))
     for group in by_type.values():
         for first in range(0, len(group), GROUPS):
             _launch(group[first:first + GROUPS], code, stream)
 
 
-def _launch(steps, code, stream):
-    pad = steps[0]._replace(n_rows=0)  # fills the unused slots; steps nothing
-    steps = steps + [pad] * (GROUPS - len(steps))
+def _launch(entries, code, stream):
+    pad = entries[0][0]._replace(n_rows=0), entries[0][1], -1  # fills unused slots; steps nothing
+    entries = entries + [pad] * (GROUPS - len(entries))
+    steps = [s for s, _, _ in entries]
     total = sum(s.n_rows * s.param.shape[1] for s in steps)
     blocks, threads = launch.elementwise(total)
     fields = list(zip(*steps))
@@ -95,7 +173,8 @@ def _launch(steps, code, stream):
                          for s in steps)
     _kernel(code)[blocks, threads, stream](
         tuple(fields[0]), tuple(fields[1]), tuple(fields[2]),
-        tuple(int(n) for n in fields[3]), tuple(fields[4]), tuple(fields[5]), coefficients)
+        tuple(int(n) for n in fields[3]), tuple(fields[4]), tuple(fields[5]), coefficients,
+        tuple(slots for _, slots, _ in entries), tuple(int(stamp) for _, _, stamp in entries))
 
 
 @cuda.jit

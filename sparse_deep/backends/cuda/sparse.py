@@ -12,6 +12,7 @@ from numba import cuda
 
 from . import launch
 from ._device import column_sum
+from .dense import specialised
 
 
 # -- forward -----------------------------------------------------------------------
@@ -35,6 +36,33 @@ def sparse_matmul_add(indptr, indices, data, weights, out, stream, bias=None):
     with_bias = bias is not None
     _sparse_matmul_add[blocks, threads, stream](indptr, indices, data, weights, out,
                                                 bias if with_bias else out[0], with_bias)
+
+
+def _activated_sparse_affine_body(indptr, indices, data, weights, out, bias, slope, alpha, lam):
+    """``_sparse_matmul_add`` with a bias, each output then activated by the
+    ``forward`` that :func:`~.dense.specialised` binds as a global."""
+    n_out = out.shape[1]
+    for idx in range(cuda.grid(1), out.shape[0] * n_out, cuda.gridsize(1)):
+        i = idx // n_out
+        h = idx - i * n_out
+        acc = bias[h]
+        for p in range(indptr[i], indptr[i + 1]):
+            acc += data[p] * weights[indices[p], h]
+        out[i, h] = forward(acc, slope, alpha, lam)
+
+
+_ACTIVATED_AFFINE_KERNELS = {}  # activation tag -> kernel
+
+
+def activated_sparse_affine(indptr, indices, data, weights, bias, out, act, slope, alpha, lam,
+                            stream):
+    """``out = act(bias + X @ W)`` for an elementwise activation, one thread
+    per output as :func:`sparse_matmul_add`: the activation is applied to the
+    value the separate kernels would store and read back."""
+    blocks, threads = launch.elementwise(out.shape[0] * out.shape[1])
+    kernel = specialised(_activated_sparse_affine_body, _ACTIVATED_AFFINE_KERNELS, act)
+    kernel[blocks, threads, stream](indptr, indices, data, weights, out, bias, float(slope),
+                                    float(alpha), float(lam))
 
 
 # -- gradient and scatter ----------------------------------------------------------
