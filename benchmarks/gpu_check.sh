@@ -14,9 +14,9 @@
 #
 # GPU_CHECK_PARTS picks the parts (default "bench tests"). On an H100 the
 # benchmark took about 3 minutes (before Yelp2018 joined it) and the kernel
-# tests about 7 (most of it compiling kernels): where one command may run 10
-# minutes at most, run GPU_CHECK_PARTS=bench and GPU_CHECK_PARTS=tests as two
-# commands.
+# tests about 7 in one process (most of it compiling kernels; they now run in
+# TEST_WORKERS=8): where one command may run 10 minutes at most, run
+# GPU_CHECK_PARTS=bench and GPU_CHECK_PARTS=tests as two commands.
 #
 # Needs a CUDA build of torch and numba-cuda. Where packages are missing and
 # the machine has no internet, put wheels in .whl/ (see benchmarks/README.md).
@@ -56,8 +56,9 @@ fi
 
 if [[ $PARTS == *" tests "* ]]; then
     echo "== CUDA kernel tests on the GPU"
+    # Eight workers compile the kernels in parallel (the machines lent have 16 cores).
     SPARSE_DEEP_REAL_GPU=1 timeout ${TEST_TIMEOUT:-540} python3 -m pytest tests/test_kernels_cuda.py -v \
-        -p no:cacheprovider >"$RESULTS_DIR/gpu_kernel_tests.log" 2>&1
+        -n ${TEST_WORKERS:-8} -p no:cacheprovider >"$RESULTS_DIR/gpu_kernel_tests.log" 2>&1
     grep -cE " PASSED" "$RESULTS_DIR/gpu_kernel_tests.log" | sed 's/$/ passed/'
     grep -E " (FAILED|ERROR)" "$RESULTS_DIR/gpu_kernel_tests.log" | head -30
     tail -5 "$RESULTS_DIR/gpu_kernel_tests.log"

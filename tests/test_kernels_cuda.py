@@ -951,6 +951,30 @@ def test_fused_sampled_kernels_give_their_compositions_bits(bk, error, scoring, 
                          (composed[1], parameters(composed[0])))
 
 
+def test_views_of_a_buffer_are_made_once_and_go_with_it(bk):
+    import gc
+
+    x = dev(bk, np.arange(12.0).reshape(4, 3))
+    assert bk.head(x, 4) is x and bk.head(x, 4, 3) is x
+    assert bk.head(x, 2) is bk.head(x, 2) and bk.head(x, 2, 1) is bk.head(x, 2, 1)
+    np.testing.assert_array_equal(bk.to_host(bk.head(x, 2, 1)), [[0.0], [3.0]])
+    assert len(bk._heads) == 1
+    del x
+    gc.collect()
+    assert not bk._heads
+
+
+@pytest.mark.parametrize("shape", [(7,), (4, 3)])
+def test_uploads_fill_a_buffers_head_and_leave_the_rest(bk, shape):
+    before = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
+    x = dev(bk, before)
+    values = -np.ones((2,) + shape[1:], dtype=np.float32)
+    bk.upload(x, values)
+    want = before.copy()
+    want[:2] = values
+    np.testing.assert_array_equal(bk.to_host(x), want)
+
+
 def test_host_mirrors_last_as_long_as_their_buffers(bk):
     """The host copies a CUDA step prepares its batch in are made once per
     device buffer (not per step), and go when the runner's buffers go."""

@@ -308,12 +308,14 @@ class L2Normalized(DenseLayer):
 
     def forward(self, runner, b, batch, step, training, stop_at_output):
         super().forward(runner, b, batch, step, training, stop_at_output)
-        runner.backend.normalize_rows(runner.pre[self.index][:b], runner.out[self.index][:b],
-                                      self.norms[:b])
+        bk = runner.backend
+        bk.normalize_rows(bk.head(runner.pre[self.index], b), bk.head(runner.out[self.index], b),
+                          bk.head(self.norms, b))
 
     def hidden_delta(self, runner, b, step, training, delta):
-        runner.backend.project_hidden(delta, runner.out[self.index][:b], self.norms[:b], delta,
-                                      False)
+        bk = runner.backend
+        bk.project_hidden(delta, bk.head(runner.out[self.index], b), bk.head(self.norms, b),
+                          delta, False)
         return super().hidden_delta(runner, b, step, training, delta)
 
 

@@ -60,6 +60,12 @@ class Backend:
         """``dst[:len(values)] = values`` from a host array (asynchronous where it can be)."""
         raise NotImplementedError
 
+    def head(self, x, rows, columns=None):
+        """``x[:rows]``, or ``x[:rows, :columns]``: a view of a buffer's first
+        rows (and columns), as a step uses its buffers for a batch of
+        ``rows``. A backend whose views cost time to make may keep them."""
+        return x[:rows] if columns is None else x[:rows, :columns]
+
     def copy(self, dst, src):
         """``dst[...] = src`` for two arrays of this backend of one shape."""
         raise NotImplementedError

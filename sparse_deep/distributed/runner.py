@@ -81,8 +81,8 @@ class ShardedRunner(Runner):
             self._scratch[width] = (bk.zeros((self.batch_size, width), self.model.dtype),
                                     bk.zeros(width, self.model.dtype))
         block, zero_row = self._scratch[width]
-        bk.fill_rows(block[:b], zero_row)
-        return block[:b]
+        bk.fill_rows(bk.head(block, b), zero_row)
+        return bk.head(block, b)
 
     def _sum_over_ranks(self, block):
         """The sum over ranks of a device block, back on the device."""
@@ -100,13 +100,13 @@ class ShardedRunner(Runner):
 
     def _softmax_stats(self, z, targets):
         """Each row's (max, exp sum, target sum) over every rank's slice."""
-        b = z.shape[0]
-        self.backend.softmax_partials(z, targets, self._partials[:b])
-        return combine_softmax_partials(self.comm.allgather(self._partials[:b]))
+        partials = self.backend.head(self._partials, z.shape[0])
+        self.backend.softmax_partials(z, targets, partials)
+        return combine_softmax_partials(self.comm.allgather(partials))
 
     def _activate(self, layer, z):
         if layer.is_output and layer.act == SOFTMAX:
-            no_targets = type(self.targets)(self._no_targets[: z.shape[0] + 1],
+            no_targets = type(self.targets)(self.backend.head(self._no_targets, z.shape[0] + 1),
                                             self.targets.indices, self.targets.data)
             self.backend.softmax_apply(z, self._softmax_stats(z, no_targets))
         else:
@@ -116,13 +116,13 @@ class ShardedRunner(Runner):
         if self.sampled is not None:
             super().output_error(b, weights, step, row_error)
             return
+        bk = self.backend
         if row_error is None:
-            row_error = self.row_error[:b]
+            row_error = bk.head(self.row_error, b)
         out = self.model.output
         act, err = self.model.act_error
-        bk = self.backend
         targets = self._batch_view(self.targets, b)
-        z, delta = self.pre[out.index][:b], self.delta[out.index][:b]
+        z, delta = bk.head(self.pre[out.index], b), bk.head(self.delta[out.index], b)
         if act == SOFTMAX:
             stats = self._softmax_stats(z, targets)
             bk.output_pass(z, targets, act, err, self.output_hyper, 1.0 / b, delta, row_error,

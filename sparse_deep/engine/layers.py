@@ -64,14 +64,15 @@ class Layer:
 
     def product_into(self, runner, b, batch, weights, z):
         """``z += (this layer's output) @ weights``."""
-        runner.backend.gemm(runner.out[self.index][:b], weights, z, beta=1.0)
+        bk = runner.backend
+        bk.gemm(bk.head(runner.out[self.index], b), weights, z, beta=1.0)
 
     def connection_gradient(self, runner, b, batch, delta, w, into, written):
         """The gradient of weight ``w`` (from this layer into ``into``, whose
         delta is ``delta``), and the delta that flows back into this layer."""
         bk = runner.backend
-        bk.gemm(runner.out[self.index][:b], delta, runner.weight_grads[w], trans_a=True)
-        runner._backpropagate(delta, runner.weights[w], runner.delta[self.index][:b],
+        bk.gemm(bk.head(runner.out[self.index], b), delta, runner.weight_grads[w], trans_a=True)
+        runner._backpropagate(delta, runner.weights[w], bk.head(runner.delta[self.index], b),
                               accumulate=self.index in written, into_hidden_from=into.plan)
         written.add(self.index)
 
@@ -148,7 +149,7 @@ class DenseLayer(Layer):
 
     def forward(self, runner, b, batch, step, training, stop_at_output):
         bk = runner.backend
-        z = runner.pre[self.index][:b]
+        z = bk.head(runner.pre[self.index], b)
         bias = runner.biases[self.index]
         (first, w0), *rest = self.sources
         first = runner.layers[first]
@@ -163,7 +164,7 @@ class DenseLayer(Layer):
         for source, w in rest:
             runner.layers[source].product_into(runner, b, batch, runner.weights[w], z)
         for skip in self.skips:
-            bk.add(z, runner.out[skip][:b])
+            bk.add(z, bk.head(runner.out[skip], b))
         if stops:
             return
         if activated is None:
@@ -171,14 +172,14 @@ class DenseLayer(Layer):
         if self.p_dropout > 0:
             if training:
                 key = runner._dropout_key(step, self.plan)
-                bk.dropout(z, runner.out[self.index][:b], key, runner.row_ids[:b],
-                           self.p_dropout)
+                bk.dropout(z, bk.head(runner.out[self.index], b), key,
+                           bk.head(runner.row_ids, b), self.p_dropout)
             else:
-                bk.copy(runner.out[self.index][:b], z)
+                bk.copy(bk.head(runner.out[self.index], b), z)
 
     def backward(self, runner, b, step, training, written):
         bk = runner.backend
-        delta = runner.delta[self.index][:b]
+        delta = bk.head(runner.delta[self.index], b)
         if self.index not in written:
             bk.zero(delta)
         if not self.is_output:
@@ -196,7 +197,7 @@ class DenseLayer(Layer):
             runner.layers[source].connection_gradient(runner, b, batch, delta, w, self,
                                                       written)
         for skip in self.skips:
-            target = runner.delta[skip][:b]
+            target = bk.head(runner.delta[skip], b)
             if skip in written:
                 bk.add(target, delta)
             else:
@@ -208,17 +209,18 @@ class DenseLayer(Layer):
         dL/dz in place through dropout, the sparseness penalty and the
         activation; the penalty's loss goes into ``runner.penalty_out``."""
         bk = runner.backend
-        penalty = runner._no_penalty[: self.n]
+        penalty = bk.head(runner._no_penalty, self.n)
         if self.penalty is not None:
             penalty = runner.penalty_grad[self.index]
-            bk.sparseness_penalty(runner.pre[self.index][:b], self.penalty[0], self.penalty[1],
+            bk.sparseness_penalty(bk.head(runner.pre[self.index], b), self.penalty[0],
+                                  self.penalty[1],
                                   1.0 / b, penalty, runner.penalty_out(self.index))
         p_dropout = self.p_dropout if training else 0.0
         if self.act == LINEAR and p_dropout == 0.0 and self.penalty is None:
             return  # dL/dz is dL/d(output): no pass (nor a kernel to compile)
         key = runner._dropout_key(step, self.plan) if training else np.uint64(0)
-        bk.hidden_delta(delta, runner.pre[self.index][:b], self.act, self.slope, self.alpha,
-                        self.lam, key, runner.row_ids[:b], p_dropout, penalty)
+        bk.hidden_delta(delta, bk.head(runner.pre[self.index], b), self.act, self.slope,
+                        self.alpha, self.lam, key, bk.head(runner.row_ids, b), p_dropout, penalty)
 
 
 class SampledOutputLayer(Layer):
@@ -240,7 +242,7 @@ class SampledOutputLayer(Layer):
             return  # a training runner's sampled pass scores what it needs
         runner._sampled_scores(self.plan, b)
         if not stop_at_output:
-            runner._activate(self.plan, runner.pre[self.index][:b])
+            runner._activate(self.plan, runner.backend.head(runner.pre[self.index], b))
 
     def backward(self, runner, b, step, training, written):
         (source, _), = self.sources

@@ -321,9 +321,8 @@ class Runner:
                                                  self.transposed)
         return rows.shape[0]
 
-    @staticmethod
-    def _batch_view(block, b):
-        return CSRBlock(block.indptr[: b + 1], block.indices, block.data)
+    def _batch_view(self, block, b):
+        return CSRBlock(self.backend.head(block.indptr, b + 1), block.indices, block.data)
 
     def _dropout_key(self, step, layer):
         return stream_key_host(self.seed, step, layer.index + 1)
@@ -352,15 +351,16 @@ class Runner:
         divided by their norms."""
         bk = self.backend
         (source, w), = layer.sources
-        z, h, weights = self.pre[layer.index][:b], self.out[source][:b], self.weights[w]
+        z, h = bk.head(self.pre[layer.index], b), bk.head(self.out[source], b)
+        weights = self.weights[w]
         if layer.cosine:
             h_unit, h_norms, scales = self._cosine_scratch
             if not self._column_scales_ready:
                 bk.row_norms(weights, scales)
                 bk.reciprocal_scaled(scales, layer.temperature)
                 self._column_scales_ready = True
-            bk.normalize_rows(h, h_unit[:b], h_norms[:b])
-            bk.gemm(h_unit[:b], weights, z, trans_b=True)
+            bk.normalize_rows(h, bk.head(h_unit, b), bk.head(h_norms, b))
+            bk.gemm(bk.head(h_unit, b), weights, z, trans_b=True)
             bk.scale_columns(z, scales)
             return
         bk.fill_rows(z, self.biases[layer.index])
@@ -392,8 +392,9 @@ class Runner:
         :meth:`batch_error`). ``step`` keys a sampled output layer's negatives.
         Nothing is read back: on a GPU the step runs without waiting for it.
         """
+        bk = self.backend
         if row_error is None:
-            row_error = self.row_error[:b]
+            row_error = bk.head(self.row_error, b)
         if self.sampled is not None:
             self.sampled.error_and_gradients(b, step, self._batch_view(self.targets, b),
                                              row_error, weights)
@@ -401,12 +402,12 @@ class Runner:
         out = self.model.output
         act, err = self.model.act_error
         targets = self._batch_view(self.targets, b)
-        self.backend.output_pass(
-            self.pre[out.index][:b], targets, act, err, self.output_hyper, 1.0 / b,
-            self.delta[out.index][:b], row_error,
+        bk.output_pass(
+            bk.head(self.pre[out.index], b), targets, act, err, self.output_hyper, 1.0 / b,
+            bk.head(self.delta[out.index], b), row_error,
         )
         if weights is not None:
-            self.backend.scale_rows(self.delta[out.index][:b], weights)
+            bk.scale_rows(bk.head(self.delta[out.index], b), weights)
 
     def batch_error(self, row_error, weights=None):
         """The summed (weighted) data error of the rows whose errors

@@ -134,17 +134,17 @@ class SampledOutput:
         cosine scoring, of unit vectors). The targets' come with the losses."""
         runner, bk, buf = self.runner, self.runner.backend, self.buffers
         m = self.n_local
-        h = runner.out[self.source][:b]
+        h = bk.head(runner.out[self.source], b)
         weights = runner.weights[self.weight_index]
-        neg_ids, w_neg = buf["neg_ids"][:m], buf["w_neg"][:m]
+        neg_ids, w_neg = bk.head(buf["neg_ids"], m), bk.head(buf["w_neg"], m)
         if self.cosine:
-            h_unit = buf["h_unit"][:b]
-            bk.unit_operands(h, h_unit, buf["h_norms"][:b], weights, neg_ids, w_neg,
-                             buf["w_neg_norms"][:m])
+            h_unit = bk.head(buf["h_unit"], b)
+            bk.unit_operands(h, h_unit, bk.head(buf["h_norms"], b), weights, neg_ids, w_neg,
+                             bk.head(buf["w_neg_norms"], m))
             h = h_unit
         else:
             bk.gather_rows_dense(weights, neg_ids, w_neg)
-        z_neg = buf["z_neg"][:b, :m]
+        z_neg = bk.head(buf["z_neg"], b, m)
         bk.gemm(h, w_neg, z_neg, trans_b=True)
         if not self.cosine:
             bk.add_row_bias(z_neg, runner.biases[self.layer.index], neg_ids)
@@ -154,13 +154,13 @@ class SampledOutput:
         scores (``d_pos``, ``d_neg``)."""
         runner, bk, buf = self.runner, self.runner.backend, self.buffers
         m = self.n_local
-        h = buf["h_unit"][:b] if self.cosine else runner.out[self.source][:b]
+        h = bk.head(buf["h_unit"], b) if self.cosine else bk.head(runner.out[self.source], b)
         weights, bias = runner.weights[self.weight_index], runner.biases[self.layer.index]
-        z_pos, z_neg, d_neg = buf["z_pos"], buf["z_neg"][:b, :m], buf["d_neg"][:b, :m]
-        corrections, anchors = buf["corrections"][:m], buf["anchors"][:b]
-        stats, pulls = buf["stats"][:b], buf["pulls"][:b]
+        z_pos, z_neg, d_neg = buf["z_pos"], bk.head(buf["z_neg"], b, m), bk.head(buf["d_neg"], b, m)
+        corrections, anchors = bk.head(buf["corrections"], m), bk.head(buf["anchors"], b)
+        stats, pulls = bk.head(buf["stats"], b), bk.head(buf["pulls"], b)
         scale = np.full(b, 1.0 / b) if row_weights is None else np.asarray(row_weights) / b
-        row_scale = buf["row_scale"][:b]
+        row_scale = bk.head(buf["row_scale"], b)
         bk.upload(row_scale, scale)
         if not runner.sharded and self.error != BPR:  # one pass over the rows
             bk.sampled_rows(self.error, h, targets, weights, bias, self.cosine, z_pos, z_neg,
@@ -188,13 +188,13 @@ class SampledOutput:
         runner, bk, buf = self.runner, self.runner.backend, self.buffers
         m = self.n_local
         weights = runner.weights[self.weight_index]
-        h = buf["h_unit"][:b] if self.cosine else runner.out[self.source][:b]
-        h_norms = buf["h_norms"][:b] if self.cosine else None
-        d_neg, w_neg, d_pos = buf["d_neg"][:b, :m], buf["w_neg"][:m], buf["d_pos"]
+        h = bk.head(buf["h_unit"], b) if self.cosine else bk.head(runner.out[self.source], b)
+        h_norms = bk.head(buf["h_norms"], b) if self.cosine else None
+        d_neg, w_neg, d_pos = bk.head(buf["d_neg"], b, m), bk.head(buf["w_neg"], m), buf["d_pos"]
         # dE/dh (of h/|h| with cosine scores), summed over the processes' items
-        dh = buf["dh"][:b]
+        dh = bk.head(buf["dh"], b)
         bk.gemm(d_neg, w_neg, dh)
-        target = runner.delta[self.source][:b]
+        target = bk.head(runner.delta[self.source], b)
         if runner.sharded:
             bk.add_positive_deltas(d_pos, targets, weights, self.cosine, dh)
             bk.into_hidden(runner.sum_over_ranks(dh), self.cosine, h, h_norms, target,
@@ -203,12 +203,12 @@ class SampledOutput:
             bk.positive_deltas_into_hidden(d_pos, targets, weights, self.cosine, dh, h, h_norms,
                                            target, accumulate)
         # the rows of the weight (and bias) that the step touched (see _draw)
-        d_w_neg = buf["d_w_neg"][:m]
+        d_w_neg = bk.head(buf["d_w_neg"], m)
         bk.gemm(d_neg, h, d_w_neg, trans_a=True)
-        grad, neg_slot = buf["grad"][:self.n_touched], buf["neg_slot"][:m]
+        grad, neg_slot = buf["grad"][:self.n_touched], bk.head(buf["neg_slot"], m)
         if self.cosine:
             bk.compact_unit_gradient(d_pos, targets, buf["g_indptr"], buf["g_entries"],
-                                     self.n_pos, h, d_w_neg, buf["neg_ids"][:m], neg_slot,
+                                     self.n_pos, h, d_w_neg, bk.head(buf["neg_ids"], m), neg_slot,
                                      weights, buf["rows"][:self.n_touched], grad)
             return
         bk.compact_gradient(d_pos, targets, buf["g_indptr"], buf["g_entries"], self.n_pos, h,

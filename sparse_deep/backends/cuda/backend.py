@@ -19,6 +19,7 @@ import weakref
 
 import numpy as np
 from numba import cuda
+from numba.cuda.cudadrv import driver
 
 from ...core.codes import OUTPUT_HYPER_SIZE, SOFTMAX
 from ..base import Backend, ParameterStep
@@ -66,6 +67,17 @@ def _wait_for(event):
         event.synchronize()
 
 
+def _copy_to_head(dst, host, stream):
+    """The first ``host.nbytes`` bytes of ``dst`` become ``host`` (1-D,
+    pinned, of ``dst``'s dtype; ``dst`` contiguous), queued on ``stream``.
+    numba's copy wants a slice of ``dst`` of ``host``'s shape, which costs
+    tens of µs to make; its driver's copy takes a byte count. (The
+    simulator's copies bytes along a 1-D array.)"""
+    if dst.ndim > 1:
+        dst = dst.reshape(-1)
+    driver.host_to_device(dst, host, host.nbytes, stream=stream)
+
+
 def _is_device_array(x):
     return hasattr(x, "copy_to_host")
 
@@ -97,6 +109,7 @@ class CUDABackend(Backend):
         self._host = CPUBackend()  # batches are prepared on the host by the CPU's kernels
         self.stream = cuda.stream()
         self._mirrors = {}
+        self._heads = {}
         self._scratch = {}
         self._scratch_views = {}
         self._constants = {}
@@ -142,12 +155,26 @@ class CUDABackend(Backend):
 
     def upload(self, dst, values):
         values = np.ascontiguousarray(values, dtype=dst.dtype)
-        n = values.shape[0]
-        if n:
-            staged, done = self._uploads.stage(values)
-            # Slicing a device array costs tens of µs in Python: only when needed.
-            (dst if dst.shape[0] == n else dst[:n]).copy_to_device(staged, stream=self.stream)
+        if values.shape[0]:
+            staged, done = self._uploads.stage(values.reshape(-1))
+            _copy_to_head(dst, staged, self.stream)
             done.record(self.stream)
+
+    def head(self, x, rows, columns=None):
+        """The base's view, made once per buffer and size: numba-cuda takes tens
+        of µs of Python to slice a device array, and a step takes dozens of
+        views of its buffers, of the same sizes step after step. The views
+        of a buffer go when it goes."""
+        if rows == x.shape[0] and (columns is None or columns == x.shape[1]):
+            return x
+        views = self._heads.get(id(x))
+        if views is None:
+            views = self._heads[id(x)] = {}
+            weakref.finalize(x, self._heads.pop, id(x), None)
+        view = views.get((rows, columns))
+        if view is None:
+            view = views[(rows, columns)] = super().head(x, rows, columns)
+        return view
 
     def copy(self, dst, src):
         dense.copy(dst, src, self.stream)
