@@ -371,8 +371,7 @@ class CUDABackend(Backend):
 
     # -- update -------------------------------------------------------------------
     def update_rows(self, param, grad, rows, n_rows, state1, state2, code, hyper):
-        optim.update_params([ParameterStep(param, grad, rows, n_rows, state1, state2, hyper)],
-                            code, self.stream, self._constant([-1], np.int64))
+        self._update([ParameterStep(param, grad, rows, n_rows, state1, state2, hyper)], code)
 
     def all_rows_scratch(self, shape, dtype):
         """Not a full-size gradient: a slot map, each row's place among a
@@ -384,13 +383,15 @@ class CUDABackend(Backend):
 
     def update_all_rows(self, param, row_grads, rows, n_rows, all_rows, scratch, state1, state2,
                         code, hyper):
-        optim.update_params([ParameterStep(param, row_grads, rows, n_rows, state1, state2, hyper,
-                                           all_rows, scratch)], code, self.stream,
-                            self._constant([-1], np.int64))
+        self._update([ParameterStep(param, row_grads, rows, n_rows, state1, state2, hyper,
+                                    all_rows, scratch)], code)
 
     def update_params(self, steps, code):
         """The parameters' steps in as few launches as their types allow (and
         one more for each slot map of a parameter updated whole)."""
+        self._update(steps, code)
+
+    def _update(self, steps, code):
         optim.update_params(steps, code, self.stream, self._constant([-1], np.int64))
 
     def cap_column_norms(self, weights, max_norm):

@@ -105,8 +105,9 @@ def _update_body(params, grads, rows, n_rows, states1, states2, coefficients, sl
             gradient = grad[r, j]
         else:
             slot = slots[g][row]
-            # Float64, as the scattered full-size gradient's value becomes
-            # below (the coefficients are float64).
+            # A float64 zero makes ``gradient`` float64 in both branches:
+            # regularised_gradient's result is float64 anyway (its
+            # coefficients are), so a float32 gradient's value is unchanged.
             gradient = 0.0
             if slot >> SLOT_BITS == stamps[g]:
                 gradient = grad[slot & _SLOT_MASK, j]
