@@ -3,7 +3,9 @@
 #
 #   bash benchmarks/gpu_check.sh [DATA_DIR] [RESULTS_DIR] [BENCHMARK ARGUMENTS...]
 #
-# 1. prints the GPU and the versions that matter;
+# 1. prints the GPU and the versions that matter, and times the host's cost
+#    of each kind of GPU call against PyTorch's (bench_cuda_overheads.py,
+#    RESULTS_DIR/cuda_overheads.json);
 # 2. times epochs against the same network in PyTorch on the same GPU
 #    (benchmarks/bench_epoch_vs_pytorch.py --device cuda: Last.fm, ML-100K,
 #    Yelp2018 and the synthetic 100K-item set, with any further
@@ -12,7 +14,7 @@
 #    kernel against the CPU kernels and the slow reference in tests/naive.py),
 #    the log in RESULTS_DIR/gpu_kernel_tests.log.
 #
-# GPU_CHECK_PARTS picks the parts (default "bench tests"). On an H100 the
+# GPU_CHECK_PARTS picks the parts (default "overheads bench tests"). On an H100 the
 # benchmark took about 3 minutes (before Yelp2018 joined it) and the kernel
 # tests about 7 in one process (most of it compiling kernels; they now run in
 # TEST_WORKERS=8): where one command may run 10 minutes at most, run
@@ -46,7 +48,12 @@ print("numba.cuda:", cuda_device_status())
 print("dense products:", get_backend("cuda").gemm_report)
 EOF
 
-PARTS=" ${GPU_CHECK_PARTS:-bench tests} "
+PARTS=" ${GPU_CHECK_PARTS:-overheads bench tests} "
+
+if [[ $PARTS == *" overheads "* ]]; then
+    echo "== the host's cost per GPU call"
+    timeout 120 python3 benchmarks/bench_cuda_overheads.py --output "$RESULTS_DIR/cuda_overheads.json"
+fi
 
 if [[ $PARTS == *" bench "* ]]; then
     echo "== epochs against PyTorch on the GPU"
