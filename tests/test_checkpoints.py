@@ -2,6 +2,7 @@
 that fail leaving the estimator as it was."""
 
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -200,6 +201,20 @@ def test_divergence_names_epoch_and_batch_and_leaves_the_estimator_as_it_was(nam
     assert est.model_ is before["model_"] and est.loss_curve_ == curve
     for saved, now in zip(weights, _parameters(est)):
         np.testing.assert_array_equal(saved, now)
+
+
+def test_continued_fits_copy_into_kept_buffers_that_are_never_pickled():
+    """The copy a continued fit takes, to restore a failed call, goes into
+    the buffers the previous call used (fresh memory costs page faults)."""
+    cls, params, _, _, y = DIVERGING["regressor"]
+    est = cls(hidden_layer_sizes=(8,), epochs=1, random_state=0, warm_start=True,
+              **params).fit(X, *y)
+    assert not hasattr(est, "_restore_buffers")
+    buffers = est.fit(X, *y)._restore_buffers
+    again = est.fit(X, *y)._restore_buffers
+    assert again is buffers and len(buffers) == len(_parameters(est)) + sum(
+        len(s) for s in est._optimizer_state_.states)
+    assert not hasattr(pickle.loads(pickle.dumps(est)), "_restore_buffers")
 
 
 def diverging_fit(monkeypatch, read_steps):
