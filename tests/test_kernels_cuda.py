@@ -951,6 +951,56 @@ def test_fused_sampled_kernels_give_their_compositions_bits(bk, error, scoring, 
                          (composed[1], parameters(composed[0])))
 
 
+class PendingEvent:
+    """An event whose marked copies are done only once waited for."""
+
+    def __init__(self, log):
+        self.log, self.done = log, True
+
+    def record(self, stream):
+        self.log.append("record")
+        self.done = False
+
+    def query(self):
+        self.log.append("query")
+        return self.done
+
+    def synchronize(self):
+        self.log.append("wait")
+        self.done = True
+
+
+def test_the_upload_ring_marks_a_batch_of_copies_with_one_event(monkeypatch):
+    """One event per seal, not per copy; a buffer is reused only after its
+    copy's seal is known done (asked once: later reuses of that seal or an
+    earlier one ask nothing); a copy not yet sealed is sealed before its
+    buffer is waited for; staged values are what is copied."""
+    from sparse_deep.backends.cuda import backend as cuda_backend
+
+    log = []
+    monkeypatch.setattr(cuda_backend, "_event", lambda: PendingEvent(log))
+    monkeypatch.setattr(cuda_backend._UploadRing, "SLOTS", 4)
+    monkeypatch.setattr(cuda_backend._UploadRing, "EVENTS", 2)
+    ring = cuda_backend._UploadRing(stream=None)
+
+    def stage(n):
+        for i in range(n):
+            values = np.arange(3, dtype=np.int64) + i
+            assert np.array_equal(ring.stage(values), values)
+
+    stage(4)
+    ring.seal()
+    ring.seal()  # nothing new to mark
+    assert log == ["record"]
+    stage(4)  # reuses the four buffers of seal 1
+    assert log == ["record", "query", "wait"]
+    stage(4)  # seal 2 was never made: made now, then waited for
+    assert log[3:] == ["record", "query", "wait"]
+    ring.seal()
+    stage(4)
+    assert log[6:] == ["record", "query", "wait"]
+
+
 def test_views_of_a_buffer_are_made_once_and_go_with_it(bk):
     import gc
 

@@ -32,39 +32,68 @@ from .gemm import gemm, scratch_elements
 
 class _UploadRing:
     """Pinned buffers, used in turn, for asynchronous host-to-device copies
-    (a step makes about 20: its batch, negatives and touched rows). A buffer
-    is reused once its last copy is done: the host asks (an event query) and
-    waits only when the copy is still pending, which happens only when the
-    host runs about SLOTS / (uploads a step) steps ahead of the GPU. Each
+    on one stream (a step makes 10 to 20: its batch, negatives and touched
+    rows).
+
+    The copies queued since the last :meth:`seal` are marked together, by
+    one event recorded when the backend seals (after a batch's uploads), not
+    one event each. A buffer is reused once the seal of its last copy is
+    done. Events complete in stream order, so the ring keeps the latest seal
+    known done and asks the GPU (an event query) only about later ones; it
+    waits only when the host runs about SLOTS uploads ahead of the GPU. Each
     buffer grows to at most twice the largest upload it has carried, so the
     ring holds at most 2 x SLOTS times a batch's largest array per dtype in
-    page-locked memory (a few hundred MB for batches of 100,000 non-zeros)."""
+    page-locked memory (a few hundred MB for batches of 100,000 non-zeros).
+    """
 
     SLOTS = 64
+    EVENTS = 8  # reused in turn: one marking a later seal stands for an earlier
 
-    def __init__(self):
-        self._buffers = {}
+    def __init__(self, stream):
+        self._stream = stream
+        self._buffers = {}  # (dtype, turn) -> [pinned array, seal of its last copy]
         self._turn = 0
+        self._seals = 0  # copies staged since the last seal belong to seal _seals + 1
+        self._done = 0  # every copy of the seals up to this one has finished
+        self._unsealed = False
+        self._events = []  # made at the first seal
+        self._marks = [0] * self.EVENTS  # the seal each event was last recorded for
 
     def stage(self, values):
+        """A pinned copy of ``values`` (1-D) to queue a copy from."""
         self._turn = (self._turn + 1) % self.SLOTS
         key = (values.dtype, self._turn)
         entry = self._buffers.get(key)
+        if entry is not None:
+            self._wait_for(entry[1])  # its last copy has left (and before its memory goes)
         if entry is None or entry[0].shape[0] < values.shape[0]:
-            if entry is not None:
-                _wait_for(entry[1])  # its pending copy finishes before the memory goes
             size = max(values.shape[0], 2 * entry[0].shape[0] if entry else 0)
-            entry = self._buffers[key] = (cuda.pinned_array(size, values.dtype),
-                                          _event())
-        host, done = entry
-        _wait_for(done)  # its previous copy has left
-        host[: values.shape[0]] = values
-        return host[: values.shape[0]], done
+            entry = self._buffers[key] = [cuda.pinned_array(size, values.dtype), 0]
+        entry[0][: values.shape[0]] = values
+        entry[1] = self._seals + 1
+        self._unsealed = True
+        return entry[0][: values.shape[0]]
 
+    def seal(self):
+        """Mark the copies queued since the last seal (call it after queueing them)."""
+        if self._unsealed:
+            if not self._events:
+                self._events = [_event() for _ in range(self.EVENTS)]
+            self._seals += 1
+            self._events[self._seals % self.EVENTS].record(self._stream)
+            self._marks[self._seals % self.EVENTS] = self._seals
+            self._unsealed = False
 
-def _wait_for(event):
-    if not event.query():
-        event.synchronize()
+    def _wait_for(self, seal):
+        if seal <= self._done:
+            return
+        if seal > self._seals:  # its copy is queued but not yet marked
+            self.seal()
+        turn = seal % self.EVENTS
+        event = self._events[turn]
+        if not event.query():
+            event.synchronize()
+        self._done = max(self._done, self._marks[turn])
 
 
 def _copy_to_head(dst, host, stream):
@@ -113,7 +142,7 @@ class CUDABackend(Backend):
         self._scratch = {}
         self._scratch_views = {}
         self._constants = {}
-        self._uploads = _UploadRing()
+        self._uploads = _UploadRing(self.stream)
         self._no_anchors = cuda.device_array(0, dtype=np.float64, stream=self.stream)
         self.blas, self.gemm_report = self._dense_products()
 
@@ -156,9 +185,7 @@ class CUDABackend(Backend):
     def upload(self, dst, values):
         values = np.ascontiguousarray(values, dtype=dst.dtype)
         if values.shape[0]:
-            staged, done = self._uploads.stage(values.reshape(-1))
-            _copy_to_head(dst, staged, self.stream)
-            done.record(self.stream)
+            _copy_to_head(dst, self._uploads.stage(values.reshape(-1)), self.stream)
 
     def head(self, x, rows, columns=None):
         """The base's view, made once per buffer and size: numba-cuda takes tens
@@ -253,6 +280,7 @@ class CUDABackend(Backend):
             self.upload(transposed.indptr, host_transposed.indptr[: n_present + 1])
             self.upload(transposed.rows, host_transposed.rows[:nnz])
             self.upload(transposed.data, host_transposed.data[:nnz])
+        self._uploads.seal()  # one event marks the batch's copies
         return n_present
 
     def _upload_csr(self, block, host, b):
