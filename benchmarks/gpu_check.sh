@@ -20,8 +20,9 @@
 # TEST_WORKERS=8): where one command may run 10 minutes at most, run
 # GPU_CHECK_PARTS=bench and GPU_CHECK_PARTS=tests as two commands.
 #
-# Needs a CUDA build of torch and numba-cuda. Where packages are missing and
-# the machine has no internet, put wheels in .whl/ (see benchmarks/README.md).
+# Needs a CUDA build of torch and numba-cuda. Where packages or the data are
+# missing and the machine has no internet, benchmarks/gpu_prepare.sh puts
+# wheels in .whl/ and the data in .gpu_data/ beforehand.
 set -uo pipefail
 DATA_DIR=${1:-../shared/data}
 RESULTS_DIR=${2:-benchmarks/results}
