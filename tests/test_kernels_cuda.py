@@ -577,10 +577,14 @@ def test_a_gpu_without_cublas_warns_and_uses_the_gemm_kernel(monkeypatch):
     monkeypatch.setattr(cuda_backend, "SIMULATED", False)
     monkeypatch.setattr(cuda_backend, "load_cublas",
                         lambda stream: (None, "nvmath-python is not installed (no nvmath)"))
+    bk = cuda_backend.CUDABackend()  # cuBLAS is loaded at the first product, not here
     with pytest.warns(RuntimeWarning, match=r"sparse_deep's own GEMM kernel, several times "
                                             r"slower than cuBLAS: nvmath-python is not installed "
                                             r"\(no nvmath\)\. pip install 'sparse_deep\[cuda\]'"):
-        bk = cuda_backend.CUDABackend()
+        a = dev(bk, np.eye(3))
+        c = dev(bk, np.zeros((3, 3)))
+        bk.gemm(a, a, c)
+    np.testing.assert_array_equal(bk.to_host(c), np.eye(3))
     assert bk.blas is None and "nvmath-python is not installed" in bk.gemm_report
 
 

@@ -144,7 +144,31 @@ class CUDABackend(Backend):
         self._constants = {}
         self._uploads = _UploadRing(self.stream)
         self._no_anchors = cuda.device_array(0, dtype=np.float64, stream=self.stream)
-        self.blas, self.gemm_report = self._dense_products()
+        self._blas = self._gemm_report = None
+
+    @property
+    def blas(self):
+        """cuBLAS on this backend's stream, or None where sparse_deep's own GEMM
+        kernel computes the dense products; loaded when first asked for (a
+        fit's memory check or first product), so that a backend made and
+        dropped, as a continued fit's is when it keeps its runner's, never
+        opens a cuBLAS handle."""
+        self._load_blas()
+        return self._blas
+
+    @blas.setter
+    def blas(self, blas):
+        self._blas, self._gemm_report = blas, "set by the caller"
+
+    @property
+    def gemm_report(self):
+        """What computes the dense products, and why."""
+        self._load_blas()
+        return self._gemm_report
+
+    def _load_blas(self):
+        if self._gemm_report is None:
+            self._blas, self._gemm_report = self._dense_products()
 
     def _dense_products(self):
         """``(cuBLAS or None, which computes the dense products)``: cuBLAS on a
