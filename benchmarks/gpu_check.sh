@@ -58,7 +58,7 @@ fi
 
 if [[ $PARTS == *" bench "* ]]; then
     echo "== epochs against PyTorch on the GPU"
-    timeout ${BENCH_TIMEOUT:-330} python3 benchmarks/bench_epoch_vs_pytorch.py --device cuda --data-dir "$DATA_DIR" \
+    timeout ${BENCH_TIMEOUT:-480} python3 benchmarks/bench_epoch_vs_pytorch.py --device cuda --data-dir "$DATA_DIR" \
         --output "$RESULTS_DIR/epoch_vs_pytorch_cuda.json" "${@:3}"
 fi
 
