@@ -37,7 +37,7 @@ def interactions(n_users=24, n_items=12, seed=0):
 
 # The code a training step runs on the host, outside the kernels.
 HOST_CODE = re.compile(r"sparse_deep[/\\](engine|distributed|estimators)[/\\]"
-                       r"|sparse_deep[/\\]backends[/\\]cuda[/\\]backend\.py$")
+                       r"|sparse_deep[/\\]backends[/\\](base|cuda[/\\]backend)\.py$")
 
 
 def per_step_counts(monkeypatch, estimator, X):
