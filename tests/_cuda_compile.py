@@ -55,7 +55,8 @@ def main():
         (dense._penalty_kernel(256), (m2, f64, f64, f64, v, arr(f64))),
         (dense._scale_rows, (m2, v)), (dense._scale, (m2, f32)),
         (sparse._sparse_matmul_add, (i64v, i32v, v, m2, m2, v, types.boolean)),
-        (sparse._sparse_weight_gradient, (i64v, i32v, v, i64, m2, f32, m2, v, types.boolean)),
+        (sparse._sparse_weight_gradient, (i64v, i32v, v, i64, m2, f32, m2, v, types.boolean,
+                                           i64v, i64v, i64, types.boolean)),
         (sparse._scatter_rows, (m2, i64v, m2)), (sparse._zero_rows, (m2, i64v)),
         *((optim._kernel(code), tuple(types.UniTuple(t, optim.GROUPS) for t in (
             m2, m2, i64v, i64, m2, m2, types.UniTuple(f64, 15), i64v, i64)))

@@ -932,13 +932,15 @@ def parameters(model):
     return model.weights + list(model.biases.values())
 
 
-def test_fused_kernels_give_their_compositions_bits(bk, monkeypatch):
-    """A dense network's steps (the input layer's product with its bias, its
-    gradient with the bias gradient, the optimizer's launches) end where the
-    separate kernels leave them."""
-    fused = train_steps(bk, True)
+@pytest.mark.parametrize("sparse_input_update", [True, False])
+def test_fused_kernels_give_their_compositions_bits(bk, sparse_input_update, monkeypatch):
+    """A dense network's steps (the input layer's product with its bias and
+    activation, its gradient with the bias gradient and, when every input
+    row steps, the slot map's stamps; the optimizer's launches) end where
+    the separate kernels leave them."""
+    fused = train_steps(bk, sparse_input_update)
     unfused(bk, monkeypatch)
-    composed = train_steps(bk, True)
+    composed = train_steps(bk, sparse_input_update)
     assert_same_training((fused[2], parameters(fused[0])),
                          (composed[2], parameters(composed[0])))
 

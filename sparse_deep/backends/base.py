@@ -211,10 +211,12 @@ class Backend:
     def sparse_weight_gradient(self, transposed, n_present, delta, grad):
         raise NotImplementedError
 
-    def input_gradients(self, transposed, n_present, delta, grad, bias_grad):
+    def input_gradients(self, transposed, n_present, delta, grad, bias_grad, scratch=None):
         """The input weight's gradient (:meth:`sparse_weight_gradient`) and
         the bias gradient of the layer it feeds (:meth:`column_sums` of its
-        ``delta``), which a backend may compute in one pass."""
+        ``delta``), which a backend may compute in one pass. ``scratch`` is
+        the weight's :meth:`all_rows_scratch` when every row of it steps,
+        which a backend may prepare for the update in the same pass."""
         self.column_sums(delta, bias_grad)
         self.sparse_weight_gradient(transposed, n_present, delta, grad)
 

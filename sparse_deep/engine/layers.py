@@ -108,7 +108,7 @@ class InputLayer(Layer):
                                       runner.weight_grads[w])
         else:
             bk.input_gradients(runner.transposed, runner.n_present, delta,
-                               runner.weight_grads[w], bias_grad)
+                               runner.weight_grads[w], bias_grad, runner.all_rows_scratch.get(w))
 
     def connection_steps(self, runner, w, s1, s2, code, hyper):
         """Every row steps, those of features absent from the batch with a zero

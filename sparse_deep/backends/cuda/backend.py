@@ -417,9 +417,13 @@ class CUDABackend(Backend):
         sparse.sparse_weight_gradient(transposed.indptr, transposed.rows, transposed.data,
                                       n_present, delta, grad, self.stream)
 
-    def input_gradients(self, transposed, n_present, delta, grad, bias_grad):
+    def input_gradients(self, transposed, n_present, delta, grad, bias_grad, scratch=None):
+        """The base's, in one launch, which also stamps the step into the
+        weight's slot map when it is updated whole."""
+        slot_map = scratch if isinstance(scratch, optim.SlotMap) else None
         sparse.sparse_weight_gradient(transposed.indptr, transposed.rows, transposed.data,
-                                      n_present, delta, grad, self.stream, bias_grad)
+                                      n_present, delta, grad, self.stream, bias_grad,
+                                      transposed.features, slot_map)
 
     # -- update -------------------------------------------------------------------
     def update_rows(self, param, grad, rows, n_rows, state1, state2, code, hyper):

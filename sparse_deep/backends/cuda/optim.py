@@ -9,7 +9,8 @@ launch (a step's weights and biases).
 The input layer's dense update (every row steps, those of features absent
 from the batch with a zero gradient) reads each row's gradient through a
 :class:`SlotMap`, as the CPU's does, so no full-size gradient is made; the
-map is stamped with the step, so it needs no clearing afterwards.
+map is stamped with the step (by the input gradient's launch, or by
+:func:`mark_slots`), so it needs no clearing afterwards.
 """
 
 import dataclasses
@@ -39,12 +40,14 @@ _LAST_STAMP = (1 << (63 - SLOT_BITS)) - 1
 @dataclasses.dataclass
 class SlotMap:
     """For a parameter updated whole: each row's place among a step's row
-    gradients, ``stamp << SLOT_BITS | place``, written by :func:`mark_slots`
-    for the step stamped ``stamp``; any other entry (-1 at first) means no
-    gradient in this step."""
+    gradients, ``stamp << SLOT_BITS | place``, written for the step stamped
+    ``stamp`` by :func:`mark_slots` or, ``stamped``, already by the launch
+    that computed the input gradient (``sparse.sparse_weight_gradient``);
+    any other entry (-1 at first) means no gradient in this step."""
 
     slots: object  # int64, one per row of the parameter
     stamp: int = 0
+    stamped: bool = False
 
 
 def slot_map(n_rows, stream):
@@ -65,18 +68,24 @@ def _mark_slots(slots, rows, n_rows, stamp):
         slots[rows[r]] = (stamp << SLOT_BITS) | r
 
 
-def mark_slots(slot_map, rows, n_rows, stream):
-    """Stamp a new step into ``slot_map``: row ``rows[r]`` takes gradient row
-    ``r`` for ``r < n_rows``. Returns the step's stamp."""
+def next_stamp(slot_map, stream):
+    """The stamp of a new step in ``slot_map`` (cleared when stamps run out)."""
     if slot_map.stamp == _LAST_STAMP:
         _clear_slots[launch.blocks_for(slot_map.slots.shape[0]), launch.THREADS, stream](
             slot_map.slots)
         slot_map.stamp = 0
     slot_map.stamp += 1
+    return slot_map.stamp
+
+
+def mark_slots(slot_map, rows, n_rows, stream):
+    """Stamp a new step into ``slot_map``: row ``rows[r]`` takes gradient row
+    ``r`` for ``r < n_rows``. Returns the step's stamp."""
+    stamp = next_stamp(slot_map, stream)
     if n_rows:
         _mark_slots[launch.blocks_for(n_rows), launch.THREADS, stream](
-            slot_map.slots, rows, int(n_rows), slot_map.stamp)
-    return slot_map.stamp
+            slot_map.slots, rows, int(n_rows), stamp)
+    return stamp
 
 
 def _update_body(params, grads, rows, n_rows, states1, states2, coefficients, slots, stamps):
@@ -149,7 +158,10 @@ def update_params(steps, code, stream, no_slots):
     by_type = {}
     for s in steps:
         if s.all_rows is not None:
-            stamp = mark_slots(s.scratch, s.rows, s.n_rows, stream)
+            if s.scratch.stamped:  # by the input gradient's launch, for this step
+                stamp, s.scratch.stamped = s.scratch.stamp, False
+            else:
+                stamp = mark_slots(s.scratch, s.rows, s.n_rows, stream)
             s = s._replace(rows=s.all_rows, n_rows=s.param.shape[0])
             slots = s.scratch.slots
         else:

@@ -10,9 +10,10 @@ so results repeat exactly.
 
 from numba import cuda
 
-from . import launch
+from . import launch, optim
 from ._device import column_sum
 from .dense import specialised
+from .optim import SLOT_BITS
 
 
 # -- forward -----------------------------------------------------------------------
@@ -68,7 +69,7 @@ def activated_sparse_affine(indptr, indices, data, weights, bias, out, act, slop
 # -- gradient and scatter ----------------------------------------------------------
 @cuda.jit
 def _sparse_weight_gradient(t_indptr, t_rows, t_data, n_present, delta, zero, grad, bias_grad,
-                            with_bias):
+                            with_bias, features, slots, stamp, with_slots):
     n_out = delta.shape[1]
     n_weights = n_present * n_out
     for idx in range(cuda.grid(1), n_weights + (n_out if with_bias else 0), cuda.gridsize(1)):
@@ -77,6 +78,8 @@ def _sparse_weight_gradient(t_indptr, t_rows, t_data, n_present, delta, zero, gr
             continue
         s = idx // n_out
         h = idx - s * n_out
+        if with_slots and h == 0:  # the update reads feature s's gradient row here
+            slots[features[s]] = (stamp << SLOT_BITS) | s
         acc = zero
         for q in range(t_indptr[s], t_indptr[s + 1]):
             acc += t_data[q] * delta[t_rows[q], h]
@@ -84,19 +87,27 @@ def _sparse_weight_gradient(t_indptr, t_rows, t_data, n_present, delta, zero, gr
 
 
 def sparse_weight_gradient(t_indptr, t_rows, t_data, n_present, delta, grad, stream,
-                           bias_grad=None):
+                           bias_grad=None, features=None, slot_map=None):
     """``grad[s] = sum over the bucket of s of x * delta[row]``, one thread per
     (feature, unit), summing in row order: no float atomics, same on every run.
     Given ``bias_grad``, more threads add up ``delta``'s columns into it (as
-    ``dense.column_sums``) in the same launch."""
-    with_bias = bias_grad is not None
+    ``dense.column_sums``) in the same launch. Given ``slot_map`` (an
+    ``optim.SlotMap``) and ``features`` (the batch's, of the gradient's rows),
+    a new step is stamped into it for the weight's update, saving that
+    update its own stamping launch."""
+    with_bias, with_slots = bias_grad is not None, slot_map is not None
     n = int(n_present) * delta.shape[1] + (delta.shape[1] if with_bias else 0)
     if n == 0:
         return
+    stamp = optim.next_stamp(slot_map, stream) if with_slots else 0
     blocks, threads = launch.elementwise(n)
     _sparse_weight_gradient[blocks, threads, stream](
         t_indptr, t_rows, t_data, int(n_present), delta, grad.dtype.type(0), grad,
-        bias_grad if with_bias else grad[0], with_bias)
+        bias_grad if with_bias else grad[0], with_bias,
+        features if with_slots else t_indptr, slot_map.slots if with_slots else t_indptr,
+        stamp, with_slots)
+    if with_slots:
+        slot_map.stamped = True
 
 
 @cuda.jit
