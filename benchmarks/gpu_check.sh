@@ -39,14 +39,17 @@ echo "== machine"
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
 python3 - <<'EOF'
 import importlib.metadata as md
-for name in ("numpy", "scipy", "scikit-learn", "numba", "numba-cuda", "llvmlite", "torch", "netCDF4"):
+for name in ("numpy", "scipy", "scikit-learn", "numba", "numba-cuda", "llvmlite", "nvmath-python",
+             "torch", "netCDF4"):
     try:
         print(f"{name} {md.version(name)}")
     except md.PackageNotFoundError:
         print(f"{name} missing")
 from sparse_deep.backends import cuda_device_status, get_backend
-print("numba.cuda:", cuda_device_status())
-print("dense products:", get_backend("cuda").gemm_report)
+status = cuda_device_status()
+print("numba.cuda:", status)
+if status[0] and not status[1]:
+    print("dense products:", get_backend("cuda").gemm_report)
 EOF
 
 PARTS=" ${GPU_CHECK_PARTS:-overheads bench tests} "
