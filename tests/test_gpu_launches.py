@@ -41,9 +41,9 @@ HOST_CODE = re.compile(r"sparse_deep[/\\](engine|distributed|estimators)[/\\]"
 
 
 def per_step_counts(monkeypatch, estimator, X):
-    """Median launches, device-to-host copies, synchronisations and views of
-    device arrays made on the host, of the training steps after the first
-    (which uploads and sizes buffers)."""
+    """Median launches, device-to-host copies, synchronisations and views
+    (slices, reshapes) of device arrays made on the host, of the training
+    steps after the first (which uploads and sizes buffers)."""
     from numba.cuda.simulator import api
     from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
     from numba.cuda.simulator.kernel import FakeCUDAKernel
@@ -57,15 +57,22 @@ def per_step_counts(monkeypatch, estimator, X):
             return method(self, *args, **kwargs)
         return counted
 
-    getitem = FakeCUDAArray.__getitem__
+    getitem, reshape = FakeCUDAArray.__getitem__, FakeCUDAArray.reshape
+
+    def by_the_host():
+        return HOST_CODE.search(sys._getframe(2).f_code.co_filename) is not None
 
     def viewed(self, index):
-        """Counts the views the step's host code makes (kernels index too)."""
+        """Counts the slices the step's host code makes (kernels index too)."""
         slices = index if isinstance(index, tuple) else (index,)
-        if (any(isinstance(i, slice) for i in slices)
-                and HOST_CODE.search(sys._getframe(1).f_code.co_filename)):
+        if any(isinstance(i, slice) for i in slices) and by_the_host():
             counts["views"] += 1
         return getitem(self, index)
+
+    def reshaped(self, *args, **kwargs):
+        if by_the_host():
+            counts["views"] += 1
+        return reshape(self, *args, **kwargs)
 
     monkeypatch.setattr(FakeCUDAKernel, "__call__",
                         counting(FakeCUDAKernel.__call__, "launches", lambda k: not k._device))
@@ -76,6 +83,7 @@ def per_step_counts(monkeypatch, estimator, X):
     monkeypatch.setattr(api.Event, "synchronize",
                         counting(api.Event.synchronize, "synchronisations"))
     monkeypatch.setattr(FakeCUDAArray, "__getitem__", viewed)
+    monkeypatch.setattr(FakeCUDAArray, "reshape", reshaped)
     steps = []
     train_step = Runner.train_step
 

@@ -1014,10 +1014,10 @@ def test_views_of_a_buffer_are_made_once_and_go_with_it(bk):
     assert bk.head(x, 4) is x and bk.head(x, 4, 3) is x
     assert bk.head(x, 2) is bk.head(x, 2) and bk.head(x, 2, 1) is bk.head(x, 2, 1)
     np.testing.assert_array_equal(bk.to_host(bk.head(x, 2, 1)), [[0.0], [3.0]])
-    assert len(bk._heads) == 1
+    assert len(bk._views) == 1
     del x
     gc.collect()
-    assert not bk._heads
+    assert not bk._views
 
 
 @pytest.mark.parametrize("shape", [(7,), (4, 3)])

@@ -66,6 +66,11 @@ class Backend:
         ``rows``. A backend whose views cost time to make may keep them."""
         return x[:rows] if columns is None else x[:rows, :columns]
 
+    def reshaped(self, x, shape):
+        """``x.reshape(shape)`` of a contiguous buffer, as :meth:`head` a view
+        a backend may keep."""
+        return x.reshape(shape)
+
     def copy(self, dst, src):
         """``dst[...] = src`` for two arrays of this backend of one shape."""
         raise NotImplementedError

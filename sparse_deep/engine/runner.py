@@ -517,7 +517,8 @@ class Runner:
         for t, bias in self.biases.items():
             if t in self.bias_grads:  # (else stepped with the sampled output layer's rows)
                 s1, s2 = states[bias_slot[t]]
-                steps.append(ParameterStep(bias.reshape(1, -1), self.bias_grads[t].reshape(1, -1),
+                steps.append(ParameterStep(bk.reshaped(bias, (1, -1)),
+                                           bk.reshaped(self.bias_grads[t], (1, -1)),
                                            self._rows(1), 1, s1, s2, bias_hyper))
         bk.update_params(steps, code)
         for w, grad, (_, target) in zip(self.weights, self.weight_grads, self.model.links):

@@ -223,10 +223,12 @@ class SampledOutput:
         weights = runner.weights[self.weight_index]
         steps = [ParameterStep(weights, buf["grad"], rows, n, state[0], state[1], weight_hyper)]
         if not self.cosine:  # cosine scores have no bias
-            bias = runner.biases[self.layer.index]
-            s1, s2 = bias_state
-            steps.append(ParameterStep(bias.reshape(-1, 1), buf["bias_grad"].reshape(-1, 1),
-                                       rows, n, s1.reshape(-1, 1), s2.reshape(-1, 1),
+            bk = runner.backend
+            column = (-1, 1)
+            bias, s1, s2 = runner.biases[self.layer.index], *bias_state
+            steps.append(ParameterStep(bk.reshaped(bias, column),
+                                       bk.reshaped(buf["bias_grad"], column), rows, n,
+                                       bk.reshaped(s1, column), bk.reshaped(s2, column),
                                        bias_hyper))
         return steps
 

@@ -107,6 +107,16 @@ def _copy_to_head(dst, host, stream):
     driver.host_to_device(dst, host, host.nbytes, stream=stream)
 
 
+def _kept(cache, buffer):
+    """``cache``'s dict of what is made from ``buffer`` and kept while it
+    lives (the entry goes when the buffer goes)."""
+    kept = cache.get(id(buffer))
+    if kept is None:
+        kept = cache[id(buffer)] = {}
+        weakref.finalize(buffer, cache.pop, id(buffer), None)
+    return kept
+
+
 def _is_device_array(x):
     return hasattr(x, "copy_to_host")
 
@@ -138,12 +148,13 @@ class CUDABackend(Backend):
         self._host = CPUBackend()  # batches are prepared on the host by the CPU's kernels
         self.stream = cuda.stream()
         self._mirrors = {}
-        self._heads = {}
+        self._views = {}
         self._scratch = {}
         self._scratch_views = {}
         self._constants = {}
         self._uploads = _UploadRing(self.stream)
         self._no_anchors = cuda.device_array(0, dtype=np.float64, stream=self.stream)
+        self._no_slots = cuda.to_device(np.full(1, -1, np.int64), stream=self.stream)
         self._blas = self._gemm_report = None
 
     @property
@@ -213,18 +224,22 @@ class CUDABackend(Backend):
 
     def head(self, x, rows, columns=None):
         """The base's view, made once per buffer and size: numba-cuda takes tens
-        of µs of Python to slice a device array, and a step takes dozens of
-        views of its buffers, of the same sizes step after step. The views
-        of a buffer go when it goes."""
+        of µs of Python to make a view of a device array, and a step takes
+        dozens of views of its buffers, of the same sizes step after step."""
         if rows == x.shape[0] and (columns is None or columns == x.shape[1]):
             return x
-        views = self._heads.get(id(x))
-        if views is None:
-            views = self._heads[id(x)] = {}
-            weakref.finalize(x, self._heads.pop, id(x), None)
+        views = _kept(self._views, x)
         view = views.get((rows, columns))
         if view is None:
             view = views[(rows, columns)] = super().head(x, rows, columns)
+        return view
+
+    def reshaped(self, x, shape):
+        """The base's view, made once per buffer and shape (as :meth:`head`)."""
+        views = _kept(self._views, x)
+        view = views.get(shape)
+        if view is None:
+            view = views[shape] = super().reshaped(x, shape)
         return view
 
     def copy(self, dst, src):
@@ -315,7 +330,7 @@ class CUDABackend(Backend):
         return nnz
 
     def host_mirror(self, batch):
-        return self._mirrors[id(batch)][1]
+        return self._mirrors[id(batch)]["host"]
 
     def _mirror(self, device):
         """Host arrays shaped as ``device`` (a whole buffer, or a block of
@@ -323,16 +338,12 @@ class CUDABackend(Backend):
         the buffer lives (a slice would make a new mirror each time)."""
         if isinstance(device, np.ndarray):
             return device
-        entry = self._mirrors.get(id(device))
-        if entry is None or entry[0]() is not device:
-            if _is_device_array(device):
-                host = np.zeros(device.shape, device.dtype)
-            else:
-                host = type(device)(*(self._mirror(getattr(device, f.name))
-                                      for f in dataclasses.fields(device)))
-            entry = self._mirrors[id(device)] = (weakref.ref(device), host)
-            weakref.finalize(device, self._mirrors.pop, id(device), None)
-        return entry[1]
+        kept = _kept(self._mirrors, device)
+        if "host" not in kept:
+            kept["host"] = (np.zeros(device.shape, device.dtype) if _is_device_array(device)
+                            else type(device)(*(self._mirror(getattr(device, f.name))
+                                                for f in dataclasses.fields(device))))
+        return kept["host"]
 
     # -- forward ------------------------------------------------------------------
     def fill_rows(self, out, bias):
@@ -448,7 +459,7 @@ class CUDABackend(Backend):
         self._update(steps, code)
 
     def _update(self, steps, code):
-        optim.update_params(steps, code, self.stream, self._constant([-1], np.int64))
+        optim.update_params(steps, code, self.stream, self._no_slots)
 
     def cap_column_norms(self, weights, max_norm):
         optim.cap_column_norms(weights, max_norm, self.stream)

@@ -161,6 +161,18 @@ def _kernel(dtype, trans_a, trans_b, split):
     return kernel
 
 
+_NO_PARTIAL = {}
+
+
+def _no_partial(dtype):
+    """A one-entry placeholder for ``partial`` when K is not split (a view of
+    C would cost a GPU tens of µs to make on every product)."""
+    placeholder = _NO_PARTIAL.get(dtype)
+    if placeholder is None:
+        placeholder = _NO_PARTIAL[dtype] = cuda.device_array((1, 1, 1), dtype)
+    return placeholder
+
+
 def gemm(a, b, c, stream, scratch, *, alpha=1.0, beta=0.0, trans_a=False, trans_b=False):
     """``c = alpha * op(a) @ op(b) + beta * c`` in place on device arrays.
 
@@ -177,7 +189,7 @@ def gemm(a, b, c, stream, scratch, *, alpha=1.0, beta=0.0, trans_a=False, trans_
     grid = (-(-n // side), -(-m // side), chunks)
     if chunks == 1:
         _kernel(c.dtype, trans_a, trans_b, False)[grid, (threads, threads), stream](
-            a, b, c, t(alpha), t(beta), t(0), k, c.reshape(1, m, n))
+            a, b, c, t(alpha), t(beta), t(0), k, _no_partial(c.dtype))
         return c
     partial = scratch("gemm_partial", chunks * m * n, c.dtype).reshape(chunks, m, n)
     _kernel(c.dtype, trans_a, trans_b, True)[grid, (threads, threads), stream](
