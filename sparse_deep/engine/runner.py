@@ -424,16 +424,17 @@ class Runner:
         return max(len(self.penalized), 1)
 
     def loss_buffers(self, n_rows, n_steps):
-        """Backend arrays for an epoch's losses, counted against the backend's
-        memory first: each row's error (``row_error`` of :meth:`train_step`)
-        and each step's penalties (row s is step s's ``penalty_losses``)."""
+        """Backend arrays for the losses of ``n_steps`` steps of ``n_rows`` rows
+        in all, counted against the backend's memory first: each row's error
+        (``row_error`` of :meth:`train_step`) and each step's penalties (row
+        s is step s's ``penalty_losses``)."""
         bk = self.backend
-        bk.check_memory({"an epoch's losses": (n_rows + n_steps * self._penalty_width) * 8})
+        bk.check_memory({"the steps' losses": (n_rows + n_steps * self._penalty_width) * 8})
         return bk.zeros(n_rows, np.float64), bk.zeros((n_steps, self._penalty_width), np.float64)
 
     def step_penalties(self, penalty_losses):
-        """Each step's summed sparseness penalty (host floats) from an
-        epoch's ``penalty_losses`` (see :meth:`loss_buffers`)."""
+        """Each step's summed sparseness penalty (host floats) from
+        ``penalty_losses`` (see :meth:`loss_buffers`)."""
         if not self.penalized:
             return [0.0] * penalty_losses.shape[0]
         return [summed_penalty(row) for row in self.backend.to_host(penalty_losses)]

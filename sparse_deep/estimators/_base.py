@@ -184,7 +184,7 @@ class TrainingSession:
         self.row_weights = row_weights
         self.comm = SerialComm() if comm is None else comm
         self.first_loss = None
-        self.row_error = self.penalty_losses = None  # the epoch's losses, on the backend
+        self._losses = None  # see _loss_window
 
     def run_epoch(self):
         """Train one epoch; returns its mean loss per row.
@@ -198,19 +198,21 @@ class TrainingSession:
         n, batch = self.n_rows, self.batch_size
         runner = self.runner
         starts = range(0, n, batch)
-        if self.row_error is None:
-            self.row_error, self.penalty_losses = runner.loss_buffers(n, len(starts))
+        row_error, penalty_losses, views = self._loss_window(len(starts))
         total, checked = 0.0, 0
         for index, start in enumerate(starts):
             self.step += 1
+            rows = order[start:start + batch]
+            batch_error, batch_penalties = views[index - checked]
             runner.train_step(
-                self.inputs, self.targets, order[start:start + batch], self.step,
-                self.optimizer, row_weights=self.row_weights, epoch=self.epoch,
-                row_error=self.row_error[start:start + batch],
-                penalty_losses=self.penalty_losses[index] if runner.penalized else None,
+                self.inputs, self.targets, rows, self.step, self.optimizer,
+                row_weights=self.row_weights, epoch=self.epoch,
+                row_error=runner.backend.head(batch_error, len(rows)),
+                penalty_losses=batch_penalties,
             )
-            if index + 1 - checked == LOSS_READ_STEPS or index + 1 == len(starts):
-                total = self._checked_losses(order, starts[checked:index + 1], total)
+            if index + 1 - checked == len(views) or index + 1 == len(starts):
+                total = self._checked_losses(order, starts[checked:index + 1], row_error,
+                                             penalty_losses, total)
                 checked = index + 1
         # Losses that clip their logarithms stay finite over NaN outputs: the
         # weights themselves are checked once an epoch.
@@ -223,15 +225,29 @@ class TrainingSession:
         self.epoch += 1
         return total / n
 
-    def _checked_losses(self, order, starts, total):
+    def _loss_window(self, n_steps):
+        """Backend arrays for the losses of the steps between two reads (at
+        most LOSS_READ_STEPS), and each step's part of them, made once for
+        the session: a GPU spends tens of µs of Python making a view."""
+        if self._losses is None:
+            runner, batch = self.runner, self.batch_size
+            steps = min(LOSS_READ_STEPS, n_steps)
+            row_error, penalty_losses = runner.loss_buffers(steps * batch, steps)
+            views = [(row_error[s * batch:(s + 1) * batch],
+                      penalty_losses[s] if runner.penalized else None) for s in range(steps)]
+            self._losses = row_error, penalty_losses, views
+        return self._losses
+
+    def _checked_losses(self, order, starts, row_error, penalty_losses, total):
         """``total`` plus the losses of the batches starting at ``starts`` (a
-        range of the epoch's), read back from the backend in one go and
-        checked batch by batch (:meth:`_check_divergence`)."""
+        range of the epoch's, whose losses fill the first entries of
+        ``row_error`` and ``penalty_losses``), read back from the backend in
+        one go and checked batch by batch (:meth:`_check_divergence`)."""
         runner, batch = self.runner, self.batch_size
         lo, hi = starts[0], min(starts[-1] + batch, self.n_rows)
         first = lo // batch
-        errors = runner.row_errors(self.row_error[lo:hi])
-        penalties = runner.step_penalties(self.penalty_losses[first:first + len(starts)])
+        errors = runner.row_errors(runner.backend.head(row_error, hi - lo))
+        penalties = runner.step_penalties(runner.backend.head(penalty_losses, len(starts)))
         for index, (start, penalty) in enumerate(zip(starts, penalties), start=first):
             rows = order[start:start + batch]
             error = summed_error(errors[start - lo:start - lo + batch],
