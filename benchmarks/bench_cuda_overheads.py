@@ -9,6 +9,8 @@ for it):
 
     launch, 1 array     a numba kernel launch with one array argument
     launch, 8 arrays    ... with eight (the size of the backend's kernels)
+    prepared, 8 arrays  the same kernel through a PreparedKernel, as the
+                        backend launches its kernels (cuda/prepared.py)
     view                x[:n] of a device array
     head                CUDABackend.head(x, n), the kept view
     upload, slice       1 KB from pinned memory through copy_to_device on x[:n]
@@ -76,6 +78,7 @@ def per_call_us(call, calls=CALLS):
 
 def numba_figures():
     from sparse_deep.backends import get_backend
+    from sparse_deep.backends.cuda import prepared
 
     bk = get_backend("cuda")
     stream = bk.stream
@@ -84,6 +87,9 @@ def numba_figures():
     pinned[:] = 1.0
     event = cuda.event(timing=False)
     event.record(stream)
+    if prepared._CORE is None:
+        sys.exit("prepared launches need numba-cuda, which launches through cuda.core")
+    eight_prepared = prepared.PreparedKernel(_eight, prepared._CORE)
     rng = np.random.default_rng(0)
     h = cuda.to_device(rng.normal(size=(128, 256)).astype(np.float32), stream=stream)
     w = cuda.to_device(rng.normal(size=(4489, 256)).astype(np.float32), stream=stream)
@@ -91,6 +97,8 @@ def numba_figures():
     figures = {
         "launch, 1 array": per_call_us(lambda: _one[16, 256, stream](arrays[0])),
         "launch, 8 arrays": per_call_us(lambda: _eight[16, 256, stream](*arrays)),
+        "prepared, 8 arrays": per_call_us(
+            lambda: eight_prepared[16, 256, stream](*arrays)),
         "view": per_call_us(lambda: arrays[0][:1000]),
         "head": per_call_us(lambda: bk.head(arrays[0], 1000)),
         "upload, slice": per_call_us(

@@ -11,7 +11,8 @@
 #    Yelp2018 and the synthetic 100K-item set, with any further
 #    arguments passed on), writing RESULTS_DIR/epoch_vs_pytorch_cuda.json;
 # 3. runs the CUDA kernel tests on the GPU (SPARSE_DEEP_REAL_GPU=1: every
-#    kernel against the CPU kernels and the slow reference in tests/naive.py),
+#    kernel against the CPU kernels and the slow reference in tests/naive.py,
+#    all launched through prepared handles, and those handles' own checks),
 #    the log in RESULTS_DIR/gpu_kernel_tests.log.
 #
 # GPU_CHECK_PARTS picks the parts (default "overheads bench tests"). On an H100 the
@@ -68,7 +69,7 @@ fi
 if [[ $PARTS == *" tests "* ]]; then
     echo "== CUDA kernel tests on the GPU"
     # Eight workers compile the kernels in parallel (the machines lent have 16 cores).
-    SPARSE_DEEP_REAL_GPU=1 timeout ${TEST_TIMEOUT:-540} python3 -m pytest tests/test_kernels_cuda.py -v \
+    SPARSE_DEEP_REAL_GPU=1 timeout ${TEST_TIMEOUT:-540} python3 -m pytest tests/test_kernels_cuda.py tests/test_prepared_launch.py -v \
         -n ${TEST_WORKERS:-8} -p no:cacheprovider >"$RESULTS_DIR/gpu_kernel_tests.log" 2>&1
     grep -cE " PASSED" "$RESULTS_DIR/gpu_kernel_tests.log" | sed 's/$/ passed/'
     grep -E " (FAILED|ERROR)" "$RESULTS_DIR/gpu_kernel_tests.log" | head -30

@@ -25,7 +25,7 @@ from ...core.codes import (
 )
 from ...core.registry import with_globals
 from ...core.scalar import is_unit_interval_error
-from . import launch
+from . import launch, prepared
 from ._device import (
     activation_functions,
     column_sum,
@@ -43,7 +43,7 @@ def _grid(n):
 
 
 # -- fills and copies --------------------------------------------------------------
-@cuda.jit
+@prepared.jit
 def _fill_rows(out, bias):
     n = out.shape[1]
     for idx in range(cuda.grid(1), out.shape[0] * n, cuda.gridsize(1)):
@@ -52,7 +52,7 @@ def _fill_rows(out, bias):
         out[i, j] = bias[j]
 
 
-@cuda.jit
+@prepared.jit
 def _fill(out, value):
     n = out.shape[1]
     for idx in range(cuda.grid(1), out.shape[0] * n, cuda.gridsize(1)):
@@ -60,7 +60,7 @@ def _fill(out, value):
         out[i, idx - i * n] = value
 
 
-@cuda.jit
+@prepared.jit
 def _scale(out, factor):
     n = out.shape[1]
     for idx in range(cuda.grid(1), out.shape[0] * n, cuda.gridsize(1)):
@@ -68,7 +68,7 @@ def _scale(out, factor):
         out[i, idx - i * n] *= factor
 
 
-@cuda.jit
+@prepared.jit
 def _copy(dst, src):
     n = dst.shape[1]
     for idx in range(cuda.grid(1), dst.shape[0] * n, cuda.gridsize(1)):
@@ -77,7 +77,7 @@ def _copy(dst, src):
         dst[i, j] = src[i, j]
 
 
-@cuda.jit
+@prepared.jit
 def _add(out, other):
     n = out.shape[1]
     for idx in range(cuda.grid(1), out.shape[0] * n, cuda.gridsize(1)):
@@ -143,7 +143,7 @@ def specialised(body, kernels, act, **names):
     forward, derivative, tag = activation_functions(act)
     kernel = kernels.get(tag)
     if kernel is None:
-        kernel = kernels[tag] = cuda.jit(
+        kernel = kernels[tag] = prepared.jit(
             with_globals(body, forward=forward, derivative=derivative, **names))
     return kernel
 
@@ -183,7 +183,7 @@ _SOFTMAX = {}
 def _softmax_kernel(threads):
     kernel = _SOFTMAX.get(threads)
     if kernel is None:
-        @cuda.jit
+        @prepared.jit
         def softmax(z):
             buf = cuda.shared.array(threads, float64)
             for i in range(cuda.blockIdx.x, z.shape[0], cuda.gridDim.x):
@@ -228,7 +228,7 @@ def _make_output_pass(act, err, threads, sharded=False):
         e, g = error(a, t, is_one)
         return output_element(softmax, sigmoid, err, a, t, is_one, hp, dfdz, e, g)
 
-    @cuda.jit
+    @prepared.jit
     def output_pass(z, t_indptr, t_indices, t_data, hp, inv_batch, delta, row_error,
                     row_stats):
         buf = cuda.shared.array(threads, float64)
@@ -336,7 +336,7 @@ _PARTIALS = {}
 def _partials_kernel(threads):
     kernel = _PARTIALS.get(threads)
     if kernel is None:
-        @cuda.jit
+        @prepared.jit
         def partials(z, t_indptr, t_data, row_stats):
             buf = cuda.shared.array(threads, float64)
             tid = cuda.threadIdx.x
@@ -369,7 +369,7 @@ def softmax_partials(z, t_indptr, t_data, row_stats, stream):
     _partials_kernel(threads)[blocks, threads, stream](z, t_indptr, t_data, row_stats)
 
 
-@cuda.jit
+@prepared.jit
 def _softmax_apply(z, row_stats):
     n = z.shape[1]
     for idx in range(cuda.grid(1), z.shape[0] * n, cuda.gridsize(1)):
@@ -385,7 +385,7 @@ def softmax_apply(z, row_stats, stream):
     _softmax_apply[blocks, threads, stream](z, row_stats)
 
 
-@cuda.jit
+@prepared.jit
 def _softmax_jacobian(delta, a, h_sum, inv_batch):
     n = delta.shape[1]
     for idx in range(cuda.grid(1), delta.shape[0] * n, cuda.gridsize(1)):
@@ -402,7 +402,7 @@ def softmax_jacobian(delta, a, h_sum, inv_batch, stream):
 
 
 # -- dropout and the hidden delta --------------------------------------------------
-@cuda.jit
+@prepared.jit
 def _dropout(a, out, key, row_ids, p, scale):
     n = a.shape[1]
     for idx in range(cuda.grid(1), a.shape[0] * n, cuda.gridsize(1)):
@@ -450,7 +450,7 @@ _HIDDEN_DELTA_KERNELS = {}  # activation tag -> kernel
 
 
 # -- column-wise -------------------------------------------------------------------
-@cuda.jit
+@prepared.jit
 def _column_sums(x, zero, out):
     for j in range(cuda.grid(1), x.shape[1], cuda.gridsize(1)):
         out[j] = column_sum(x, j, zero)
@@ -468,7 +468,7 @@ _PENALTY = {}
 def _penalty_kernel(threads):
     kernel = _PENALTY.get(threads)
     if kernel is None:
-        @cuda.jit
+        @prepared.jit
         def penalty(a, p, beta, inv_batch, grad_out, loss_out):
             """One block: each thread a set of units (their columns summed in
             row order), then the block's fixed-tree sum of their terms."""
@@ -498,7 +498,7 @@ def sparseness_penalty(a, p, beta, inv_batch, grad_out, loss_out, stream):
                                                  grad_out, loss_out)
 
 
-@cuda.jit
+@prepared.jit
 def _scale_rows(x, weights):
     n = x.shape[1]
     for idx in range(cuda.grid(1), weights.shape[0] * n, cuda.gridsize(1)):

@@ -23,7 +23,7 @@ result on every run.
 import numba
 from numba import cuda
 
-from . import launch
+from . import launch, prepared
 
 _KERNELS = {}
 
@@ -36,7 +36,7 @@ def _make_gemm(dtype, threads, work, tile_k, trans_a, trans_b, split):
     side = threads * work
     nb_dtype = numba.from_dtype(dtype)
 
-    @cuda.jit
+    @prepared.jit
     def gemm(a, b, c, alpha, beta, zero, k_chunk, partial):
         m, n = c.shape
         k_total = a.shape[0] if trans_a else a.shape[1]
@@ -115,7 +115,7 @@ def _make_gemm(dtype, threads, work, tile_k, trans_a, trans_b, split):
     return gemm
 
 
-@cuda.jit
+@prepared.jit
 def _add_chunks(partial, n_chunks, c, alpha, beta, zero):
     """``c = alpha * sum_z partial[z] + beta * c``, chunks added in order."""
     n = c.shape[1]

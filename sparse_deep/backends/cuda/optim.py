@@ -23,7 +23,7 @@ from ...core.codes import H_L1, H_L2
 from ...core.optimizers import coefficients as coefficients_of
 from ...core.optimizers import get_optimizer
 from ...core.registry import with_globals
-from . import launch
+from . import launch, prepared
 from ._device import regularised_gradient
 
 
@@ -56,13 +56,13 @@ def slot_map(n_rows, stream):
     return SlotMap(slots)
 
 
-@cuda.jit
+@prepared.jit
 def _clear_slots(slots):
     for r in range(cuda.grid(1), slots.shape[0], cuda.gridsize(1)):
         slots[r] = -1
 
 
-@cuda.jit
+@prepared.jit
 def _mark_slots(slots, rows, n_rows, stamp):
     for r in range(cuda.grid(1), n_rows, cuda.gridsize(1)):
         slots[rows[r]] = (stamp << SLOT_BITS) | r
@@ -140,7 +140,7 @@ def _kernel(code):
     key = optimizer.name, optimizer.fingerprint  # computed once per registration
     kernel = _KERNELS.get(key)
     if kernel is None:
-        kernel = _KERNELS[key] = cuda.jit(with_globals(
+        kernel = _KERNELS[key] = prepared.jit(with_globals(
             _update_body, n_states=optimizer.n_states, step=cuda.jit(device=True)(optimizer.step),
             SLOT_BITS=SLOT_BITS, _SLOT_MASK=_SLOT_MASK))
     return kernel
@@ -190,7 +190,7 @@ def _launch(entries, code, stream):
         tuple(slots for _, slots, _ in entries), tuple(int(stamp) for _, _, stamp in entries))
 
 
-@cuda.jit
+@prepared.jit
 def _cap_column_norms(weights, max_norm):
     n_in = weights.shape[0]
     for j in range(cuda.grid(1), weights.shape[1], cuda.gridsize(1)):

@@ -11,7 +11,7 @@ import math
 from numba import cuda
 
 from ...core.codes import COSINE_CONTRASTIVE, SAMPLED_SOFTMAX
-from . import launch
+from . import launch, prepared
 from ._device import bpr_pair, first_at_least, row_of, sampled_negative, sampled_positive
 
 NORM_FLOOR = 1e-12
@@ -25,7 +25,7 @@ def _norm(sum_of_squares):
     return norm if norm > NORM_FLOOR else NORM_FLOOR
 
 
-@cuda.jit
+@prepared.jit
 def _gather_rows_dense(source, ids, out):
     n, d = out.shape
     for p in range(cuda.grid(1), n * d, cuda.gridsize(1)):
@@ -51,13 +51,13 @@ def _unit_row(x, row, out, r, norms):
         out[r, k] = x[row, k] * inv
 
 
-@cuda.jit
+@prepared.jit
 def _normalize_rows(x, out, norms):
     for r in range(cuda.grid(1), x.shape[0], cuda.gridsize(1)):
         _unit_row(x, r, out, r, norms)
 
 
-@cuda.jit
+@prepared.jit
 def _unit_operands(h, h_unit, h_norms, source, ids, out, norms):
     """The negatives' unit rows, then the batch's, in one launch."""
     m = ids.shape[0]
@@ -80,7 +80,7 @@ def normalize_rows(x, out, norms, stream):
         _normalize_rows[launch.elementwise(x.shape[0]) + (stream,)](x, out, norms)
 
 
-@cuda.jit
+@prepared.jit
 def _row_norms(x, out):
     for r in range(cuda.grid(1), x.shape[0], cuda.gridsize(1)):
         s = 0.0
@@ -94,7 +94,7 @@ def row_norms(x, out, stream):
         _row_norms[launch.elementwise(x.shape[0]) + (stream,)](x, out)
 
 
-@cuda.jit
+@prepared.jit
 def _reciprocal_scaled(x, factor):
     for i in range(cuda.grid(1), x.shape[0], cuda.gridsize(1)):
         x[i] = 1.0 / (x[i] * factor)
@@ -118,7 +118,7 @@ def _positive_score(h, r, item, weights, bias, cosine):
     return dot + bias[item]
 
 
-@cuda.jit
+@prepared.jit
 def _positive_scores(h, t_indptr, n_rows, t_indices, weights, bias, cosine, out):
     for e in range(cuda.grid(1), t_indptr[n_rows], cuda.gridsize(1)):
         out[e] = _positive_score(h, row_of(t_indptr, n_rows, e), t_indices[e], weights, bias,
@@ -131,7 +131,7 @@ def positive_scores(h, t_indptr, t_indices, weights, bias, cosine, out, stream):
         h, t_indptr, t_indptr.shape[0] - 1, t_indices, weights, bias, cosine, out)
 
 
-@cuda.jit
+@prepared.jit
 def _add_row_bias(z, bias, ids):
     n, m = z.shape
     for p in range(cuda.grid(1), n * m, cuda.gridsize(1)):
@@ -144,7 +144,7 @@ def add_row_bias(z, bias, ids, stream):
         _add_row_bias[launch.elementwise(z.size) + (stream,)](z, bias, ids)
 
 
-@cuda.jit
+@prepared.jit
 def _scale_columns(z, scales):
     n, m = z.shape
     for p in range(cuda.grid(1), n * m, cuda.gridsize(1)):
@@ -173,7 +173,7 @@ def _row_logsumexp(z_neg, r, corrections, inv_tau, stats, anchors):
         anchors[r] = m + math.log(s) if s > 0.0 else -math.inf
 
 
-@cuda.jit
+@prepared.jit
 def _negative_logsumexp(z_neg, corrections, inv_tau, stats, anchors):
     for r in range(cuda.grid(1), z_neg.shape[0], cuda.gridsize(1)):
         _row_logsumexp(z_neg, r, corrections, inv_tau, stats, anchors)
@@ -202,7 +202,7 @@ def _positive_row(err, z_pos, t_indptr, r, t_data, anchors, inv_tau, row_scale, 
     pulls[r] = pull
 
 
-@cuda.jit
+@prepared.jit
 def _positive_pass(err, z_pos, t_indptr, n_rows, t_data, anchors, inv_tau, row_scale, d_pos,
                    row_error, pulls):
     for r in range(cuda.grid(1), n_rows, cuda.gridsize(1)):
@@ -236,7 +236,7 @@ def _negative_row(err, z_neg, r, corrections, anchors, pulls, inv_tau, margin, n
     row_error[r] += error
 
 
-@cuda.jit
+@prepared.jit
 def _negative_pass(err, z_neg, corrections, anchors, pulls, inv_tau, margin, neg_scale,
                    row_scale, d_neg, row_error):
     for r in range(cuda.grid(1), z_neg.shape[0], cuda.gridsize(1)):
@@ -252,7 +252,7 @@ def negative_pass(err, z_neg, corrections, anchors, pulls, inv_tau, margin, neg_
             d_neg, row_error)
 
 
-@cuda.jit
+@prepared.jit
 def _sampled_rows(err, h, t_indptr, n_rows, t_indices, t_data, weights, bias, cosine, z_pos,
                   z_neg, corrections, inv_tau, margin, neg_scale, row_scale, stats, anchors,
                   d_pos, d_neg, row_error, pulls):
@@ -280,7 +280,7 @@ def sampled_rows(err, h, t_indptr, t_indices, t_data, weights, bias, cosine, z_p
             row_error, pulls)
 
 
-@cuda.jit
+@prepared.jit
 def _bpr_pass(z_pos, t_indptr, n_rows, t_data, z_neg, inv_tau, neg_scale, row_scale, d_pos,
               d_neg, row_error):
     n_neg = z_neg.shape[1]
@@ -311,7 +311,7 @@ def bpr_pass(z_pos, t_indptr, t_data, z_neg, inv_tau, neg_scale, row_scale, d_po
             row_error)
 
 
-@cuda.jit
+@prepared.jit
 def _positive_deltas(d_pos, t_indptr, n_rows, t_indices, weights, cosine, dh, entry_norms, into,
                      h_unit, norms, target, accumulate):
     """Row by row: ``dh[r] += sum_e d_pos[e] w[item_e]`` (``w`` over its norm
@@ -369,7 +369,7 @@ def positive_deltas(d_pos, t_indptr, t_indices, weights, cosine, dh, entry_norms
             into is not None, h_unit, norms, target, accumulate)
 
 
-@cuda.jit
+@prepared.jit
 def _into_hidden(dh, cosine, h_unit, norms, target, accumulate):
     for r in range(cuda.grid(1), dh.shape[0], cuda.gridsize(1)):
         _into_hidden_row(dh, r, cosine, h_unit, norms, target, accumulate)
@@ -392,7 +392,7 @@ def _positive_total(d_pos, t_indptr, n_rows, g_indptr, g_entries, n_pos, u, h, k
     return total
 
 
-@cuda.jit
+@prepared.jit
 def _positive_gradient(d_pos, t_indptr, n_rows, g_indptr, g_entries, n_pos, h, grad):
     n_touched, d = grad.shape
     for p in range(cuda.grid(1), n_touched * d, cuda.gridsize(1)):
@@ -401,7 +401,7 @@ def _positive_gradient(d_pos, t_indptr, n_rows, g_indptr, g_entries, n_pos, h, g
                                      k)
 
 
-@cuda.jit
+@prepared.jit
 def _add_negative_rows(d_negatives, neg_slot, grad):
     """Each column k by one thread, negatives in j order."""
     d = grad.shape[1]
@@ -434,7 +434,7 @@ def _project_out_row(grad, u, vectors, row):
         grad[u, k] = (grad[u, k] - dot * vectors[row, k] * inv) * inv
 
 
-@cuda.jit
+@prepared.jit
 def _project_out_radial(grad, vectors, ids):
     for u in range(cuda.grid(1), grad.shape[0], cuda.gridsize(1)):
         _project_out_row(grad, u, vectors, ids[u])
@@ -445,7 +445,7 @@ def project_out_radial(grad, vectors, ids, stream):
         _project_out_radial[launch.elementwise(grad.shape[0]) + (stream,)](grad, vectors, ids)
 
 
-@cuda.jit
+@prepared.jit
 def _compact_unit_gradient(d_pos, t_indptr, n_rows, g_indptr, g_entries, n_pos, h, d_negatives,
                            neg_ids, weights, rows, grad):
     """Touched row by touched row: the targets' share, the negatives' rows
@@ -473,7 +473,7 @@ def compact_unit_gradient(d_pos, t_indptr, g_indptr, g_entries, n_pos, h, d_nega
             neg_ids, weights, rows, grad)
 
 
-@cuda.jit
+@prepared.jit
 def _positive_bias_gradient(d_pos, g_indptr, g_entries, n_pos, grad):
     for u in range(cuda.grid(1), grad.shape[0], cuda.gridsize(1)):
         total = 0.0
@@ -483,7 +483,7 @@ def _positive_bias_gradient(d_pos, g_indptr, g_entries, n_pos, grad):
         grad[u] = total
 
 
-@cuda.jit
+@prepared.jit
 def _negative_column_sums(d_neg, sums):
     for j in range(cuda.grid(1), d_neg.shape[1], cuda.gridsize(1)):
         total = 0.0
@@ -492,7 +492,7 @@ def _negative_column_sums(d_neg, sums):
         sums[j] = total
 
 
-@cuda.jit
+@prepared.jit
 def _add_negative_bias(sums, neg_slot, grad):
     if cuda.grid(1) != 0:
         return

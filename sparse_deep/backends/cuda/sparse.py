@@ -10,14 +10,14 @@ so results repeat exactly.
 
 from numba import cuda
 
-from . import launch, optim
+from . import launch, optim, prepared
 from ._device import column_sum
 from .dense import specialised
 from .optim import SLOT_BITS
 
 
 # -- forward -----------------------------------------------------------------------
-@cuda.jit
+@prepared.jit
 def _sparse_matmul_add(indptr, indices, data, weights, out, bias, with_bias):
     n_out = out.shape[1]
     for idx in range(cuda.grid(1), out.shape[0] * n_out, cuda.gridsize(1)):
@@ -67,7 +67,7 @@ def activated_sparse_affine(indptr, indices, data, weights, bias, out, act, slop
 
 
 # -- gradient and scatter ----------------------------------------------------------
-@cuda.jit
+@prepared.jit
 def _sparse_weight_gradient(t_indptr, t_rows, t_data, n_present, delta, zero, grad, bias_grad,
                             with_bias, features, slots, stamp, with_slots):
     n_out = delta.shape[1]
@@ -110,7 +110,7 @@ def sparse_weight_gradient(t_indptr, t_rows, t_data, n_present, delta, grad, str
         slot_map.stamped = True
 
 
-@cuda.jit
+@prepared.jit
 def _scatter_rows(dst, rows, src):
     n = dst.shape[1]
     for idx in range(cuda.grid(1), rows.shape[0] * n, cuda.gridsize(1)):
@@ -119,7 +119,7 @@ def _scatter_rows(dst, rows, src):
         dst[rows[r], j] = src[r, j]
 
 
-@cuda.jit
+@prepared.jit
 def _zero_rows(dst, rows):
     n = dst.shape[1]
     for idx in range(cuda.grid(1), rows.shape[0] * n, cuda.gridsize(1)):

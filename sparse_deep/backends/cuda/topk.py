@@ -16,7 +16,7 @@ import math
 import numpy as np
 from numba import cuda, int32, int64, uint64
 
-from . import launch
+from . import launch, prepared
 from ._device import block_sum, first_at_least
 
 _BYTE = uint64(255)
@@ -97,7 +97,7 @@ def _make_topk(key_bits, threads):
             return ~u & full
         return u | sign
 
-    @cuda.jit
+    @prepared.jit
     def topk(scores, bits, k, ex_indptr, ex_indices, out_ids, out_scores):
         hist = cuda.shared.array(256, int32)
         # prefix_a, mask_a, prefix_b, mask_b, tie phase?, done?, remaining
