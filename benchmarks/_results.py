@@ -2,6 +2,7 @@
 
 import json
 import os
+import platform
 import tempfile
 from pathlib import Path
 
@@ -17,3 +18,15 @@ def write_json(path, payload):
         f.write("\n")
     os.replace(f.name, path)
     print(f"wrote {path}")
+
+
+def cpu_model():
+    """The CPU's model name, or None."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None

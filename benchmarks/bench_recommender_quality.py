@@ -146,7 +146,7 @@ import scipy.sparse as sp  # noqa: E402
 
 # Benchmark the working tree even when the package is not installed.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _results import write_json  # noqa: E402
+from _results import cpu_model, write_json  # noqa: E402
 
 # sparse_deep is imported before torch on purpose (see "Threads" above).
 from sparse_deep.datasets import (  # noqa: E402
@@ -814,18 +814,6 @@ def git_revision():
                               text=True, check=True, cwd=Path(__file__).parent).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
-
-
-def cpu_model():
-    """The CPU's model name, or None."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or None
 
 
 def parse_args(argv=None):
