@@ -198,7 +198,7 @@ def test_divergence_names_epoch_and_batch_and_leaves_the_estimator_as_it_was(nam
                        match=r"diverged at epoch \d+, (by )?batch \d+ of \d+"):
         est.fit(X * scale, *y)
     assert vars(est).keys() - {"_kept_training_runner"} == before.keys()
-    assert est.model_ is before["model_"] and est.loss_curve_ == curve
+    assert est.model_ is before["_model_"] and est.loss_curve_ == curve
     for saved, now in zip(weights, _parameters(est)):
         np.testing.assert_array_equal(saved, now)
 

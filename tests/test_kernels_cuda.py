@@ -13,6 +13,7 @@ summation order.
 
 import itertools
 import os
+import pickle
 import re
 import subprocess
 import sys
@@ -1084,9 +1085,10 @@ def test_fit_on_cuda_matches_cpu_and_predicts_anywhere(bk):
 
 
 def test_kept_gpu_buffers_take_the_model_afresh(bk, monkeypatch):
-    """partial_fit keeps the GPU runner's buffers between calls; each call
-    uploads the model's parameters again, so a change made to them on the
-    host in between is trained on, exactly as with buffers made afresh."""
+    """partial_fit keeps the GPU runner's buffers between calls; a call after
+    model_ was read uploads the model's parameters again, so a change made to
+    them on the host in between is trained on, exactly as with buffers made
+    afresh."""
     from sparse_deep.estimators import _base
 
     X = interactions()
@@ -1100,6 +1102,91 @@ def test_kept_gpu_buffers_take_the_model_afresh(bk, monkeypatch):
         weights.append([w.copy() for w in est.partial_fit(X).model_.weights])
     for a, b in zip(*weights):
         np.testing.assert_array_equal(a, b)
+
+
+def small_gpu_recommender():
+    return SparseAutoencoderRecommender(device="cuda", hidden_layer_sizes=(4,), batch_size=4,
+                                        random_state=0)
+
+
+def trained_arrays(est):
+    """Copies of the weights, biases and optimizer state of a fitted estimator."""
+    model = est.model_
+    return [a.copy() for _, a, _ in model.parameters()] + [
+        a.copy() for pair in est._optimizer_state_.states for a in pair]
+
+
+def assert_same_arrays(these, those):
+    assert len(these) == len(those)
+    for a, b in zip(these, those):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_partial_fit_calls_on_the_gpu_copy_no_parameters_between_them(bk, monkeypatch):
+    """After a partial_fit on a GPU the newest parameters stay there: the next
+    call neither uploads the model nor reads it back; reading model_ brings
+    them back once. The bits are those of calls that read the model back
+    every time (and so upload it again)."""
+    from sparse_deep.backends.cuda import CUDABackend
+
+    X = interactions()
+    counts = {"uploads": 0, "read backs": 0}
+    bind, sync = Runner._bind_parameters, Runner.sync_to_model
+
+    def counted(name, method):
+        def call(self, *args):
+            counts[name] += isinstance(self.backend, CUDABackend)  # not runner_bytes's count
+            return method(self, *args)
+        return call
+
+    monkeypatch.setattr(Runner, "_bind_parameters", counted("uploads", bind))
+    monkeypatch.setattr(Runner, "sync_to_model", counted("read backs", sync))
+    lazy = small_gpu_recommender()
+    for _ in range(3):
+        lazy.partial_fit(X)
+    assert counts == {"uploads": 1, "read backs": 0}
+    eager = small_gpu_recommender()
+    for _ in range(3):
+        eager.partial_fit(X).model_  # noqa: B018 (reading it brings it back)
+    assert counts == {"uploads": 4, "read backs": 3}
+    assert_same_arrays(trained_arrays(lazy), trained_arrays(eager))
+    assert counts["read backs"] == 4 and lazy.n_steps_ == eager.n_steps_ == 9
+    lazy.partial_fit(X)  # after a read, the arrays are taken afresh
+    assert counts["uploads"] == 5
+    eager.partial_fit(X)
+    restored = pickle.loads(pickle.dumps(lazy))  # pickling reads them back
+    assert counts["read backs"] == 5 and counts["uploads"] == 6
+    assert_same_arrays(trained_arrays(restored), trained_arrays(lazy))
+    for est in (lazy, eager):  # a new optimizer setting: its state is made afresh
+        est.partial_fit(X).set_params(learning_rate=0.01).partial_fit(X)
+    assert_same_arrays(trained_arrays(lazy), trained_arrays(eager))
+
+
+def test_a_failed_partial_fit_on_the_gpu_leaves_the_gpus_newer_model(bk, monkeypatch):
+    """A call that fails midway puts back the parameters it started from,
+    which were the GPU's (never read back): the estimator reads as after the
+    last call that ended, and goes on with that call's bits."""
+    X = interactions()
+    failing, reference = small_gpu_recommender(), small_gpu_recommender()
+    for est in (failing, reference):
+        est.partial_fit(X).partial_fit(X)
+    steps = []
+    train_step = Runner.train_step
+
+    def interrupted_at_the_second_step(self, *args, **kwargs):
+        steps.append(1)
+        if len(steps) == 2:
+            raise KeyboardInterrupt
+        return train_step(self, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Runner, "train_step", interrupted_at_the_second_step)
+        with pytest.raises(KeyboardInterrupt):
+            failing.partial_fit(X)
+    assert failing.n_steps_ == 6 and len(failing.loss_curve_) == 2
+    assert_same_arrays(trained_arrays(failing), trained_arrays(reference))
+    assert_same_arrays(trained_arrays(failing.partial_fit(X)),
+                       trained_arrays(reference.partial_fit(X)))
 
 
 def sharded_softmax_flow(bk, err, z, t, bounds, inv_batch):

@@ -280,13 +280,13 @@ def test_a_runner_not_kept_is_closed_when_its_call_ends(data, monkeypatch):
     so that nothing still holding the runner (a reference cycle) keeps its
     memory; a kept runner keeps them. The model is whole either way."""
     runners = []
-    keep_runner = SparseAutoencoderRecommender._keep_runner
+    keeps_runner = SparseAutoencoderRecommender._keeps_runner
 
-    def spy(self, session, keep):
+    def spy(session, keep):
         runners.append(session.runner)
-        return keep_runner(self, session, keep)
+        return keeps_runner(session, keep)
 
-    monkeypatch.setattr(SparseAutoencoderRecommender, "_keep_runner", spy)
+    monkeypatch.setattr(SparseAutoencoderRecommender, "_keeps_runner", staticmethod(spy))
     for warm_start, limit in [(False, 1 << 30), (True, 0), (True, 1 << 30)]:
         monkeypatch.setattr(_base, "KEEP_TRAINING_BUFFERS_BYTES", limit)
         est = small(epochs=1, warm_start=warm_start).fit(data)

@@ -213,12 +213,17 @@ class Runner:
                 and self.inputs.indices.shape[0] >= max(int(max_input_nnz), 1)
                 and self.targets.indices.shape[0] >= max(int(max_target_nnz), 1))
 
-    def rebind(self, model, optimizer, seed):
+    def rebind(self, model, optimizer, seed, copies_current=False):
         """Train ``model`` with ``optimizer``'s state and ``seed`` in this
         runner's buffers (check :meth:`can_train` first). The parameters are
         taken afresh, so changes made to the model's arrays since the last
-        fit are seen. Returns self."""
-        self._bind_parameters(model, optimizer)
+        fit are seen; with ``copies_current`` (the caller knows the backend's
+        copies this runner still holds of that model and state are newer
+        than the host's arrays, and nothing changed those since) training
+        goes on from the copies, with nothing copied. Returns self."""
+        if not (copies_current and self.weights and self.model is model
+                and self._optimizer is optimizer):
+            self._bind_parameters(model, optimizer)
         self.seed = int(seed)
         return self
 
@@ -557,14 +562,26 @@ class Runner:
         return all(np.isfinite(np.add.reduce(np.ravel(self.backend.to_host(a)),
                                              dtype=np.float64)) for a in arrays)
 
-    def sync_to_model(self):
-        """Copy the backend's parameters, and the optimizer state last used,
-        back into the host arrays of the model and of that state."""
+    def parameter_pairs(self):
+        """``[(host, copy)]``: the arrays of the model and of the optimizer state
+        last used, each with the backend's copy that training updates (the
+        array itself on the CPU)."""
         pairs = list(zip(self.model.weights, self.weights))
         pairs += [(host, self.biases[t]) for t, host in self.model.biases.items()]
         if self._optimizer is not None:
             for host, dev in zip(self._optimizer.states, self._states):
                 pairs += list(zip(host, dev))
-        for host, dev in pairs:
+        return pairs
+
+    def trains_copies(self):
+        """Whether training updates the backend's copies of the parameters (a
+        GPU's), which :meth:`sync_to_model` brings back, and not the model's
+        own arrays (the CPU)."""
+        return any(dev is not host for host, dev in self.parameter_pairs())
+
+    def sync_to_model(self):
+        """Copy the backend's parameters, and the optimizer state last used,
+        back into the host arrays of the model and of that state."""
+        for host, dev in self.parameter_pairs():
             if dev is not host:
                 host[...] = self.backend.to_host(dev)

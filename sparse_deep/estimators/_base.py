@@ -68,16 +68,19 @@ def restored_on_failure(fit):
 
     @functools.wraps(fit)
     def guarded(self, *args, **kwargs):
+        continues = self._fitted_model() is not None and (
+            self.warm_start or fit.__name__.endswith("partial_fit"))
+        if not continues:  # a new fit may take over the runner that holds them
+            self._bring_back_from_device()
         before = dict(self.__dict__)
         curve = list(self.loss_curve_) if hasattr(self, "loss_curve_") else None
-        continues = hasattr(self, "model_") and (
-            self.warm_start or fit.__name__.endswith("partial_fit"))
         saved = _TrainingState.copy(self) if continues else None
         validate_parameters(self)  # before any work
         try:
             result = fit(self, *args, **kwargs)
         except BaseException:
             before.pop("_kept_training_runner", None)  # it may hold the failed fit's state
+            before.pop("_newer_on_device", None)  # what it held is restored from the copy
             self.__dict__.clear()
             self.__dict__.update(before)
             if curve is not None:
@@ -95,37 +98,55 @@ def restored_on_failure(fit):
 
 
 class _TrainingState:
-    """Copies of a fitted model's weights, biases and optimizer arrays, in
-    ``buffers`` (host arrays of their shapes and dtypes) when given."""
+    """Copies of a fitted model's weights, biases and optimizer arrays as a
+    continued fit starts, to be put back into them if it fails.
 
-    def __init__(self, model, state, buffers=None):
-        # Optimizer arrays may live on a GPU (numba.cuda device arrays).
-        self.live = _training_arrays(model, state)
-        if buffers is None or [(b.shape, b.dtype) for b in buffers] != [
-                (a.shape, a.dtype) for a in self.live]:
-            buffers = [np.empty(a.shape, a.dtype) for a in self.live]
+    Where a GPU holds newer copies of those arrays (after a partial_fit there,
+    see ``model_``), the GPU's are copied, on the GPU. ``buffers`` are the
+    copies of the last call, reused when they fit."""
+
+    def __init__(self, pairs, backend=None, buffers=None):
+        self.hosts = [host for host, _ in pairs]
+        newest = [array for _, array in pairs]
+        layouts = [(a.shape, a.dtype, _is_device_array(a) and backend is not None)
+                   for a in newest]
+        if buffers is None or [(b.shape, b.dtype, _is_device_array(b))
+                               for b in buffers] != layouts:
+            buffers = [backend.empty(shape, dtype) if on_gpu else np.empty(shape, dtype)
+                       for shape, dtype, on_gpu in layouts]
         self.copies = buffers
-        for array, copy in zip(self.live, self.copies):
-            if hasattr(array, "copy_to_host"):
-                array.copy_to_host(copy)
-            else:
+        for array, copy in zip(newest, self.copies):
+            if not _is_device_array(array):
                 np.copyto(copy, array)
+            elif backend is not None:
+                backend.copy(copy, array)
+            else:
+                array.copy_to_host(copy)
 
     @classmethod
     def copy(cls, estimator):
         """The copy, or None when it would take more than RESTORE_COPY_BYTES."""
-        arrays = _training_arrays(estimator.model_, estimator._optimizer_state_)
-        if sum(int(a.nbytes) for a in arrays) > RESTORE_COPY_BYTES:
+        hosts = _training_arrays(estimator._fitted_model(), estimator._optimizer_state_)
+        if sum(int(a.nbytes) for a in hosts) > RESTORE_COPY_BYTES:
             return None
-        return cls(estimator.model_, estimator._optimizer_state_,
+        runner = estimator.__dict__.get("_newer_on_device")
+        newer = {} if runner is None else {id(h): c for h, c in runner.parameter_pairs()}
+        return cls([(h, newer.get(id(h), h)) for h in hosts],
+                   None if runner is None else runner.backend,
                    getattr(estimator, "_restore_buffers", None))
 
     def restore(self):
-        for array, copy in zip(self.live, self.copies):
-            if hasattr(array, "copy_to_device"):
-                array.copy_to_device(copy)
+        for host, copy in zip(self.hosts, self.copies):
+            if _is_device_array(host):
+                host.copy_to_device(copy)
+            elif _is_device_array(copy):
+                host[...] = copy.copy_to_host()
             else:
-                array[...] = copy
+                host[...] = copy
+
+
+def _is_device_array(array):
+    return hasattr(array, "copy_to_host")
 
 
 def _training_arrays(model, state):
@@ -480,11 +501,51 @@ class SparseNetworkEstimator(BaseEstimator):
         model = self.model_
         return [_read_only(model.biases[p.index]) for p in model.layers if not p.is_input]
 
+    # -- the fitted model -----------------------------------------------------
+    # After a partial_fit (or a warm-start fit) on a GPU, the newest weights and
+    # optimizer state are the copies the kept runner trained there; they come
+    # back to the model's host arrays when model_ is next read (by the user, a
+    # prediction, pickling, saving), not at the end of every call, so a loop of
+    # partial_fit calls copies nothing between host and GPU (docs/gpu.md).
+    @property
+    def model_(self):
+        model = self.__dict__.get("_model_")
+        if model is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute 'model_'")
+        self._bring_back_from_device()
+        return model
+
+    @model_.setter
+    def model_(self, model):
+        self.__dict__.pop("_newer_on_device", None)
+        self.__dict__["_model_"] = model
+
+    @model_.deleter
+    def model_(self):
+        self.__dict__.pop("_newer_on_device", None)
+        del self.__dict__["_model_"]
+
+    def _fitted_model(self):
+        """The fitted model (None before a fit) without reading the GPU's newer
+        copies back: for training, which goes on from those."""
+        return self.__dict__.get("_model_")
+
+    def _bring_back_from_device(self):
+        """Copy the GPU's newer parameters and optimizer state, if a runner
+        holds them, into the fitted model's arrays. The runner lets its copies
+        go: the arrays may be changed once read, so the next training call
+        takes them afresh."""
+        runner = self.__dict__.pop("_newer_on_device", None)
+        if runner is not None:
+            runner.sync_to_model()
+            runner.release_parameters()
+
     # -- training -------------------------------------------------------------
     def _can_resume(self, spec):
         """Whether training continues the fitted model: ``warm_start``, the same
         network, and the same number of ranks."""
-        return (bool(self.warm_start) and hasattr(self, "model_") and self.model_.spec == spec
+        model = self._fitted_model()
+        return (bool(self.warm_start) and model is not None and model.spec == spec
                 and getattr(self, "n_ranks_", 1) == self._communicator().size)
 
     def _training_seed(self, resume):
@@ -513,7 +574,7 @@ class SparseNetworkEstimator(BaseEstimator):
                 resume = self._can_resume(spec)
             seed = self._training_seed(resume)
             if resume:
-                model = self.model_
+                model = self._fitted_model()  # newer on the GPU, maybe: see below
                 state, step, epoch = self._optimizer_state_, self.n_steps_, self.n_epochs_
                 if state.config != config:
                     state = OptimizerState(config, model.parameters())
@@ -533,8 +594,17 @@ class SparseNetworkEstimator(BaseEstimator):
             sizes = (batch_size, max_batch_nnz(X_in.indptr, batch_size),
                      max_batch_nnz(Y.indptr, batch_size))
             runner = self._kept_runner(model, backend, sizes, comm)
+            # Training goes on from the GPU's newer copies when this call continues
+            # them as they are; otherwise they come back first, and the model's
+            # arrays are taken afresh.
+            on_gpu = (resume and runner is not None and state is self._optimizer_state_
+                      and runner is self.__dict__.get("_newer_on_device"))
+            if on_gpu:
+                del self._newer_on_device  # the runner trains them on
+            else:
+                self._bring_back_from_device()
             if runner is not None:
-                runner.rebind(model, state, seed)
+                runner.rebind(model, state, seed, copies_current=on_gpu)
             else:
                 runner = placement.runner(model, backend, *sizes, seed=seed,
                                           sparse_input_update=bool(self.sparse_input_update),
@@ -557,25 +627,22 @@ class SparseNetworkEstimator(BaseEstimator):
             return None
         return runner
 
-    def _keep_runner(self, session, keep):
-        """Keep ``session``'s runner for the next training call when ``keep``
-        and its buffers are small enough; its parameters are let go. A runner
-        not kept is closed: its buffers are freed now (see Runner.close)."""
+    @staticmethod
+    def _keeps_runner(session, keep):
+        """Whether ``session``'s runner is kept for the next training call:
+        ``keep``, one process, and buffers small enough."""
         runner = session.runner
-        if keep and session.comm.size == 1:
-            buffers = runner_bytes(runner.model, runner.batch_size,
-                                   runner.inputs.indices.shape[0],
-                                   runner.targets.indices.shape[0],
-                                   sparse_input_update=runner.sparse_input_update,
-                                   backend=runner.backend)["batch buffers"]
-            if buffers <= KEEP_TRAINING_BUFFERS_BYTES:
-                runner.release_parameters()
-                self._kept_training_runner = runner
-                return
-        runner.close()
+        if not keep or session.comm.size != 1:
+            return False
+        buffers = runner_bytes(runner.model, runner.batch_size, runner.inputs.indices.shape[0],
+                               runner.targets.indices.shape[0],
+                               sparse_input_update=runner.sparse_input_update,
+                               backend=runner.backend)["batch buffers"]
+        return buffers <= KEEP_TRAINING_BUFFERS_BYTES
 
     def __getstate__(self):
         # Kept training and restore buffers are caches: never pickled (nor saved).
+        self._bring_back_from_device()
         state = dict(super().__getstate__())
         state.pop("_kept_training_runner", None)
         state.pop("_restore_buffers", None)
@@ -598,9 +665,18 @@ class SparseNetworkEstimator(BaseEstimator):
 
         With ``keep_buffers`` (the next call may continue: ``warm_start`` or
         ``partial_fit``) the runner's buffers are kept for it."""
-        session.runner.sync_to_model()
-        self._keep_runner(session, keep_buffers)
-        self.model_, self._seed_ = session.runner.model, session.seed
+        runner = session.runner
+        kept = self._keeps_runner(session, keep_buffers)
+        newer_on_device = kept and runner.trains_copies()
+        if not newer_on_device:
+            runner.sync_to_model()
+        if kept:
+            self._kept_training_runner = runner
+        else:
+            runner.close()  # its buffers are freed now (see Runner.close)
+        self.model_, self._seed_ = runner.model, session.seed
+        if newer_on_device:  # read back when model_ is (see there)
+            self._newer_on_device = runner
         self._optimizer_state_ = session.optimizer
         self.n_steps_, self.n_epochs_ = session.step, session.epoch
         self.n_ranks_ = session.comm.size

@@ -58,7 +58,10 @@ network_ : dict
     The DSSTNE JSON network trained (sizes resolved).""",
     "model_": """\
 model_ : sparse_deep.engine.model.Model
-    The weights and biases, and the network's execution plan.""",
+    The weights and biases, and the network's execution plan. After a
+    ``partial_fit`` (or a warm-start fit) on a GPU the newest weights stay
+    on the GPU for the next call and are copied back when ``model_`` is
+    read.""",
     "coefs_": """\
 coefs_ : list of ndarray
     The weight matrices, one per connection, each (units of its source,

@@ -238,7 +238,7 @@ class SparseMLPBase(SparseNetworkEstimator):
             raise ValueError("partial_fit does not support early_stopping=True: there is no "
                              "fixed data set to hold out from; use fit, or set "
                              "early_stopping=False")
-        first = not hasattr(self, "model_")
+        first = self._fitted_model() is None
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target "
                              "y is None")
@@ -252,7 +252,7 @@ class SparseMLPBase(SparseNetworkEstimator):
             if first:
                 spec = self._network_spec(X.shape[1], Y.shape[1], encoding=encoding)
             else:
-                spec = self.model_.spec
+                spec = self._fitted_model().spec
         session = self._start_training(self._inputs(X), Y, spec, weights, resume=not first)
         loss = self._train_epochs(session, 1)
         self._end_training(session, keep_buffers=True)

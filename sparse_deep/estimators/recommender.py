@@ -410,7 +410,9 @@ class SparseAutoencoderRecommender(ClassNamePrefixFeaturesOutMixin, TransformerM
 
         ``k`` calls on the same data give the same model as ``fit`` with
         ``epochs=k``. The training buffers are kept between calls (up to 1 GiB),
-        so a loop of calls costs about what the same epochs cost in one ``fit``.
+        and on a GPU the newest weights too (copied back when ``model_`` is
+        read), so a loop of calls costs about what the same epochs cost in one
+        ``fit``.
 
         Parameters
         ----------
@@ -426,13 +428,13 @@ class SparseAutoencoderRecommender(ClassNamePrefixFeaturesOutMixin, TransformerM
             raise ValueError("partial_fit does not support early_stopping=True: there is no "
                              "fixed data set to hold out from; use fit, or set "
                              "early_stopping=False")
-        first = not hasattr(self, "model_")
+        first = self._fitted_model() is None
         with ranks_agree(self._communicator()):
             X, Y = self._training_data(X, y, reset=first)
             if first:
                 spec = self._network_spec(X.shape[1], Y.shape[1])
             else:
-                spec = self.model_.spec
+                spec = self._fitted_model().spec
                 if Y.shape[1] != self.n_items_:
                     raise ValueError(f"y has {Y.shape[1]} columns but the model was fitted "
                                      f"with {self.n_items_} outputs")
