@@ -726,6 +726,24 @@ def test_parameters_updated_whole_go_with_the_others_bit_for_bit(bk, dtype, monk
         assert fused_launches == 2
 
 
+def test_all_finite_is_the_cpus_answer_from_sums_made_on_the_gpu(bk):
+    """A NaN or an infinity anywhere makes an array not finite; values as
+    large as float32 holds do not (their sums are float64's)."""
+    rng = np.random.default_rng(0)
+    weights = rng.normal(size=(7, 5)).astype(np.float32)
+    bias = rng.normal(size=5).astype(np.float32)
+    largest = np.full((6, 3), np.finfo(np.float32).max, np.float32)
+    cases = [(None, None, None), (0, (3, 2), np.nan), (0, (6, 4), np.inf),
+             (1, (2,), -np.inf)]
+    for which, where, value in cases:
+        arrays = [weights.copy(), bias.copy(), largest]
+        if where is not None:
+            arrays[which][where] = value
+        expected = where is None
+        assert CPUBackend().all_finite(arrays) == expected
+        assert bk.all_finite([dev(bk, a) for a in arrays]) == expected
+
+
 def test_cap_column_norms(bk):
     rng = np.random.default_rng(4)
     w = rng.normal(0, 1, (6, 9)).astype(np.float32)

@@ -15,6 +15,8 @@ loaded into its buffers.
 import math
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from ..core.codes import SAMPLED_SOFTMAX
 
 
@@ -207,6 +209,14 @@ class Backend:
 
     def column_sums(self, x, out):
         raise NotImplementedError
+
+    def all_finite(self, arrays):
+        """Whether every element of ``arrays`` (this backend's) is a finite
+        number. A float64 sum per array is NaN or infinite exactly when an
+        element is (float32 values cannot add up to float64's overflow), and
+        needs no temporary of the array's size."""
+        return all(np.isfinite(np.add.reduce(np.ravel(self.to_host(a)), dtype=np.float64))
+                   for a in arrays)
 
     def scale_rows(self, x, weights):
         """``x[r, :] *= weights[r]`` for r < len(weights) (per-example weights,

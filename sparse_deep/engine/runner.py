@@ -554,13 +554,8 @@ class Runner:
         self.update(optimizer, step, epoch)
 
     def parameters_finite(self):
-        """Whether every weight and bias on this rank is a finite number. A
-        float64 sum per array is NaN or infinite exactly when an element is
-        (float32 values cannot add up to float64's overflow), and needs no
-        temporary of the array's size."""
-        arrays = self.weights + list(self.biases.values())
-        return all(np.isfinite(np.add.reduce(np.ravel(self.backend.to_host(a)),
-                                             dtype=np.float64)) for a in arrays)
+        """Whether every weight and bias on this rank is a finite number."""
+        return self.backend.all_finite(self.weights + list(self.biases.values()))
 
     def parameter_pairs(self):
         """``[(host, copy)]``: the arrays of the model and of the optimizer state

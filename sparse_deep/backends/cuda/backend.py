@@ -417,6 +417,17 @@ class CUDABackend(Backend):
     def column_sums(self, x, out):
         dense.column_sums(x, out, self.stream)
 
+    def all_finite(self, arrays):
+        """The base's test on each array's float64 column sums, made on the
+        GPU: what is read back is a row of sums, not the array."""
+        for a in arrays:
+            a = a if a.ndim == 2 else self.reshaped(a, (1, a.shape[0]))
+            sums = self.scratch("finite_sums", a.shape[1], np.float64)
+            dense.column_sums(a, sums, self.stream)
+            if not np.isfinite(np.add.reduce(self.to_host(sums), dtype=np.float64)):
+                return False
+        return True
+
     def scale_rows(self, x, weights):
         if not _is_device_array(weights) or weights.dtype != x.dtype:
             host = np.asarray(self.to_host(weights), dtype=x.dtype)
