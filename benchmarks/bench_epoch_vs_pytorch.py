@@ -436,9 +436,11 @@ def main(argv=None):
         import torch
 
         from sparse_deep.backends import get_backend
+        from sparse_deep.backends.cuda import prepared
 
         machine["gpu"] = torch.cuda.get_device_name(0)
         machine["dense_products"] = get_backend("cuda").gemm_report
+        machine["launches"] = prepared.describe()
     write_json(args.output, {
         "machine": machine,
         "results": rows,

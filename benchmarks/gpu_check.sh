@@ -50,7 +50,9 @@ from sparse_deep.backends import cuda_device_status, get_backend
 status = cuda_device_status()
 print("numba.cuda:", status)
 if status[0] and not status[1]:
+    from sparse_deep.backends.cuda import prepared
     print("dense products:", get_backend("cuda").gemm_report)
+    print("launches:", prepared.describe())
 EOF
 
 PARTS=" ${GPU_CHECK_PARTS:-overheads bench tests} "

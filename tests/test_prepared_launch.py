@@ -206,6 +206,13 @@ def test_an_arrays_parameters_are_kept_while_it_lives(core):
     assert key not in prepared._CORE_STREAMS
 
 
+def test_reports_say_how_kernels_are_launched(core, monkeypatch):
+    monkeypatch.setattr(prepared, "_CORE", core.core)
+    assert prepared.describe().startswith("prepared, through cuda.core")
+    monkeypatch.setattr(prepared, "PREPARED", False)
+    assert prepared.describe() == "numba's dispatcher (SPARSE_DEEP_PREPARED_LAUNCHES=0)"
+
+
 def test_every_other_attribute_is_the_dispatchers(core):
     dispatcher = FakeDispatcher("named")
     assert prepared.PreparedKernel(dispatcher, core.core).name == "named"
@@ -217,6 +224,7 @@ def test_the_simulator_launches_through_numbas_dispatcher():
         x[0] = 1.0
 
     assert not isinstance(prepared.jit(kernel), prepared.PreparedKernel)
+    assert prepared.describe() == "numba's dispatcher (the simulator)"
 
 
 @pytest.mark.skipif(SIMULATED or prepared._CORE is None,

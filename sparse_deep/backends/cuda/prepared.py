@@ -74,6 +74,16 @@ def _numba_cuda_core_launch():
 _CORE = _numba_cuda_core_launch()
 
 
+def describe():
+    """How the backend's kernels are launched, in words (for reports)."""
+    if _CORE is None:
+        return ("numba's dispatcher (" + ("the simulator" if SIMULATED else
+                "this numba.cuda does not launch through cuda.core") + ")")
+    if not PREPARED:
+        return "numba's dispatcher (SPARSE_DEEP_PREPARED_LAUNCHES=0)"
+    return "prepared, through cuda.core (numba's dispatcher for each first kind of call)"
+
+
 def jit(function):
     """``numba.cuda.jit(function)``, launched through prepared handles where
     numba-cuda launches through cuda.core (the dispatcher itself elsewhere)."""
