@@ -213,16 +213,19 @@ class Runner:
                 and self.inputs.indices.shape[0] >= max(int(max_input_nnz), 1)
                 and self.targets.indices.shape[0] >= max(int(max_target_nnz), 1))
 
-    def rebind(self, model, optimizer, seed, copies_current=False):
+    def holds(self, model, optimizer):
+        """Whether this runner still holds its copies of ``model``'s parameters
+        and of ``optimizer``'s state (not let go since it trained them)."""
+        return bool(self.weights) and self.model is model and self._optimizer is optimizer
+
+    def rebind(self, model, optimizer, seed, keep_copies=False):
         """Train ``model`` with ``optimizer``'s state and ``seed`` in this
         runner's buffers (check :meth:`can_train` first). The parameters are
         taken afresh, so changes made to the model's arrays since the last
-        fit are seen; with ``copies_current`` (the caller knows the backend's
-        copies this runner still holds of that model and state are newer
-        than the host's arrays, and nothing changed those since) training
-        goes on from the copies, with nothing copied. Returns self."""
-        if not (copies_current and self.weights and self.model is model
-                and self._optimizer is optimizer):
+        fit are seen; with ``keep_copies`` (the runner :meth:`holds` them, and
+        the caller knows its copies are newer than the model's arrays)
+        training goes on from the copies, with nothing copied. Returns self."""
+        if not keep_copies:
             self._bind_parameters(model, optimizer)
         self.seed = int(seed)
         return self

@@ -108,20 +108,17 @@ class _TrainingState:
     def __init__(self, pairs, backend=None, buffers=None):
         self.hosts = [host for host, _ in pairs]
         newest = [array for _, array in pairs]
-        layouts = [(a.shape, a.dtype, _is_device_array(a) and backend is not None)
-                   for a in newest]
+        layouts = [(a.shape, a.dtype, _is_device_array(a)) for a in newest]
         if buffers is None or [(b.shape, b.dtype, _is_device_array(b))
                                for b in buffers] != layouts:
             buffers = [backend.empty(shape, dtype) if on_gpu else np.empty(shape, dtype)
                        for shape, dtype, on_gpu in layouts]
         self.copies = buffers
         for array, copy in zip(newest, self.copies):
-            if not _is_device_array(array):
-                np.copyto(copy, array)
-            elif backend is not None:
+            if _is_device_array(array):
                 backend.copy(copy, array)
             else:
-                array.copy_to_host(copy)
+                np.copyto(copy, array)
 
     @classmethod
     def copy(cls, estimator):
@@ -137,12 +134,7 @@ class _TrainingState:
 
     def restore(self):
         for host, copy in zip(self.hosts, self.copies):
-            if _is_device_array(host):
-                host.copy_to_device(copy)
-            elif _is_device_array(copy):
-                host[...] = copy.copy_to_host()
-            else:
-                host[...] = copy
+            host[...] = copy.copy_to_host() if _is_device_array(copy) else copy
 
 
 def _is_device_array(array):
@@ -597,14 +589,14 @@ class SparseNetworkEstimator(BaseEstimator):
             # Training goes on from the GPU's newer copies when this call continues
             # them as they are; otherwise they come back first, and the model's
             # arrays are taken afresh.
-            on_gpu = (resume and runner is not None and state is self._optimizer_state_
+            on_gpu = (resume and runner is not None and runner.holds(model, state)
                       and runner is self.__dict__.get("_newer_on_device"))
             if on_gpu:
                 del self._newer_on_device  # the runner trains them on
             else:
                 self._bring_back_from_device()
             if runner is not None:
-                runner.rebind(model, state, seed, copies_current=on_gpu)
+                runner.rebind(model, state, seed, keep_copies=on_gpu)
             else:
                 runner = placement.runner(model, backend, *sizes, seed=seed,
                                           sparse_input_update=bool(self.sparse_input_update),

@@ -15,7 +15,6 @@ must reuse a pinned upload buffer whose copy is still pending.
 
 import dataclasses
 import warnings
-import weakref
 
 import numpy as np
 from numba import cuda
@@ -25,6 +24,7 @@ from ...core.codes import OUTPUT_HYPER_SIZE, SOFTMAX
 from ..base import Backend, ParameterStep
 from ..cpu import CPUBackend
 from . import dense, memory, optim, sampled, sparse, topk
+from ._cache import kept
 from ._device import SIMULATED
 from .blas import CUBLAS_WORKSPACE_BYTES, load_cublas
 from .gemm import gemm, scratch_elements
@@ -105,16 +105,6 @@ def _copy_to_head(dst, host, stream):
     if dst.ndim > 1:
         dst = dst.reshape(-1)
     driver.host_to_device(dst, host, host.nbytes, stream=stream)
-
-
-def _kept(cache, buffer):
-    """``cache``'s dict of what is made from ``buffer`` and kept while it
-    lives (the entry goes when the buffer goes)."""
-    kept = cache.get(id(buffer))
-    if kept is None:
-        kept = cache[id(buffer)] = {}
-        weakref.finalize(buffer, cache.pop, id(buffer), None)
-    return kept
 
 
 def _is_device_array(x):
@@ -228,7 +218,7 @@ class CUDABackend(Backend):
         dozens of views of its buffers, of the same sizes step after step."""
         if rows == x.shape[0] and (columns is None or columns == x.shape[1]):
             return x
-        views = _kept(self._views, x)
+        views = kept(self._views, x)
         view = views.get((rows, columns))
         if view is None:
             view = views[(rows, columns)] = super().head(x, rows, columns)
@@ -236,7 +226,7 @@ class CUDABackend(Backend):
 
     def reshaped(self, x, shape):
         """The base's view, made once per buffer and shape (as :meth:`head`)."""
-        views = _kept(self._views, x)
+        views = kept(self._views, x)
         view = views.get(shape)
         if view is None:
             view = views[shape] = super().reshaped(x, shape)
@@ -330,7 +320,7 @@ class CUDABackend(Backend):
         return nnz
 
     def host_mirror(self, batch):
-        return self._mirrors[id(batch)]["host"]
+        return self._mirrors[id(batch)]
 
     def _mirror(self, device):
         """Host arrays shaped as ``device`` (a whole buffer, or a block of
@@ -338,12 +328,10 @@ class CUDABackend(Backend):
         the buffer lives (a slice would make a new mirror each time)."""
         if isinstance(device, np.ndarray):
             return device
-        kept = _kept(self._mirrors, device)
-        if "host" not in kept:
-            kept["host"] = (np.zeros(device.shape, device.dtype) if _is_device_array(device)
-                            else type(device)(*(self._mirror(getattr(device, f.name))
-                                                for f in dataclasses.fields(device))))
-        return kept["host"]
+        return kept(self._mirrors, device, lambda: (
+            np.zeros(device.shape, device.dtype) if _is_device_array(device)
+            else type(device)(*(self._mirror(getattr(device, f.name))
+                                for f in dataclasses.fields(device)))))
 
     # -- forward ------------------------------------------------------------------
     def fill_rows(self, out, bias):

@@ -28,11 +28,11 @@ plain dispatcher. ``SPARSE_DEEP_PREPARED_LAUNCHES=0`` in the environment (or
 
 import ctypes
 import os
-import weakref
 
 import numpy as np
 from numba import cuda
 
+from ._cache import kept
 from ._device import SIMULATED
 
 #: Whether prepared kinds of call skip the dispatcher (read at each launch).
@@ -211,20 +211,10 @@ def _array_types(args):
     return found
 
 
-def _kept(cache, obj, make):
-    """``cache``'s entry for ``obj``, made by ``make()`` the first time and
-    dropped when ``obj`` goes."""
-    entry = cache.get(id(obj))
-    if entry is None:
-        entry = cache[id(obj)] = make()
-        weakref.finalize(obj, cache.pop, id(obj), None)
-    return entry
-
-
 def _core_stream(core, stream):
     if not stream:  # the default stream, which is not an object that goes away
         return core.to_core_stream(stream)
-    return _kept(_CORE_STREAMS, stream, lambda: core.to_core_stream(stream))
+    return kept(_CORE_STREAMS, stream, lambda: core.to_core_stream(stream))
 
 
 def _array_params(kernel, ty, array):
@@ -234,7 +224,7 @@ def _array_params(kernel, ty, array):
         params = []
         kernel._prepare_args(ty, array, 0, [], params)
         return params
-    return _kept(_ARRAY_PARAMS, array, make)
+    return kept(_ARRAY_PARAMS, array, make)
 
 
 def _converter(ty, types):
